@@ -1,0 +1,1 @@
+"""Swappable HTTP transports and session storages for appusers."""

@@ -1,0 +1,1 @@
+"""Bindings that deliver appusers' streams on a host loop (asyncio, Qt, Kivy)."""

@@ -1,0 +1,1 @@
+"""appusers: users of an App Services-style backend as reactive state machines."""

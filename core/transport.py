@@ -1,0 +1,95 @@
+"""The HTTP seam: our own frozen request in, our own frozen response out.
+
+A transport is anything with ``async def send(request) -> Response``. The core
+never sees an HTTP library's types or exceptions: an adapter raises only
+:class:`~appusers.errors.TransportError` (or its ``RequestTimeoutError``) when no
+response arrived, and returns every response it got, whatever its status.
+
+Adapters: ``appusers.adapters.AiohttpTransport`` (the default) and
+``appusers.adapters.MockTransport`` (a real transport fed by a handler function,
+for unit tests of error paths).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+__all__ = ["Request", "Response", "Transport", "redact_headers"]
+
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` safe to print: credentials replaced by ``"<redacted>"``."""
+    return {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def _freeze_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return dict(value or {})
+
+
+@attrs.frozen(repr=False)
+class Request:
+    """One HTTP request. ``timeout`` is the total time allowed, in seconds."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_headers)
+    body: bytes | None = None
+    timeout: float | None = None
+
+    def __repr__(self) -> str:
+        # Never the body (passwords, keys) nor the Authorization header.
+        size = 0 if self.body is None else len(self.body)
+        return (
+            f"Request({self.method} {self.url}, headers={redact_headers(self.headers)!r}, "
+            f"body=<{size} bytes>)"
+        )
+
+
+@attrs.frozen(repr=False)
+class Response:
+    """One HTTP response. Header names are lower-case."""
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_headers)
+    body: bytes = b""
+    url: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (``None`` for an empty body). Raises ``ValueError``."""
+        if not self.body:
+            return None
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, url={self.url!r}, body=<{len(self.body)} bytes>)"
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """What the core needs from HTTP."""
+
+    async def send(self, request: Request) -> Response:
+        """Send ``request``; return the response whatever its status.
+
+        Raise ``TransportError`` (``RequestTimeoutError`` on timeout) when no
+        response arrives. Never raise a library's own exception.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections. Safe to call more than once."""
+        ...

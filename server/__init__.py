@@ -1,0 +1,1 @@
+"""The local App Services-compatible server."""

@@ -1,0 +1,1 @@
+"""Embedded document store behind the MongoDB service seam."""
