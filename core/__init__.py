@@ -1,1 +1,73 @@
-"""appusers: users of an App Services-style backend as reactive state machines."""
+"""appusers: users of an App Services-style backend as reactive state machines.
+
+::
+
+    from appusers import App, Credentials
+
+    async with App("my-app", base_url="http://127.0.0.1:9090") as app:
+        user = await app.log_in(Credentials.email_password("ana@example.com", "s3cret!"))
+        user.state_changes.subscribe(print)
+        print(await user.functions.sum(1, 2))
+        await user.log_out()
+
+Importing appusers imports no GUI toolkit and no HTTP server.
+"""
+
+from ._api_keys import ApiKey, ApiKeys
+from ._app import DEFAULT_BASE_URL, App
+from ._credentials import Credentials
+from ._email_password import EmailPasswordAuth
+from ._events import (
+    AccessTokenRefreshed,
+    AppEvent,
+    CurrentUserChanged,
+    CustomDataRefreshed,
+    IdentitiesLinked,
+    LoggedIn,
+    LoggedOut,
+    LogoutCause,
+    ProfileRefreshed,
+    StorageRecovered,
+    UserEvent,
+    UsersChanged,
+)
+from ._functions import Functions
+from ._models import Identity, Profile, UserState
+from ._user import User
+from ._version import __version__
+from .errors import AppError
+from .storage import Storage, StorageIssue
+from .transport import Request, Response, Transport
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AccessTokenRefreshed",
+    "ApiKey",
+    "ApiKeys",
+    "App",
+    "AppError",
+    "AppEvent",
+    "Credentials",
+    "CurrentUserChanged",
+    "CustomDataRefreshed",
+    "EmailPasswordAuth",
+    "Functions",
+    "IdentitiesLinked",
+    "Identity",
+    "LoggedIn",
+    "LoggedOut",
+    "LogoutCause",
+    "Profile",
+    "ProfileRefreshed",
+    "Request",
+    "Response",
+    "Storage",
+    "StorageIssue",
+    "StorageRecovered",
+    "Transport",
+    "User",
+    "UserEvent",
+    "UserState",
+    "UsersChanged",
+    "__version__",
+]

@@ -5,7 +5,7 @@ the format of the values (JSON); a storage only has to keep them safe:
 ``set`` is atomic per key (a reader sees the old value or the new, never half).
 
 Adapters: ``appusers.adapters.MemoryStorage`` and ``appusers.adapters.FileStorage``.
-A new adapter proves itself by subclassing ``appusers.adapters.testing.StorageContract``.
+A new adapter proves itself by subclassing ``appusers.adapters.storage_contract.StorageContract``.
 """
 
 from __future__ import annotations

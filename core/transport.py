@@ -28,6 +28,11 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
+def _without_query(url: str) -> str:
+    """``url`` minus query and fragment: streaming URLs can carry a token in the query."""
+    return url.split("?", 1)[0].split("#", 1)[0]
+
+
 def _freeze_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return dict(value or {})
 
@@ -46,7 +51,7 @@ class Request:
         # Never the body (passwords, keys) nor the Authorization header.
         size = 0 if self.body is None else len(self.body)
         return (
-            f"Request({self.method} {self.url}, headers={redact_headers(self.headers)!r}, "
+            f"Request({self.method} {_without_query(self.url)}, headers={redact_headers(self.headers)!r}, "
             f"body=<{size} bytes>)"
         )
 
@@ -75,7 +80,7 @@ class Response:
         return json.loads(self.body)
 
     def __repr__(self) -> str:
-        return f"Response({self.status}, url={self.url!r}, body=<{len(self.body)} bytes>)"
+        return f"Response({self.status}, url={_without_query(self.url)!r}, body=<{len(self.body)} bytes>)"
 
 
 @runtime_checkable

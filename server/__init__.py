@@ -1,1 +1,28 @@
-"""The local App Services-compatible server."""
+"""The local App Services-compatible server.
+
+::
+
+    from appusers.server import LocalServer, load_config
+
+    async with LocalServer(config=load_config(None)) as server:
+        print(server.url, server.app_id)
+
+It speaks the client HTTP protocol (``shared/spec/protocol.md``) closely enough for
+the official realm-web client. Users, sessions and API keys persist in SQLite
+under the data directory; documents in the embedded document store. See
+``server/README.md`` for behaviour details and ``server/example.toml`` for settings.
+"""
+
+from ._cli import serve_main
+from ._config import DEMO_CUSTOM_TOKEN_SECRET, DEMO_SERVER_API_KEY, ConfigError, ServerConfig, load_config
+from ._server import LocalServer
+
+__all__ = [
+    "DEMO_CUSTOM_TOKEN_SECRET",
+    "DEMO_SERVER_API_KEY",
+    "ConfigError",
+    "LocalServer",
+    "ServerConfig",
+    "load_config",
+    "serve_main",
+]

@@ -1,0 +1,447 @@
+"""FileStorage: users kept in one private JSON file that survives crashes and other processes.
+
+The file holds ``{"format": "appusers-storage", "version": 1, "items": {key: value}}``.
+
+* Writes are atomic: a temp file in the same directory is written, flushed and fsynced,
+  renamed over the store with ``os.replace``, then the directory is fsynced. A writer
+  killed at any instant leaves either the old or the new store, plus at worst an orphan
+  temp file (``.<name>.tmp-<random>``), which the next open removes.
+* Read-modify-write runs under ``fcntl.flock`` on a sibling ``<name>.lock`` file, so
+  several processes never lose each other's updates; waits are bounded by
+  ``lock_timeout`` and raise :class:`~appusers.errors.StorageLockTimeoutError`.
+* Blocking work (lock waits, reads of a changed file, writes, fsyncs) runs in a worker
+  thread, so the event loop never stalls on the disk or on another process.
+* Files are created 0600 and directories 0700 whatever the umask; a wider mode found at
+  open is narrowed and reported as a ``"permissions-repaired"`` :class:`StorageIssue`.
+* A corrupt store (empty, truncated, not JSON, wrong format or version, wrong shape) is
+  moved aside to ``<name>.corrupt-<UTC timestamp>``, the storage starts empty and a
+  ``"quarantined"`` issue is queued: opening never fails because of corruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+
+from appusers.errors import InvalidArgumentError, StorageError, StorageLockTimeoutError
+from appusers.storage import StorageIssue
+
+from ._memory import _apply, _check_key, _check_value, _checked_changes
+
+__all__ = ["FileStorage"]
+
+_logger = logging.getLogger("appusers.storage")
+
+_FORMAT = "appusers-storage"
+_VERSION = 1
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+_LOCK_POLL_MAX = 0.02  # seconds; flock has no timeout, so waiters poll with a capped back-off
+
+# What identifies one version of the file: os.replace gives every write a new inode, and
+# mtime/size/ctime guard against a freed inode number being reused by a later write.
+_StatKey = tuple[int, int, int, int]
+# (stat key of the file the items came from or None if there was no file, items).
+_Snapshot = tuple[_StatKey | None, dict[str, str]]
+
+
+class _CorruptError(Exception):
+    """The bytes on disk are not a store; the message says why, never what they contain."""
+
+
+class FileStorage:
+    """A :class:`~appusers.storage.Storage` in one JSON file shared safely between processes.
+
+    ``path`` is the store file; its directory should belong to the store (it is kept
+    0700). Nothing is touched until the first operation or :meth:`open`. Values contain
+    tokens: they are never logged, and ``repr`` shows the path only.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = 10.0) -> None:
+        if not lock_timeout >= 0:
+            raise InvalidArgumentError("lock_timeout must be a number of seconds >= 0")
+        self._path = Path(os.fspath(path)).absolute()
+        self._dir = self._path.parent
+        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        self._temp_prefix = f".{self._path.name}.tmp-"
+        self._lock_timeout = float(lock_timeout)
+        self._opened = False
+        # Serialises this instance's writers without tying up worker threads; flock does
+        # the real exclusion (per open file description, so also between instances).
+        self._write_lock = asyncio.Lock()
+        self._snapshot: _Snapshot | None = None  # replaced whole, never mutated: thread-safe reads
+        self._issues: list[StorageIssue] = []
+        self._issues_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FileStorage({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The store file."""
+        return self._path
+
+    @property
+    def lock_path(self) -> Path:
+        """The sibling file every process flocks around a read-modify-write."""
+        return self._lock_path
+
+    async def open(self) -> None:
+        """Prepare the store now: create the directory, remove orphan temp files, repair
+        modes, quarantine a corrupt file. Every operation does this on first use; call it
+        to have :meth:`drain_issues` report before the first read."""
+        if self._opened:
+            return
+        async with self._write_lock:
+            if not self._opened:
+                await asyncio.to_thread(self._open_sync)
+                self._opened = True
+
+    async def get(self, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
+        _check_key(key)
+        return (await self._current()).get(key)
+
+    async def items(self, prefix: str) -> Mapping[str, str]:
+        """Every key starting with ``prefix`` and its value (a new dict), from one read of the file."""
+        _check_key(prefix)
+        current = await self._current()
+        if not prefix:
+            return dict(current)
+        return {k: v for k, v in current.items() if k.startswith(prefix)}
+
+    async def set(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key`` (one atomic write)."""
+        _check_key(key)
+        _check_value(value)
+        await self._write({key: value})
+
+    async def remove(self, key: str) -> None:
+        """Forget ``key``; no error if it is absent."""
+        _check_key(key)
+        await self._write({key: None})
+
+    async def update(self, changes: Mapping[str, str | None]) -> None:
+        """Apply several sets (a string) and removes (None) as one atomic write."""
+        await self._write(_checked_changes(changes))
+
+    async def transact(self, fn: Callable[[Mapping[str, str]], Mapping[str, str | None]]) -> None:
+        """Read-modify-write under the cross-process lock: ``fn(current)`` returns the
+        changes to apply, and no other process or task writes in between.
+
+        ``fn`` runs in a worker thread with a read-only view of the latest items; it
+        must be quick and must not touch this storage. Cancelling the caller does not
+        interrupt a write already under way: the store ends up old or new, never torn.
+        """
+        await self.open()
+        async with self._write_lock:
+            await asyncio.to_thread(self._transact_sync, fn)
+
+    def drain_issues(self) -> list[StorageIssue]:
+        """Repairs made since the last call (quarantines, orphan temp files, modes), oldest first."""
+        with self._issues_lock:
+            issues, self._issues = self._issues, []
+        return issues
+
+    # -- async plumbing -------------------------------------------------------------
+
+    async def _current(self) -> dict[str, str]:
+        await self.open()
+        snapshot = self._snapshot
+        if snapshot is not None:
+            # A stat is microseconds; only a changed file is worth a trip to a thread.
+            try:
+                unchanged = snapshot[0] == _stat_key(self._path)
+            except OSError:
+                unchanged = False
+            if unchanged:
+                return snapshot[1]
+        return await asyncio.to_thread(self._read_sync)
+
+    async def _write(self, changes: dict[str, str | None]) -> None:
+        await self.open()
+        if not changes:
+            return
+        async with self._write_lock:
+            await asyncio.to_thread(self._transact_sync, lambda _current: changes)
+
+    # -- blocking work, always in a worker thread -----------------------------------
+
+    def _open_sync(self) -> None:
+        self._ensure_dir()
+        self._repair_mode(self._dir, _DIR_MODE, "directory")
+        self._repair_mode(self._path, _FILE_MODE, "file")
+        self._repair_mode(self._lock_path, _FILE_MODE, "lock file")
+        with self._flock():
+            # Writers only create temp files while holding the lock, so any we see now
+            # belongs to a writer that died.
+            self._remove_orphans()
+            self._load(locked=True)
+
+    def _read_sync(self) -> dict[str, str]:
+        return self._load(locked=False)
+
+    def _transact_sync(self, fn: Callable[[Mapping[str, str]], Mapping[str, str | None]]) -> None:
+        with self._flock():
+            current = self._load(locked=True)
+            changes = _checked_changes(fn(MappingProxyType(current)))
+            if all(current.get(k) == v for k, v in changes.items()):
+                return  # nothing would change: spare the disk a write and an fsync
+            new = dict(current)
+            _apply(new, changes)
+            self._write_locked(new)
+
+    def _load(self, *, locked: bool) -> dict[str, str]:
+        """The latest items, re-reading the file only if it changed since the last read."""
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._snapshot = (None, {})
+            return {}
+        except OSError as exc:
+            raise StorageError(f"could not read the session store {self._path}: {exc.strerror}") from exc
+        try:
+            # fstat of the open descriptor: the key describes exactly the bytes we read.
+            key = _key_of(os.fstat(fd))
+            snapshot = self._snapshot
+            if snapshot is not None and snapshot[0] == key:
+                return snapshot[1]
+            data = _read_all(fd)
+        except OSError as exc:
+            raise StorageError(f"could not read the session store {self._path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+        try:
+            items = _parse(data)
+        except _CorruptError as exc:
+            if not locked:
+                # Quarantine only under the lock, after looking again: a writer may have
+                # replaced the file meanwhile.
+                with self._flock():
+                    return self._load(locked=True)
+            self._quarantine(str(exc))
+            self._snapshot = (None, {})
+            return {}
+        self._snapshot = (key, items)
+        return items
+
+    def _write_locked(self, items: dict[str, str]) -> None:
+        document = {"format": _FORMAT, "version": _VERSION, "items": items}
+        # ensure_ascii: any str (even a lone surrogate) becomes plain ASCII JSON.
+        payload = json.dumps(document, separators=(",", ":")).encode("ascii")
+        temp = self._dir / f"{self._temp_prefix}{secrets.token_hex(8)}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+            try:
+                os.fchmod(fd, _FILE_MODE)  # the umask may have narrowed or (0o000) kept it; be exact
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, self._path)
+        except OSError as exc:
+            _unlink_quietly(temp)
+            raise StorageError(f"could not write the session store {self._path}: {exc.strerror}") from exc
+        self._fsync_dir()
+        self._snapshot = (_stat_key(self._path), items)
+
+    @contextmanager
+    def _flock(self) -> Iterator[None]:
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        except OSError as exc:
+            raise StorageError(f"could not open the lock file {self._lock_path}: {exc.strerror}") from exc
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != _FILE_MODE:
+                os.fchmod(fd, _FILE_MODE)
+            deadline = time.monotonic() + self._lock_timeout
+            delay = 0.0005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StorageLockTimeoutError(
+                        f"another writer held the lock on the session store {self._path} "
+                        f"for more than {self._lock_timeout:g} s"
+                    )
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, _LOCK_POLL_MAX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _ensure_dir(self) -> None:
+        missing: list[Path] = []
+        directory = self._dir
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for directory in reversed(missing):
+            try:
+                os.mkdir(directory, _DIR_MODE)
+            except FileExistsError:
+                continue  # another process made it first; its mode is checked below
+            except OSError as exc:
+                raise StorageError(f"could not create the directory {directory}: {exc.strerror}") from exc
+            os.chmod(directory, _DIR_MODE)  # mkdir's mode went through the umask
+
+    def _repair_mode(self, path: Path, wanted: int, what: str) -> None:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return
+        mode = stat.S_IMODE(st.st_mode)
+        if mode == wanted:
+            return
+        widened = bool(mode & 0o077)
+        if widened and what == "directory" and not _private_dir_candidate(path, st):
+            _logger.warning(
+                "the session store directory %s is shared (mode %03o); keep the store in a "
+                "directory of its own so it can be made private",
+                path,
+                mode,
+            )
+            return
+        try:
+            os.chmod(path, wanted)
+        except OSError as exc:
+            _logger.warning("could not set the mode of %s from %03o: %s", path, mode, exc.strerror)
+            return
+        if not widened:
+            return  # too narrow for us to use (e.g. made under umask 0o777): fixed, nothing leaked
+        _logger.warning("the session store %s %s had mode %03o; narrowed to %03o", what, path, mode, wanted)
+        self._report("permissions-repaired", f"{what} mode {mode:03o} narrowed to {wanted:03o}", path)
+
+    def _remove_orphans(self) -> None:
+        removed = 0
+        try:
+            names = os.listdir(self._dir)
+        except OSError as exc:
+            raise StorageError(f"could not list the directory {self._dir}: {exc.strerror}") from exc
+        for name in names:
+            if name.startswith(self._temp_prefix):
+                _unlink_quietly(self._dir / name)
+                removed += 1
+        if removed:
+            _logger.info("removed %d temp file(s) left in %s by an interrupted write", removed, self._dir)
+            self._report(
+                "orphan-removed", f"removed {removed} temp file(s) left by an interrupted write", self._dir
+            )
+
+    def _quarantine(self, reason: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}-{n}")
+            n += 1
+        try:
+            os.replace(self._path, target)
+            os.chmod(target, _FILE_MODE)  # it may hold tokens, whoever wrote it
+        except OSError as exc:
+            raise StorageError(
+                f"the session store {self._path} is corrupt ({reason}) and could not be moved "
+                f"aside: {exc.strerror}"
+            ) from exc
+        self._fsync_dir()
+        _logger.warning("the session store %s was corrupt (%s); moved to %s", self._path, reason, target)
+        self._report(
+            "quarantined",
+            f"the store was corrupt ({reason}); it was moved aside and the storage starts empty",
+            target,
+        )
+
+    def _fsync_dir(self) -> None:
+        # Makes the rename itself durable: without it a power cut can bring back the old file.
+        try:
+            fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # filesystems without directory fsync
+                raise StorageError(f"could not sync the directory {self._dir}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+
+    def _report(self, kind: str, detail: str, path: Path) -> None:
+        with self._issues_lock:
+            self._issues.append(StorageIssue(kind=kind, detail=detail, path=str(path)))
+
+
+def _key_of(st: os.stat_result) -> _StatKey:
+    return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+
+
+def _stat_key(path: Path) -> _StatKey | None:
+    try:
+        return _key_of(os.stat(path))
+    except FileNotFoundError:
+        return None
+
+
+def _read_all(fd: int) -> bytes:
+    # FileIO.readall sizes its buffer from fstat: one allocation, no joining of chunks.
+    with open(fd, "rb", buffering=0, closefd=False) as file:
+        return file.readall()
+
+
+def _parse(data: bytes) -> dict[str, str]:
+    if not data:
+        raise _CorruptError("the file is empty")
+    try:
+        # Decoding first is markedly faster than json.loads(bytes) on large stores.
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _CorruptError("not UTF-8 text") from None
+    except (ValueError, RecursionError):
+        raise _CorruptError("not valid JSON, e.g. truncated") from None
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        raise _CorruptError("not an appusers storage file")
+    version = document.get("version")
+    if type(version) is not int or version != _VERSION:
+        shown = str(version) if type(version) is int else "missing or not an integer"
+        raise _CorruptError(f"unsupported format version {shown}, expected {_VERSION}")
+    items = document.get("items")
+    if not isinstance(items, dict) or not all(type(v) is str for v in items.values()):
+        raise _CorruptError("items is not an object of strings")
+    return items
+
+
+def _private_dir_candidate(path: Path, st: os.stat_result) -> bool:
+    """Whether narrowing this directory to 0700 can only affect the store: ours, not a
+    shared sticky directory like /tmp, not the home directory."""
+    if st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:
+        return False
+    try:
+        return not path.samefile(Path.home())
+    except (OSError, RuntimeError):
+        return True
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        _logger.warning("could not remove %s: %s", path, exc.strerror)

@@ -1,0 +1,261 @@
+"""appusers benchmarks: prints a table and writes benchmarks/results/latest.json.
+
+Each figure is measured next to a baseline run in the same process, so the
+ratio means something on any machine:
+
+* restore: ``App.open()`` of N cached users vs. a bare ``json.loads`` of the same records;
+  memory per restored user from tracemalloc.
+* call_function: ``user.call_function`` vs. a raw aiohttp POST of the same body to the same
+  loopback server; the difference per call is the SDK's overhead.
+* state latency: a log-out's state change reaching a subscriber vs. a bare reactivex
+  ``Subject.on_next`` reaching its subscriber.
+
+Usage: python benchmarks/run.py [--users 100000] [--calls 2000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from reactivex.subject import Subject
+
+from appusers import App, Credentials, UserState
+from appusers._records import Index, Keys, UserRecord, dump_index, dump_user
+from appusers.adapters import FileStorage, MemoryStorage
+
+RESULTS = Path(__file__).parent / "results"
+APP_ID = "bench-app"
+
+
+def _fake_jwt(payload: dict[str, Any], size: int) -> str:
+    body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
+    head = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    pad = max(0, size - len(head) - len(body) - 2)
+    return f"{head}.{body}.{'s' * pad}"
+
+
+def _records(n: int) -> dict[str, str]:
+    now = int(time.time())
+    keys = Keys.for_app(APP_ID)
+    items: dict[str, str] = {}
+    ids = []
+    for i in range(n):
+        uid = f"{i:024x}"
+        ids.append(uid)
+        access = _fake_jwt({"sub": uid, "typ": "access", "iat": now, "exp": now + 1800}, 300)
+        refresh = _fake_jwt({"sub": uid, "typ": "refresh", "iat": now, "exp": now + 5_184_000}, 260)
+        from appusers import Identity, Profile
+
+        record = UserRecord(
+            id=uid, state=UserState.LOGGED_IN if i % 10 else UserState.LOGGED_OUT,
+            access_token=access if i % 10 else None, refresh_token=refresh if i % 10 else None,
+            device_id=f"{i:024x}", identities=(Identity(f"id-{i}", "local-userpass"),),
+            profile=Profile({"email": f"user{i}@example.com"}), provider_type="local-userpass",
+            last_used=float(now),
+        )
+        items[keys.user(uid)] = dump_user(record)
+    items[keys.index] = dump_index(Index(tuple(ids), ids[0]))
+    return items
+
+
+async def bench_restore(n: int, storage_kind: str) -> dict[str, Any]:
+    items = _records(n)
+    tmp = tempfile.TemporaryDirectory()
+    if storage_kind == "file":
+        storage: Any = FileStorage(Path(tmp.name) / "store.json")
+        await storage.update(items)
+        storage = FileStorage(Path(tmp.name) / "store.json")  # a cold instance, as at a new start
+    else:
+        storage = MemoryStorage()
+        await storage.update(items)
+    raw_bytes = sum(len(v) for v in items.values())
+
+    # Baseline: parse the same records with nothing else.
+    t0 = time.perf_counter()
+    _ = [json.loads(v) for v in items.values()]
+    baseline = time.perf_counter() - t0
+    del _
+    gc.collect()
+
+    # Timed run: exactly what an app does at start-up.
+    app = App(APP_ID, base_url="http://127.0.0.1:9", storage=storage)
+    t0 = time.perf_counter()
+    await app.open()
+    elapsed = time.perf_counter() - t0
+    assert len(app.all_users) == n, len(app.all_users)
+    assert app.current_user is not None
+    await app.aclose()
+    del app
+    gc.collect()
+
+    # Memory run: tracemalloc slows allocation down, so it gets its own App.
+    app = App(APP_ID, base_url="http://127.0.0.1:9", storage=storage)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    await app.open()
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    await app.aclose()
+    tmp.cleanup()
+    per_user = (after - before) / n
+    return {
+        "name": f"restore {n:,} users ({storage_kind})",
+        "users": n,
+        "seconds": elapsed,
+        "baseline_json_seconds": baseline,
+        "ratio_vs_json_loads": elapsed / baseline,
+        "bytes_per_user": per_user,
+        "stored_bytes_per_user": raw_bytes / n,
+        "target": "<= 1 s and <= 3072 B/user",
+        "met": elapsed <= 1.0 and per_user <= 3072,
+    }
+
+
+async def bench_call_function(calls: int) -> dict[str, Any]:
+    import aiohttp
+
+    from appusers import _ejson
+    from appusers.server import LocalServer
+
+    with tempfile.TemporaryDirectory() as data:
+        async with LocalServer(data_dir=Path(data)) as server:
+            async with App(server.app_id, base_url=server.url) as app:
+                user = await app.log_in(Credentials.anonymous())
+                url = f"{server.url}/api/client/v2.0/app/{server.app_id}/functions/call"
+                body = _ejson.dumps({"name": "sum", "arguments": [1, 2]}).encode()
+                headers = {"Accept": "application/json", "Content-Type": "application/json",
+                           "Authorization": f"Bearer {user.access_token}"}
+                async with aiohttp.ClientSession() as session:
+                    async def raw() -> None:
+                        async with session.post(url, data=body, headers=headers) as resp:
+                            assert resp.status == 200
+                            _ejson.loads(await resp.read())
+
+                    async def sdk() -> None:
+                        assert await user.call_function("sum", 1, 2) == 3
+
+                    for _ in range(100):  # warm both paths up
+                        await raw()
+                        await sdk()
+                    raw_times, sdk_times = [], []
+                    # Interleave rounds so server-side drift hits both equally.
+                    for _ in range(10):
+                        t0 = time.perf_counter()
+                        for _ in range(calls // 10):
+                            await raw()
+                        raw_times.append((time.perf_counter() - t0) / (calls // 10))
+                        t0 = time.perf_counter()
+                        for _ in range(calls // 10):
+                            await sdk()
+                        sdk_times.append((time.perf_counter() - t0) / (calls // 10))
+    raw_s = statistics.median(raw_times)
+    sdk_s = statistics.median(sdk_times)
+    overhead = (sdk_s - raw_s) * 1e6
+    return {
+        "name": "call_function vs raw aiohttp (loopback)",
+        "calls": calls,
+        "raw_us_per_call": raw_s * 1e6,
+        "sdk_us_per_call": sdk_s * 1e6,
+        "overhead_us_per_call": overhead,
+        "ratio_vs_raw": sdk_s / raw_s,
+        "target": "<= 50 us overhead per call",
+        "met": overhead <= 50,
+    }
+
+
+async def bench_state_latency(rounds: int) -> dict[str, Any]:
+    from appusers._app import App as _App
+    from appusers._machine import fire
+
+    app = _App(APP_ID, base_url="http://127.0.0.1:9")
+    from appusers._user import User
+
+    lat: list[float] = []
+    base: list[float] = []
+    for _ in range(rounds):
+        user = User(app, "u", state=UserState.LOGGED_IN, access_token=None, refresh_token=None,
+                    provider_type="local-userpass")
+        stamp: list[float] = []
+        user.state_changes.subscribe(lambda s, stamp=stamp: stamp.append(time.perf_counter_ns()))
+        t0 = time.perf_counter_ns()
+        before = user.state
+        fire(user, "log_out")
+        user._publish(None, before)
+        lat.append(stamp[-1] - t0)
+
+        subject: Subject[int] = Subject()
+        got: list[float] = []
+        subject.subscribe(lambda _v, got=got: got.append(time.perf_counter_ns()))
+        t0 = time.perf_counter_ns()
+        subject.on_next(1)
+        base.append(got[-1] - t0)
+    await app.aclose()
+    med, med_base = statistics.median(lat), statistics.median(base)
+    return {
+        "name": "state change -> subscriber",
+        "rounds": rounds,
+        "median_us": med / 1000,
+        "p99_us": sorted(lat)[int(len(lat) * 0.99)] / 1000,
+        "baseline_subject_median_us": med_base / 1000,
+        "ratio_vs_bare_subject": med / med_base,
+        "target": "(reported; no target set)",
+        "met": True,
+    }
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.users, args.calls = 2000, 200
+    results = [
+        await bench_restore(args.users, "memory"),
+        await bench_restore(args.users, "file"),
+        await bench_call_function(args.calls),
+        await bench_state_latency(2000),
+    ]
+    print(f"{'benchmark':<44} {'figure':>30} {'baseline ratio':>16} {'target met':>11}")
+    for r in results:
+        if "seconds" in r:
+            figure = f"{r['seconds']:.3f} s, {r['bytes_per_user']:.0f} B/user"
+            ratio = r["ratio_vs_json_loads"]
+        elif "overhead_us_per_call" in r:
+            figure = f"{r['overhead_us_per_call']:.1f} us over {r['raw_us_per_call']:.0f} us"
+            ratio = r["ratio_vs_raw"]
+        else:
+            figure = f"{r['median_us']:.1f} us median, p99 {r['p99_us']:.1f}"
+            ratio = r["ratio_vs_bare_subject"]
+        print(f"{r['name']:<44} {figure:>30} {ratio:>15.2f}x {('yes' if r['met'] else 'NO'):>11}")
+    RESULTS.mkdir(exist_ok=True)
+    out = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": sys.version.split()[0],
+        "machine": f"{platform.machine()} {os.cpu_count()} cpu",
+        "quick": args.quick,
+        "results": results,
+    }
+    target = RESULTS / ("quick.json" if args.quick else "latest.json")
+    target.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"written {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

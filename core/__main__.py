@@ -1,0 +1,10 @@
+"""``appusers`` on the command line: ``python -m appusers`` or the ``appusers`` script."""
+
+from __future__ import annotations
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

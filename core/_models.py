@@ -1,0 +1,83 @@
+"""Immutable values a user carries: identities and profile."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["Identity", "Profile", "UserState"]
+
+
+class UserState(enum.Enum):
+    """Where a user is in its life. Values match the Node SDK's strings."""
+
+    LOGGED_IN = "LoggedIn"
+    LOGGED_OUT = "LoggedOut"
+    REMOVED = "Removed"
+
+
+@attrs.frozen
+class Identity:
+    """One login identity of a user (``provider_type`` as on the wire, e.g. ``"anon-user"``)."""
+
+    id: str
+    provider_type: str
+
+
+def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return dict(value or {})
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+@attrs.frozen
+class Profile:
+    """Profile metadata from the login providers (the ``data`` of ``GET /auth/profile``).
+
+    ``data`` is the raw document; the properties read its standard keys.
+    """
+
+    data: Mapping[str, Any] = attrs.field(factory=dict, converter=_freeze_mapping)
+    type: str = "normal"
+
+    @property
+    def name(self) -> str | None:
+        return _text(self.data, "name")
+
+    @property
+    def email(self) -> str | None:
+        return _text(self.data, "email")
+
+    @property
+    def picture_url(self) -> str | None:
+        return _text(self.data, "picture_url") or _text(self.data, "picture")
+
+    @property
+    def first_name(self) -> str | None:
+        return _text(self.data, "first_name")
+
+    @property
+    def last_name(self) -> str | None:
+        return _text(self.data, "last_name")
+
+    @property
+    def gender(self) -> str | None:
+        return _text(self.data, "gender")
+
+    @property
+    def birthday(self) -> str | None:
+        return _text(self.data, "birthday")
+
+    @property
+    def min_age(self) -> str | None:
+        return _text(self.data, "min_age")
+
+    @property
+    def max_age(self) -> str | None:
+        return _text(self.data, "max_age")

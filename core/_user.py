@@ -1,0 +1,285 @@
+"""``User``: one user of an App, a model of the lifecycle machine in ``_machine``.
+
+A ``User`` holds its state and tokens; every I/O goes through its App, which
+owns the transport, the storage and the rules that span users (current user,
+anonymous reuse). The class is slotted and its streams are built on first use,
+so an App can hold 100,000 restored users cheaply.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from reactivex import Observable, abc
+
+from . import _ejson, _jwt
+from ._credentials import ANONYMOUS
+from ._events import UserEvent
+from ._models import Identity, Profile, UserState
+from ._records import identities_from_raw
+from ._streams import SafeBehaviorSubject, SafeSubject, hide
+from .errors import BadTokenError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._api_keys import ApiKeys
+    from ._app import App
+    from ._credentials import Credentials
+    from ._functions import Functions
+
+__all__ = ["User"]
+
+
+class User:
+    """A user known to an :class:`App`.
+
+    Read its ``state``; watch ``state_changes`` (replays the current state) and
+    ``events`` (typed events: logged in, logged out with a cause, token and
+    custom-data refreshes...). There is one ``User`` object per user id per App.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_access_deadline",
+        "_access_token",
+        "_app",
+        "_custom_data",
+        "_events",
+        "_identities",
+        "_listeners",
+        "_profile",
+        "_provider_type",
+        "_refresh_future",
+        "_refresh_token",
+        "_session",
+        "_state_subject",
+        "device_id",
+        "id",
+        "last_used",
+        "state",
+    )
+
+    def __init__(
+        self,
+        app: App,
+        user_id: str,
+        *,
+        state: UserState,
+        access_token: str | None,
+        refresh_token: str | None,
+        device_id: str | None = None,
+        identities: tuple[Identity, ...] | list[Any] = (),
+        profile: Profile | tuple[dict[str, Any], str] | None = None,
+        provider_type: str | None = None,
+        last_used: float = 0.0,
+    ) -> None:
+        self._app = app
+        self.id = user_id
+        self.state = state
+        self._access_token = access_token
+        self._refresh_token = refresh_token
+        #: Monotonic time after which the access token is treated as expired; None = unknown yet.
+        self._access_deadline: float | None = None
+        self.device_id = device_id
+        # Restored users keep identities and profile as raw JSON until first read.
+        self._identities: tuple[Identity, ...] | list[Any] = identities
+        self._profile: Profile | tuple[dict[str, Any], str] | None = profile
+        self._provider_type = provider_type
+        self.last_used = last_used
+        #: Bumped by every log-in and log-out, so a late refresh result can tell it is stale.
+        self._session = 0
+        self._refresh_future: asyncio.Future[str] | None = None
+        self._custom_data: tuple[str, Mapping[str, Any]] | None = None
+        self._state_subject: SafeBehaviorSubject[UserState] | None = None
+        self._events: SafeSubject[UserEvent] | None = None
+        self._listeners: dict[Callable[[UserEvent], Any], abc.DisposableBase] | None = None
+
+    # -- machine model hooks (named in _machine.MACHINE_CONFIG) --------------------------
+
+    def is_anonymous(self) -> bool:
+        """Core's rule: exactly one identity, and it is anonymous."""
+        identities = self.identities
+        if identities:
+            return len(identities) == 1 and identities[0].provider_type == ANONYMOUS
+        return self._provider_type == ANONYMOUS
+
+    def drop_tokens(self) -> None:
+        self._access_token = None
+        self._refresh_token = None
+        self._access_deadline = None
+        self._custom_data = None
+        self._session += 1
+
+    # -- read-only view -----------------------------------------------------------------
+
+    @property
+    def app(self) -> App:
+        return self._app
+
+    @property
+    def is_logged_in(self) -> bool:
+        return self.state is UserState.LOGGED_IN
+
+    @property
+    def access_token(self) -> str | None:
+        return self._access_token
+
+    @property
+    def refresh_token(self) -> str | None:
+        return self._refresh_token
+
+    @property
+    def identities(self) -> tuple[Identity, ...]:
+        identities = self._identities
+        if not isinstance(identities, tuple):
+            identities = self._identities = identities_from_raw(identities)
+        return identities
+
+    @property
+    def profile(self) -> Profile:
+        profile = self._profile
+        if profile is None:
+            return Profile()
+        if not isinstance(profile, Profile):
+            profile = self._profile = Profile(profile[0], profile[1])
+        return profile
+
+    @property
+    def provider_type(self) -> str | None:
+        """Deprecated: the type of the first identity (use ``identities``)."""
+        warnings.warn(
+            "User.provider_type is deprecated; read User.identities instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        identities = self.identities
+        if identities:
+            return identities[0].provider_type
+        return self._provider_type
+
+    @property
+    def custom_data(self) -> Mapping[str, Any]:
+        """The access token's ``user_data`` claim, EJSON-decoded (``{}`` without one)."""
+        token = self._access_token
+        if token is None:
+            return {}
+        cached = self._custom_data
+        if cached is not None and cached[0] == token:
+            return cached[1]
+        try:
+            claim = _jwt.decode_payload(token, what="access token").get("user_data")
+        except BadTokenError:
+            claim = None
+        data = _ejson.decode(claim) if isinstance(claim, dict) else {}
+        self._custom_data = (token, data)
+        return data
+
+    # -- streams and listeners ---------------------------------------------------------
+
+    @property
+    def state_changes(self) -> Observable[UserState]:
+        """The current state on subscribe, then every change."""
+        if self._state_subject is None:
+            self._state_subject = SafeBehaviorSubject(self.state)
+        return hide(self._state_subject)
+
+    @property
+    def events(self) -> Observable[UserEvent]:
+        """Every :class:`UserEvent` of this user, as it happens."""
+        if self._events is None:
+            self._events = SafeSubject()
+        return hide(self._events)
+
+    def add_listener(self, callback: Callable[[UserEvent], Any]) -> None:
+        """Call ``callback(event)`` for every event of this user."""
+        if self._listeners is None:
+            self._listeners = {}
+        if callback not in self._listeners:
+            self._listeners[callback] = self.events.subscribe(on_next=callback)
+
+    def remove_listener(self, callback: Callable[[UserEvent], Any]) -> None:
+        if self._listeners and callback in self._listeners:
+            self._listeners.pop(callback).dispose()
+
+    def remove_all_listeners(self) -> None:
+        for disposable in (self._listeners or {}).values():
+            disposable.dispose()
+        self._listeners = None
+
+    def _publish(self, event: UserEvent | None, state_before: UserState) -> None:
+        if self._state_subject is not None and self.state is not state_before:
+            self._state_subject.on_next(self.state)
+        if event is not None and self._events is not None:
+            self._events.on_next(event)
+
+    # -- operations (all I/O goes through the App) ---------------------------------------
+
+    async def log_out(self) -> None:
+        """Log out. Local tokens are gone even if the server cannot be told (then it raises)."""
+        await self._app.log_out(self)
+
+    async def call_function(self, name: str, *args: Any, timeout: float | None = None) -> Any:
+        """Call the backend function ``name`` with ``args``; return its EJSON-decoded result."""
+        return await self._app._call_function(self, name, args, timeout=timeout)
+
+    @property
+    def functions(self) -> Functions:
+        """``await user.functions.sum(1, 2)`` calls the backend function ``sum``."""
+        from ._functions import Functions
+
+        return Functions(self)
+
+    @property
+    def api_keys(self) -> ApiKeys:
+        """The user's API keys: ``await user.api_keys.create("ci")``."""
+        from ._api_keys import ApiKeys
+
+        return ApiKeys(self)
+
+    async def refresh_custom_data(self) -> Mapping[str, Any]:
+        """Get a new access token and return the custom data it carries."""
+        await self._app._refresh_access_token(self, explicit=True)
+        return self.custom_data
+
+    async def refresh_access_token(self) -> None:
+        """Get a new access token now."""
+        await self._app._refresh_access_token(self, explicit=True)
+
+    async def link_credentials(self, credentials: Credentials, *, timeout: float | None = None) -> None:
+        """Add the identity of ``credentials`` to this user (an anonymous user stops being
+        anonymous and survives log-out). Fails, changing nothing, if it belongs to another user."""
+        await self._app._link(self, credentials, timeout=timeout)
+
+    async def refresh_profile(self) -> Profile:
+        """Fetch the profile and identities again."""
+        await self._app._refresh_profile(self)
+        return self.profile
+
+    def __repr__(self) -> str:
+        return f"<User id={self.id!r} state={self.state.value}>"
+
+    def _expired_soon(self, leeway: float) -> bool:
+        """Whether the access token should be refreshed before use.
+
+        The deadline is the token's own lifetime (``exp - iat``) counted on the
+        monotonic clock from when it arrived, so a skewed wall clock cannot cause a
+        refresh storm; only tokens restored from storage fall back to the wall clock.
+        """
+        token = self._access_token
+        if token is None:
+            return False
+        if self._access_deadline is None:
+            try:
+                claims = _jwt.decode_payload(token, what="access token")
+            except BadTokenError:
+                return False  # the server decides with a 401
+            self._access_deadline = time.monotonic() + (claims["exp"] - time.time())
+        return time.monotonic() >= self._access_deadline - leeway
+
+    def _set_access_token(self, token: str, claims: Mapping[str, Any]) -> None:
+        self._access_token = token
+        self._access_deadline = time.monotonic() + max(0, claims["exp"] - claims["iat"])

@@ -1,0 +1,188 @@
+"""``LocalServer``: the App Services-compatible server on a real loopback socket."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ._app import ServerApp
+from ._config import ServerConfig
+from ._outbox import Outbox
+from ._sqlite_store import SqliteUserStore
+from ._store import UserStore
+from ._tokens import TokenIssuer
+
+__all__ = ["LocalServer"]
+
+log = logging.getLogger("appusers.server")
+
+
+class LocalServer:
+    """A local App Services server; use as ``async with LocalServer() as server``.
+
+    ``config=None`` uses the demo settings; ``data_dir=None`` uses a temporary
+    directory deleted on close; ``port=0`` picks a free port. With ``admin_token``
+    the test hooks are also served over HTTP under ``/_appusers/admin/``.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        data_dir: str | Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        admin_token: str | None = None,
+    ):
+        self.config = config if config is not None else ServerConfig.demo()
+        self._requested_dir = Path(data_dir) if data_dir is not None else None
+        self._host = host
+        self._port = port
+        self._admin_token = admin_token
+        self._temp_dir: Path | None = None
+        self._data_dir: Path | None = None
+        self._runner: web.AppRunner | None = None
+        self._app: ServerApp | None = None
+        self._store: UserStore | None = None
+        self._documents: Any = None
+        self._url: str | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalServer(url={self._url!r}, app_id={self.app_id!r})"
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (what the location endpoint returns as ``hostname``)."""
+        if self._url is None:
+            raise RuntimeError("server not started")
+        return self._url
+
+    @property
+    def app_id(self) -> str:
+        """The App Services app id clients must use."""
+        return self.config.app_id
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory (users, sessions, keys, documents, outbox)."""
+        if self._data_dir is None:
+            raise RuntimeError("server not started")
+        return self._data_dir
+
+    @property
+    def stats(self) -> collections.Counter[str]:
+        """Handled requests by route name."""
+        return self._server_app.stats
+
+    @property
+    def _server_app(self) -> ServerApp:
+        if self._app is None:
+            raise RuntimeError("server not started")
+        return self._app
+
+    async def start(self) -> None:
+        """Open the stores and start listening."""
+        if self._runner is not None:
+            raise RuntimeError("server already started")
+        from .documents import EmbeddedDocumentStore
+
+        if self._requested_dir is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="appusers-server-"))  # already 0700
+            self._data_dir = self._temp_dir
+        else:
+            self._data_dir = self._requested_dir
+            if not self._data_dir.exists():
+                # Only a directory we create is narrowed; an existing one keeps its mode.
+                self._data_dir.mkdir(parents=True)
+                os.chmod(self._data_dir, 0o700)
+        try:
+            self._store = SqliteUserStore(self._data_dir / "users.sqlite3")
+            self._documents = EmbeddedDocumentStore(self._data_dir / "documents")
+            issuer = TokenIssuer(
+                await self._store.signing_secret(),
+                self.config.app_id,
+                self.config.access_token_lifetime,
+                self.config.refresh_token_lifetime,
+            )
+            self._app = ServerApp(
+                config=self.config,
+                store=self._store,
+                documents=self._documents,
+                issuer=issuer,
+                outbox=Outbox(self._data_dir / "outbox.jsonl"),
+                url=lambda: self.url,
+                admin_token=self._admin_token,
+            )
+            self._runner = web.AppRunner(self._app.build(), access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self._host, self._port)
+            await site.start()
+            server = site._server
+            assert server is not None
+            sock = server.sockets[0].getsockname()  # type: ignore[attr-defined]
+            host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
+            self._url = f"http://{host}:{sock[1]}"
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "appusers server listening on %s (app id %s, data %s)", self._url, self.app_id, self._data_dir
+        )
+
+    async def close(self) -> None:
+        """Stop listening, end open streams, close the stores; idempotent."""
+        app, self._app = self._app, None
+        if app is not None:
+            app.closing = True
+            for task in list(app.streams):
+                task.cancel()
+            if app.streams:
+                await asyncio.wait(list(app.streams), timeout=5)
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        documents, self._documents = self._documents, None
+        if documents is not None:
+            await documents.aclose()
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+        self._url = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    async def __aenter__(self) -> LocalServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ test hooks
+    def read_outbox(self) -> list[dict[str, Any]]:
+        """Every email queued so far: ``{"email", "token", "tokenId", "kind"}``."""
+        return self._server_app.outbox.read()
+
+    async def revoke_access_tokens(self, user_id: str) -> None:
+        """Make the user's current access tokens answer 401 InvalidSession (refresh still works)."""
+        await self._server_app.revoke_access_tokens(user_id)
+
+    async def revoke_sessions(self, user_id: str) -> None:
+        """End every session of the user: refresh tokens and access tokens stop working."""
+        await self._server_app.revoke_sessions(user_id)
+
+    def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
+        """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (None = empty body)."""
+        self._server_app.inject_fault(route, status, body, times)

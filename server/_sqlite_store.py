@@ -1,0 +1,339 @@
+"""SQLite implementation of :class:`UserStore` (stdlib ``sqlite3``).
+
+One connection per server process, used from the event loop thread: every
+statement is a short indexed lookup or write, so running it inline is cheaper
+than a thread hop, and the loop serialises access without extra locks. WAL mode
+keeps readers from blocking; the file is created 0600.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._store import (
+    ApiKeyRecord,
+    DuplicateError,
+    EmailToken,
+    IdentityRecord,
+    SessionRecord,
+    UserpassRecord,
+    UserRecord,
+)
+
+__all__ = ["SqliteUserStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, created INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0, generation INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identities (
+    provider_type TEXT NOT NULL, id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    provider_id TEXT NOT NULL, provider_data TEXT NOT NULL, position INTEGER NOT NULL,
+    PRIMARY KEY (provider_type, id)
+);
+CREATE INDEX IF NOT EXISTS identities_user ON identities(user_id);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    device_id TEXT NOT NULL, refresh_digest TEXT NOT NULL, expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL, key_digest TEXT NOT NULL UNIQUE, disabled INTEGER NOT NULL, created INTEGER NOT NULL,
+    UNIQUE (user_id, name)
+);
+CREATE TABLE IF NOT EXISTS userpass (
+    email TEXT PRIMARY KEY, identity_id TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+    confirmed INTEGER NOT NULL, created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS email_tokens (
+    token_id TEXT PRIMARY KEY, kind TEXT NOT NULL, email TEXT NOT NULL,
+    token_digest TEXT NOT NULL, expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS email_tokens_email ON email_tokens(email, kind);
+"""
+
+
+class SqliteUserStore:
+    """:class:`UserStore` on one SQLite file."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # Create the file 0600 before sqlite opens it, whatever the umask.
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        self._path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"SqliteUserStore({str(self._path)!r})"
+
+    async def close(self) -> None:
+        self._db.close()
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    async def signing_secret(self) -> bytes:
+        row = self._db.execute("SELECT value FROM meta WHERE key='signing_secret'").fetchone()
+        if row is not None:
+            return bytes(row[0])
+        secret = secrets.token_bytes(64)
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_secret', ?)", (secret,))
+        row = self._db.execute("SELECT value FROM meta WHERE key='signing_secret'").fetchone()
+        return bytes(row[0])
+
+    # users and identities
+    def _insert_identity(self, user_id: str, identity: IdentityRecord) -> None:
+        pos = self._db.execute(
+            "SELECT COALESCE(MAX(position), -1) + 1 FROM identities WHERE user_id=?", (user_id,)
+        ).fetchone()[0]
+        try:
+            self._db.execute(
+                "INSERT INTO identities (provider_type, id, user_id, provider_id, provider_data, position)"
+                " VALUES (?,?,?,?,?,?)",
+                (
+                    identity.provider_type,
+                    identity.id,
+                    user_id,
+                    identity.provider_id,
+                    json.dumps(dict(identity.provider_data)),
+                    pos,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateError("identity already exists") from None
+
+    async def create_user(
+        self, user_type: str, data: Mapping[str, str], identity: IdentityRecord
+    ) -> UserRecord:
+        from ._secrets import new_object_id
+
+        user_id = new_object_id()
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO users (id, type, created, disabled, generation, data) VALUES (?,?,?,0,0,?)",
+                (user_id, user_type, int(time.time()), json.dumps(dict(data))),
+            )
+            self._insert_identity(user_id, identity)
+        user = await self.get_user(user_id)
+        assert user is not None
+        return user
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        row = self._db.execute(
+            "SELECT id, type, created, disabled, generation, data FROM users WHERE id=?", (user_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        identities = tuple(
+            IdentityRecord(id=r[0], provider_type=r[1], provider_id=r[2], provider_data=json.loads(r[3]))
+            for r in self._db.execute(
+                "SELECT id, provider_type, provider_id, provider_data FROM identities"
+                " WHERE user_id=? ORDER BY position",
+                (user_id,),
+            )
+        )
+        return UserRecord(
+            id=row[0],
+            type=row[1],
+            created=row[2],
+            disabled=bool(row[3]),
+            generation=row[4],
+            data=json.loads(row[5]),
+            identities=identities,
+        )
+
+    async def find_identity_owner(self, provider_type: str, identity_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT user_id FROM identities WHERE provider_type=? AND id=?", (provider_type, identity_id)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    async def add_identity(self, user_id: str, identity: IdentityRecord) -> None:
+        with self._tx():
+            self._insert_identity(user_id, identity)
+
+    async def update_identity_data(
+        self, provider_type: str, identity_id: str, data: Mapping[str, Any]
+    ) -> None:
+        self._db.execute(
+            "UPDATE identities SET provider_data=? WHERE provider_type=? AND id=?",
+            (json.dumps(dict(data)), provider_type, identity_id),
+        )
+
+    async def set_user_data(self, user_id: str, data: Mapping[str, str]) -> None:
+        self._db.execute("UPDATE users SET data=? WHERE id=?", (json.dumps(dict(data)), user_id))
+
+    async def bump_generation(self, user_id: str) -> None:
+        self._db.execute("UPDATE users SET generation = generation + 1 WHERE id=?", (user_id,))
+
+    async def delete_user(self, user_id: str) -> bool:
+        with self._tx():
+            emails = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT email FROM userpass WHERE identity_id IN"
+                    " (SELECT id FROM identities WHERE user_id=? AND provider_type='local-userpass')",
+                    (user_id,),
+                )
+            ]
+            for email in emails:
+                self._db.execute("DELETE FROM userpass WHERE email=?", (email,))
+                self._db.execute("DELETE FROM email_tokens WHERE email=?", (email,))
+            # ON DELETE CASCADE removes identities, sessions and API keys.
+            cur = self._db.execute("DELETE FROM users WHERE id=?", (user_id,))
+        return cur.rowcount > 0
+
+    # sessions
+    async def create_session(self, session: SessionRecord) -> None:
+        self._db.execute(
+            "INSERT INTO sessions (id, user_id, device_id, refresh_digest, expires_at) VALUES (?,?,?,?,?)",
+            (session.id, session.user_id, session.device_id, session.refresh_digest, session.expires_at),
+        )
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        row = self._db.execute(
+            "SELECT id, user_id, device_id, refresh_digest, expires_at FROM sessions WHERE id=?",
+            (session_id,),
+        ).fetchone()
+        return None if row is None else SessionRecord(*row)
+
+    async def delete_session(self, session_id: str) -> bool:
+        return self._db.execute("DELETE FROM sessions WHERE id=?", (session_id,)).rowcount > 0
+
+    async def delete_sessions(self, user_id: str) -> int:
+        return int(self._db.execute("DELETE FROM sessions WHERE user_id=?", (user_id,)).rowcount)
+
+    # API keys
+    async def create_api_key(self, key: ApiKeyRecord) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO api_keys (id, user_id, name, key_digest, disabled, created)"
+                " VALUES (?,?,?,?,?,?)",
+                (key.id, key.user_id, key.name, key.key_digest, int(key.disabled), key.created),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateError("API key name in use") from None
+
+    @staticmethod
+    def _key(row: Any) -> ApiKeyRecord:
+        return ApiKeyRecord(
+            id=row[0], user_id=row[1], name=row[2], key_digest=row[3], disabled=bool(row[4]), created=row[5]
+        )
+
+    _KEY_COLS = "id, user_id, name, key_digest, disabled, created"
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKeyRecord]:
+        rows = self._db.execute(
+            f"SELECT {self._KEY_COLS} FROM api_keys WHERE user_id=? ORDER BY created, rowid",  # noqa: S608
+            (user_id,),
+        )
+        return [self._key(r) for r in rows]
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        row = self._db.execute(f"SELECT {self._KEY_COLS} FROM api_keys WHERE id=?", (key_id,)).fetchone()  # noqa: S608
+        return None if row is None else self._key(row)
+
+    async def find_api_key(self, key_digest: str) -> ApiKeyRecord | None:
+        row = self._db.execute(
+            f"SELECT {self._KEY_COLS} FROM api_keys WHERE key_digest=?",  # noqa: S608
+            (key_digest,),
+        ).fetchone()
+        return None if row is None else self._key(row)
+
+    async def set_api_key_disabled(self, key_id: str, disabled: bool) -> None:
+        self._db.execute("UPDATE api_keys SET disabled=? WHERE id=?", (int(disabled), key_id))
+
+    async def delete_api_key(self, key_id: str) -> bool:
+        return self._db.execute("DELETE FROM api_keys WHERE id=?", (key_id,)).rowcount > 0
+
+    # email/password
+    async def create_userpass(self, record: UserpassRecord) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO userpass (email, identity_id, password_hash, confirmed, created)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    record.email,
+                    record.identity_id,
+                    record.password_hash,
+                    int(record.confirmed),
+                    record.created,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateError("name already in use") from None
+
+    async def get_userpass(self, email: str) -> UserpassRecord | None:
+        row = self._db.execute(
+            "SELECT email, identity_id, password_hash, confirmed, created FROM userpass WHERE email=?",
+            (email,),
+        ).fetchone()
+        if row is None:
+            return None
+        return UserpassRecord(
+            email=row[0], identity_id=row[1], password_hash=row[2], confirmed=bool(row[3]), created=row[4]
+        )
+
+    async def confirm_userpass(self, email: str) -> None:
+        self._db.execute("UPDATE userpass SET confirmed=1 WHERE email=?", (email,))
+
+    async def set_password(self, email: str, password_hash: str) -> None:
+        self._db.execute("UPDATE userpass SET password_hash=? WHERE email=?", (password_hash, email))
+
+    async def delete_userpass(self, email: str) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM userpass WHERE email=?", (email,))
+            self._db.execute("DELETE FROM email_tokens WHERE email=?", (email,))
+
+    async def put_email_token(self, token: EmailToken) -> None:
+        self._db.execute(
+            "INSERT INTO email_tokens (token_id, kind, email, token_digest, expires_at) VALUES (?,?,?,?,?)",
+            (token.token_id, token.kind, token.email, token.token_digest, token.expires_at),
+        )
+
+    async def take_email_token(self, token_id: str, kind: str, token_digest: str) -> EmailToken | None:
+        with self._tx():
+            row = self._db.execute(
+                "SELECT token_id, kind, email, token_digest, expires_at FROM email_tokens"
+                " WHERE token_id=? AND kind=?",
+                (token_id, kind),
+            ).fetchone()
+            # A wrong token must not consume the pending one (tokenIds are not secret).
+            if row is None or not hmac.compare_digest(row[3], token_digest):
+                return None
+            self._db.execute("DELETE FROM email_tokens WHERE token_id=?", (token_id,))
+        return EmailToken(*row)
+
+    async def delete_email_tokens(self, email: str, kind: str) -> None:
+        self._db.execute("DELETE FROM email_tokens WHERE email=? AND kind=?", (email, kind))
+
+
+class _Tx:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK`` around a block."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

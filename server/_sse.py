@@ -1,0 +1,100 @@
+"""Streaming calls (protocol.md §12): ``baas_request`` decoding and Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from . import _ejson
+from ._errors import ApiError
+from ._http import cors
+from ._mongo import store_errors
+
+__all__ = ["decode_baas_request", "serve_watch", "sse_event"]
+
+log = logging.getLogger("appusers.server")
+
+_SSE_HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
+
+
+def sse_event(kind: str, data: Any) -> bytes:
+    """One SSE event; ``%``, LF and CR in the data are percent-escaped (protocol.md §12)."""
+    text = _ejson.dumps(data).replace("%", "%25").replace("\n", "%0A").replace("\r", "%0D")
+    return f"event: {kind}\ndata: {text}\n\n".encode()
+
+
+def decode_baas_request(value: str | None) -> Mapping[str, Any]:
+    """The call document of a streaming request: base64 (either alphabet) of EJSON."""
+    if not value:
+        raise ApiError.missing_parameter("baas_request")
+    # A literal '+' that was not percent-encoded arrives as a space after query decoding.
+    text = value.replace(" ", "+").strip()
+    text += "=" * (-len(text) % 4)
+    try:
+        raw = base64.b64decode(text, altchars=b"-_" if ("-" in text or "_" in text) else None, validate=True)
+        call = _ejson.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ApiError.invalid_parameter("baas_request is not base64-encoded JSON") from None
+    if not isinstance(call, Mapping):
+        raise ApiError.invalid_parameter("baas_request must encode a JSON object")
+    return call
+
+
+async def serve_watch(
+    request: web.Request, watcher: Any, streams: set[asyncio.Task[Any]]
+) -> web.StreamResponse:
+    """Stream the change events of ``watcher`` until the client leaves or the server closes.
+
+    The running task is kept in ``streams`` so the server can cancel it on close.
+    """
+    resp = web.StreamResponse(status=200)
+    resp.headers["Content-Type"] = "text/event-stream"
+    resp.headers["Cache-Control"] = "no-store"
+    cors(request, resp.headers)
+    task = asyncio.current_task()
+    assert task is not None
+    streams.add(task)
+    try:
+        await resp.prepare(request)
+        await resp.write(b": stream open\n\n")
+        iterator = watcher.__aiter__()
+        pending: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(iterator.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=_SSE_HEARTBEAT)
+                if not done:
+                    # A comment line keeps proxies from timing out and reveals a vanished client.
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                next_event, pending = pending, None
+                try:
+                    event = next_event.result()
+                except StopAsyncIteration:
+                    break
+                except store_errors() as exc:
+                    error = {"error_code": "MongoDBError", "error": str(exc) or type(exc).__name__}
+                    await resp.write(sse_event("error", error))
+                    break
+                await resp.write(sse_event("message", event))
+        finally:
+            if pending is not None:
+                pending.cancel()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the client went away, or the server is closing
+    finally:
+        streams.discard(task)
+        aclose = getattr(watcher, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # closing a dead watcher must not mask the real outcome
+                log.debug("watch close failed", exc_info=True)
+    return resp

@@ -1,0 +1,222 @@
+"""The persistence seam for users, identities, sessions, API keys and email tokens.
+
+Handlers only see :class:`UserStore` and the frozen records below; the SQLite
+implementation lives in ``_sqlite_store.py`` and a shared database (PostgreSQL,
+for several server processes) can implement the same Protocol later. Every method
+is async for that reason, although SQLite answers synchronously. Secrets arrive
+already hashed: a store never sees a password, refresh token or API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+
+__all__ = [
+    "ApiKeyRecord",
+    "DuplicateError",
+    "EmailToken",
+    "IdentityRecord",
+    "SessionRecord",
+    "UserRecord",
+    "UserStore",
+    "UserpassRecord",
+]
+
+
+class DuplicateError(Exception):
+    """A unique constraint (identity, email, key name) would be violated."""
+
+
+@attrs.frozen
+class IdentityRecord:
+    """One provider identity of a user."""
+
+    id: str
+    provider_type: str
+    provider_id: str
+    provider_data: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class UserRecord:
+    """A user with its identities (in link order)."""
+
+    id: str
+    type: str  # "normal" or "server"
+    created: int
+    disabled: bool
+    generation: int
+    data: Mapping[str, str]
+    identities: tuple[IdentityRecord, ...]
+
+
+@attrs.frozen
+class SessionRecord:
+    """A login session: what a refresh token stands for."""
+
+    id: str
+    user_id: str
+    device_id: str
+    refresh_digest: str = attrs.field(repr=False)
+    expires_at: int
+
+
+@attrs.frozen
+class ApiKeyRecord:
+    """A user API key (the key itself is only its digest)."""
+
+    id: str
+    user_id: str
+    name: str
+    key_digest: str = attrs.field(repr=False)
+    disabled: bool
+    created: int
+
+
+@attrs.frozen
+class UserpassRecord:
+    """An email/password account, confirmed or pending."""
+
+    email: str
+    identity_id: str
+    password_hash: str = attrs.field(repr=False)
+    confirmed: bool
+    created: int
+
+
+@attrs.frozen
+class EmailToken:
+    """A pending confirmation (``confirm``) or password reset (``reset``) token."""
+
+    token_id: str
+    kind: str
+    email: str
+    token_digest: str = attrs.field(repr=False)
+    expires_at: int
+
+
+class UserStore(Protocol):
+    """Async persistence for everything but documents."""
+
+    async def signing_secret(self) -> bytes:
+        """The JWT signing secret, created on first use and kept forever."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
+
+    # users and identities
+    async def create_user(
+        self, user_type: str, data: Mapping[str, str], identity: IdentityRecord
+    ) -> UserRecord:
+        """Create a user owning ``identity``; DuplicateError if the identity is taken."""
+        ...
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        """The user, or None."""
+        ...
+
+    async def find_identity_owner(self, provider_type: str, identity_id: str) -> str | None:
+        """The id of the user owning the identity, or None."""
+        ...
+
+    async def add_identity(self, user_id: str, identity: IdentityRecord) -> None:
+        """Link ``identity`` to the user; DuplicateError if any user has it."""
+        ...
+
+    async def update_identity_data(
+        self, provider_type: str, identity_id: str, data: Mapping[str, Any]
+    ) -> None:
+        """Replace an identity's provider data."""
+        ...
+
+    async def set_user_data(self, user_id: str, data: Mapping[str, str]) -> None:
+        """Replace the profile data."""
+        ...
+
+    async def bump_generation(self, user_id: str) -> None:
+        """Invalidate every access token issued to the user so far."""
+        ...
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete the user, identities, sessions, API keys and email accounts."""
+        ...
+
+    # sessions
+    async def create_session(self, session: SessionRecord) -> None:
+        """Store a new session."""
+        ...
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        """The session, or None."""
+        ...
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Delete one session; whether it existed."""
+        ...
+
+    async def delete_sessions(self, user_id: str) -> int:
+        """Delete all sessions of a user."""
+        ...
+
+    # API keys
+    async def create_api_key(self, key: ApiKeyRecord) -> None:
+        """Store a key; DuplicateError on a name the user already uses."""
+        ...
+
+    async def list_api_keys(self, user_id: str) -> list[ApiKeyRecord]:
+        """The user's keys in creation order."""
+        ...
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """One key by id."""
+        ...
+
+    async def find_api_key(self, key_digest: str) -> ApiKeyRecord | None:
+        """One key by the digest of its secret."""
+        ...
+
+    async def set_api_key_disabled(self, key_id: str, disabled: bool) -> None:
+        """Enable or disable a key."""
+        ...
+
+    async def delete_api_key(self, key_id: str) -> bool:
+        """Delete a key; whether it existed."""
+        ...
+
+    # email/password
+    async def create_userpass(self, record: UserpassRecord) -> None:
+        """Store an account; DuplicateError if the email exists."""
+        ...
+
+    async def get_userpass(self, email: str) -> UserpassRecord | None:
+        """The account, or None."""
+        ...
+
+    async def confirm_userpass(self, email: str) -> None:
+        """Mark the account confirmed."""
+        ...
+
+    async def set_password(self, email: str, password_hash: str) -> None:
+        """Replace the password hash."""
+        ...
+
+    async def delete_userpass(self, email: str) -> None:
+        """Forget the account (e.g. its confirmation function failed)."""
+        ...
+
+    async def put_email_token(self, token: EmailToken) -> None:
+        """Store a confirmation/reset token."""
+        ...
+
+    async def take_email_token(self, token_id: str, kind: str, token_digest: str) -> EmailToken | None:
+        """Remove and return the token if id, kind and digest match; otherwise None, nothing changed."""
+        ...
+
+    async def delete_email_tokens(self, email: str, kind: str) -> None:
+        """Drop older tokens of that kind for the email."""
+        ...

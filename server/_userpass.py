@@ -1,0 +1,226 @@
+"""The email/password provider's account routes (protocol.md §9, endpoints #14-#20).
+
+Confirmation runs by email (a token in the outbox), by a configured function, or
+not at all (``auto_confirm``). Reset runs by email (``reset/send`` + ``reset``) or by
+the configured reset function (``reset/call``). Function hooks return
+``{"status": "success" | "pending" | "fail"}``; anything else counts as ``fail``.
+Emailed tokens are stored as digests, expire after ``token_lifetime`` seconds,
+and a newer token of the same kind replaces the older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._config import ScryptSettings, UserpassSettings
+from ._errors import ApiError
+from ._functions import FunctionContext, FunctionRegistry
+from ._outbox import Outbox
+from ._secrets import digest, hash_password, new_object_id, new_secret
+from ._store import DuplicateError, EmailToken, UserpassRecord, UserStore
+
+__all__ = ["EmailPassword", "validate_password"]
+
+
+def validate_password(body: Mapping[str, Any]) -> str:
+    """``body["password"]``, which must be 6 to 128 characters."""
+    password = body.get("password")
+    if password is None:
+        raise ApiError.missing_parameter("password")
+    if not isinstance(password, str) or not 6 <= len(password) <= 128:
+        raise ApiError.bad_request("password must be between 6 and 128 characters")
+    return password
+
+
+class EmailPassword:
+    """register / confirm / confirm/send / confirm/call / reset / reset/send / reset/call."""
+
+    def __init__(
+        self,
+        *,
+        settings: Callable[[], UserpassSettings | None],
+        store: UserStore,
+        registry: FunctionRegistry,
+        context: Callable[[], FunctionContext],
+        outbox: Outbox,
+        scrypt: ScryptSettings,
+    ):
+        self._settings_of = settings
+        self._store = store
+        self._registry = registry
+        self._context = context
+        self._outbox = outbox
+        self._scrypt = scrypt
+
+    def _settings(self) -> UserpassSettings:
+        settings = self._settings_of()
+        if settings is None:
+            raise ApiError(404, "AuthProviderNotFound", "authentication provider 'local-userpass' not found")
+        return settings
+
+    async def handle(self, action: str, body: Mapping[str, Any]) -> None:
+        """Run ``action`` (a path suffix such as ``confirm/send``) with the request body."""
+        handler = {
+            "register": self._register,
+            "confirm": self._confirm,
+            "confirm/send": self._confirm_send,
+            "confirm/call": self._confirm_call,
+            "reset": self._reset,
+            "reset/send": self._reset_send,
+            "reset/call": self._reset_call,
+        }.get(action)
+        if handler is None:
+            raise ApiError(404, "NotFound", "route not found")
+        await handler(body)
+
+    @staticmethod
+    def _password(body: Mapping[str, Any]) -> str:
+        return validate_password(body)
+
+    @staticmethod
+    def _email(body: Mapping[str, Any], key: str = "email") -> str:
+        email = body.get(key)
+        if email is None:
+            raise ApiError.missing_parameter(key)
+        if not isinstance(email, str) or not email.strip() or len(email) > 320:
+            raise ApiError.invalid_parameter(f"expected {key!r} to be an email address")
+        return email.strip()
+
+    async def _account(self, email: str) -> UserpassRecord:
+        record = await self._store.get_userpass(email)
+        if record is None:
+            raise ApiError(404, "UserNotFound", "user not found")
+        return record
+
+    async def _new_email_token(self, email: str, kind: str) -> tuple[str, str]:
+        settings = self._settings()
+        assert settings is not None
+        await self._store.delete_email_tokens(email, kind)
+        token, token_id = new_secret(32), new_object_id()
+        await self._store.put_email_token(
+            EmailToken(
+                token_id=token_id,
+                kind=kind,
+                email=email,
+                token_digest=digest(token),
+                expires_at=int(time.time()) + settings.token_lifetime,
+            )
+        )
+        return token, token_id
+
+    async def _run_confirmation(self, email: str) -> None:
+        """Confirmation by function or by email, as configured."""
+        settings = self._settings()
+        assert settings is not None
+        token, token_id = await self._new_email_token(email, "confirm")
+        if settings.confirmation_function is None:
+            self._outbox.send(email=email, token=token, token_id=token_id, kind="confirm")
+            return
+        status = await self._status_function(
+            settings.confirmation_function, {"token": token, "tokenId": token_id, "username": email}
+        )
+        if status == "success":
+            await self._store.confirm_userpass(email)
+            await self._store.delete_email_tokens(email, "confirm")
+        elif status != "pending":
+            raise ApiError.bad_request(f'failed to confirm user "{email}"')
+
+    async def _status_function(self, name: str, payload: Mapping[str, Any], *args: Any) -> str:
+        result = await self._registry.invoke(name, self._context(), [dict(payload), *args])
+        status = result.get("status") if isinstance(result, Mapping) else None
+        return status if status in ("success", "pending", "fail") else "fail"
+
+    async def _register(self, body: Mapping[str, Any]) -> None:
+        settings = self._settings()
+        assert settings is not None
+        email = self._email(body)
+        password = self._password(body)
+        record = UserpassRecord(
+            email=email,
+            identity_id=new_object_id(),
+            password_hash=await asyncio.to_thread(hash_password, password, self._scrypt),
+            confirmed=settings.auto_confirm,
+            created=int(time.time()),
+        )
+        try:
+            await self._store.create_userpass(record)
+        except DuplicateError:
+            raise ApiError(409, "AccountNameInUse", "name already in use") from None
+        if not settings.auto_confirm:
+            try:
+                await self._run_confirmation(email)
+            except ApiError:
+                await self._store.delete_userpass(email)  # a rejected registration leaves nothing behind
+                raise
+
+    async def _take_token(self, body: Mapping[str, Any], kind: str) -> EmailToken:
+        token, token_id = body.get("token"), body.get("tokenId")
+        if not isinstance(token, str) or not isinstance(token_id, str):
+            raise ApiError(400, "UserpassTokenInvalid", "invalid token data")
+        record = await self._store.take_email_token(token_id, kind, digest(token))
+        if record is None or record.expires_at < time.time():
+            raise ApiError(400, "UserpassTokenInvalid", "invalid token data")
+        return record
+
+    async def _confirm(self, body: Mapping[str, Any]) -> None:
+        record = await self._take_token(body, "confirm")
+        await self._store.confirm_userpass(record.email)
+
+    async def _confirm_send(self, body: Mapping[str, Any]) -> None:
+        email = self._email(body)
+        account = await self._account(email)
+        if account.confirmed:
+            raise ApiError(409, "UserAlreadyConfirmed", "already confirmed")
+        token, token_id = await self._new_email_token(email, "confirm")
+        self._outbox.send(email=email, token=token, token_id=token_id, kind="confirm")
+
+    async def _confirm_call(self, body: Mapping[str, Any]) -> None:
+        email = self._email(body)
+        account = await self._account(email)
+        if account.confirmed:
+            raise ApiError(409, "UserAlreadyConfirmed", "already confirmed")
+        await self._run_confirmation(email)
+
+    async def _reset(self, body: Mapping[str, Any]) -> None:
+        password = self._password(body)
+        record = await self._take_token(body, "reset")
+        await self._store.set_password(
+            record.email, await asyncio.to_thread(hash_password, password, self._scrypt)
+        )
+
+    async def _reset_send(self, body: Mapping[str, Any]) -> None:
+        email = self._email(body)
+        await self._account(email)
+        token, token_id = await self._new_email_token(email, "reset")
+        self._outbox.send(email=email, token=token, token_id=token_id, kind="reset")
+
+    async def _reset_call(self, body: Mapping[str, Any]) -> None:
+        settings = self._settings()
+        assert settings is not None
+        email = self._email(body)
+        password = self._password(body)
+        arguments = body.get("arguments", [])
+        if not isinstance(arguments, list):
+            raise ApiError.invalid_parameter("expected 'arguments' to be an array")
+        await self._account(email)
+        if settings.reset_function is None:
+            raise ApiError.bad_request("password reset function is not configured")
+        token, token_id = await self._new_email_token(email, "reset")
+        payload = {
+            "token": token,
+            "tokenId": token_id,
+            "username": email,
+            "password": password,
+            "currentPasswordValid": False,
+        }
+        status = await self._status_function(settings.reset_function, payload, *arguments)
+        if status == "success":
+            await self._store.set_password(
+                email, await asyncio.to_thread(hash_password, password, self._scrypt)
+            )
+            await self._store.delete_email_tokens(email, "reset")
+        elif status != "pending":
+            raise ApiError.bad_request(f'failed to reset password for user "{email}"')

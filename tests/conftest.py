@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: a real local server on 127.0.0.1 and Apps bound to it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appusers import App
+from appusers.server import LocalServer, load_config
+
+# Keep GUI toolkits headless wherever a test imports one.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("KIVY_NO_ARGS", "1")
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
+    """A fresh local server (demo settings) with its own data directory."""
+    async with LocalServer(config=load_config(None), data_dir=tmp_path / "server") as srv:
+        yield srv
+
+
+@pytest.fixture
+async def make_app(server: LocalServer) -> AsyncIterator[Callable[..., Awaitable[App]]]:
+    """Opens Apps against ``server``; closes them all at the end of the test."""
+    apps: list[App] = []
+
+    async def make(**kwargs: Any) -> App:
+        kwargs.setdefault("base_url", server.url)
+        app = App(server.app_id, **kwargs)
+        apps.append(app)
+        await app.open()
+        return app
+
+    yield make
+    for app in apps:
+        await app.aclose()
+
+
+@pytest.fixture
+async def app(make_app: Callable[..., Awaitable[App]]) -> App:
+    return await make_app()
