@@ -35,6 +35,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final, TypeVar
 
 import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
 from appusers.errors import (
     AppClosedError,
     AppError,
@@ -43,8 +46,6 @@ from appusers.errors import (
     TransportError,
 )
 from appusers.transport import Request, Response
-from multidict import CIMultiDictProxy
-from yarl import URL
 
 __all__ = ["MAX_REDIRECTS", "AiohttpStreamResponse", "AiohttpTransport"]
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import attrs
+
 from appusers.errors import AppClosedError, InvalidArgumentError, RequestTimeoutError, TransportError
 from appusers.transport import Request, Response
 

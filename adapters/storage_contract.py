@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 import pytest
+
 from appusers.errors import InvalidArgumentError
 from appusers.storage import Storage
 

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import attrs
 import pytest
+
 from appusers.errors import AppClosedError, RequestTimeoutError, TransportError
 from appusers.transport import Request, Response, Transport
 

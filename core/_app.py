@@ -226,7 +226,7 @@ class App:
         return EmailPasswordAuth(self)
 
     def __del__(self) -> None:
-        if self._opened and not self._closed:
+        if getattr(self, "_opened", False) and not getattr(self, "_closed", True):
             warnings.warn(
                 f"App {self.id!r} was not closed: use 'async with App(...)' or 'await app.aclose()'",
                 ResourceWarning,

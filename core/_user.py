@@ -8,6 +8,7 @@ so an App can hold 100,000 restored users cheaply.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -24,12 +25,12 @@ from ._streams import SafeBehaviorSubject, SafeSubject, hide
 from .errors import BadTokenError
 
 if TYPE_CHECKING:
-    import asyncio
 
     from ._api_keys import ApiKeys
     from ._app import App
     from ._credentials import Credentials
     from ._functions import Functions
+    from ._mongo import MongoClient
 
 __all__ = ["User"]
 
@@ -239,6 +240,29 @@ class User:
         from ._api_keys import ApiKeys
 
         return ApiKeys(self)
+
+    def mongo_client(self, service_name: str) -> MongoClient:
+        """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user."""
+        from ._mongo import MongoClient
+
+        return MongoClient(self, service_name)
+
+    async def wait_for(self, state: UserState, *, timeout: float | None = None) -> None:
+        """Return once the user is in ``state`` (at once if it already is)."""
+        if self.state is state:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def check(current: UserState) -> None:
+            if current is state and not done.done():
+                done.set_result(None)
+
+        subscription = self.state_changes.subscribe(check)
+        try:
+            await asyncio.wait_for(done, timeout)
+        finally:
+            subscription.dispose()
 
     async def refresh_custom_data(self) -> Mapping[str, Any]:
         """Get a new access token and return the custom data it carries."""

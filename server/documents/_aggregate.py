@@ -73,7 +73,9 @@ def _rewrite(pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def run_pipeline(docs: list[dict[str, Any]], pipeline: Sequence[Mapping[str, Any]], finder: Finder) -> list[dict[str, Any]]:
+def run_pipeline(
+    docs: list[dict[str, Any]], pipeline: Sequence[Mapping[str, Any]], finder: Finder
+) -> list[dict[str, Any]]:
     """Run ``pipeline`` over ``docs`` (private copies, consumed) and return fresh result documents."""
     stages = _rewrite(pipeline)
     views = [to_view(d) for d in docs]

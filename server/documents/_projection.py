@@ -32,7 +32,9 @@ class Projection:
             if isinstance(value, bool | int | float):
                 on = bool(value)
             else:
-                raise DocumentStoreError(f"projection values must be 0/1 or true/false, got {value!r} for {field!r}")
+                raise DocumentStoreError(
+                    f"projection values must be 0/1 or true/false, got {value!r} for {field!r}"
+                )
             if field == "_id":
                 self.id_shown = on
                 continue

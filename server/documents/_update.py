@@ -66,7 +66,9 @@ def validate_update(update: Mapping[str, Any]) -> None:
                 plain = _plain(p)
                 for other in seen:
                     if plain == other or plain.startswith(other + ".") or other.startswith(plain + "."):
-                        raise DocumentStoreError(f"updating the path {p!r} would create a conflict at {other!r}")
+                        raise DocumentStoreError(
+                            f"updating the path {p!r} would create a conflict at {other!r}"
+                        )
                 seen.append(plain)
 
 
@@ -113,7 +115,10 @@ class _Context:
     """Per-document facts positional paths need: the query (for ``$``) and the array filters."""
 
     def __init__(
-        self, doc: dict[str, Any], filter: Mapping[str, Any], array_filters: Sequence[Mapping[str, Any]] | None
+        self,
+        doc: dict[str, Any],
+        filter: Mapping[str, Any],
+        array_filters: Sequence[Mapping[str, Any]] | None,
     ) -> None:
         self.doc = doc
         self.filter = filter
@@ -127,7 +132,9 @@ class _Context:
                 raise DocumentStoreError("an array filter must use exactly one identifier")
             (name,) = names
             if name in self.filters:
-                raise DocumentStoreError(f"found multiple array filters with the same top-level field name {name}")
+                raise DocumentStoreError(
+                    f"found multiple array filters with the same top-level field name {name}"
+                )
             self.filters[name] = dict(af)
 
     def element_matches(self, name: str, element: Any) -> bool:
@@ -142,7 +149,9 @@ class _Context:
                     return False
             else:
                 rest = key.split(".", 1)[1]
-                if not isinstance(element, dict) or not matches(prepare_filter({rest: cond}), to_view(element)):
+                if not isinstance(element, dict) or not matches(
+                    prepare_filter({rest: cond}), to_view(element)
+                ):
                     return False
         return True
 
@@ -152,15 +161,23 @@ class _Context:
             if key == array_path:
                 if isinstance(cond, Mapping) and "$elemMatch" in cond:
                     probe = cond["$elemMatch"]
-                    if isinstance(probe, Mapping) and probe and not all(str(k).startswith("$") for k in probe):
-                        found = [isinstance(e, dict) and matches(prepare_filter(probe), to_view(e)) for e in array]
+                    if (
+                        isinstance(probe, Mapping)
+                        and probe
+                        and not all(str(k).startswith("$") for k in probe)
+                    ):
+                        found = [
+                            isinstance(e, dict) and matches(prepare_filter(probe), to_view(e)) for e in array
+                        ]
                     else:
                         found = [matches(prepare_filter({"v": probe}), {"v": to_view(e)}) for e in array]
                 else:
                     found = [matches(prepare_filter({"v": cond}), {"v": to_view(e)}) for e in array]
             elif key.startswith(array_path + "."):
                 rest = key[len(array_path) + 1 :]
-                found = [isinstance(e, dict) and matches(prepare_filter({rest: cond}), to_view(e)) for e in array]
+                found = [
+                    isinstance(e, dict) and matches(prepare_filter({rest: cond}), to_view(e)) for e in array
+                ]
             else:
                 continue
             if any(found):
@@ -190,7 +207,9 @@ def _targets(ctx: _Context, path: str, *, create: bool) -> list[tuple[Container,
             keys = _array_keys(ctx, node, part, prefix, path, create)
         else:
             if part.startswith("$"):
-                raise DocumentStoreError(f"cannot apply the positional operator {part!r} to a non-array in {path!r}")
+                raise DocumentStoreError(
+                    f"cannot apply the positional operator {part!r} to a non-array in {path!r}"
+                )
             keys = [part]
         for key in keys:
             # Array indices stay out of the prefix: "$" is resolved against the query's field path.
@@ -207,13 +226,17 @@ def _targets(ctx: _Context, path: str, *, create: bool) -> list[tuple[Container,
             if isinstance(child, dict | list):
                 walk(child, i + 1, here)
             elif create:
-                raise DocumentStoreError(f"cannot create field {parts[i + 1]!r} in element {{{part}: {child!r}}}")
+                raise DocumentStoreError(
+                    f"cannot create field {parts[i + 1]!r} in element {{{part}: {child!r}}}"
+                )
 
     walk(ctx.doc, 0, "")
     return out
 
 
-def _array_keys(ctx: _Context, array: list[Any], part: str, prefix: str, path: str, create: bool) -> list[int | str]:
+def _array_keys(
+    ctx: _Context, array: list[Any], part: str, prefix: str, path: str, create: bool
+) -> list[int | str]:
     if part == "$[]":
         return list(range(len(array)))
     if part.startswith("$[") and part.endswith("]"):
@@ -278,7 +301,11 @@ def _arith(op: str, current: Any, operand: Any) -> Any:
 
 
 def _equal(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b if isinstance(a, dict | list) else compare(a, b) == 0 and id_key(a) == id_key(b)
+    return (
+        type(a) is type(b) and a == b
+        if isinstance(a, dict | list)
+        else compare(a, b) == 0 and id_key(a) == id_key(b)
+    )
 
 
 def _push(op: str, target: Any, arg: Any, path: str) -> list[Any]:
@@ -369,14 +396,16 @@ def apply_update(
             continue
         for path, arg in spec.items():
             _apply_one(ctx, op, path, arg)
-    unused = set(ctx.filters) - ctx.used
-    if unused and ctx.filters:
-        # MongoDB rejects array filters no path uses; only knowable when some path was walked.
-        referenced = {n for spec in update.values() for p in spec for n in _identifiers(p)}
-        if unused - referenced:
-            raise DocumentStoreError(f"the array filter for identifier {sorted(unused - referenced)[0]!r} was not used")
+    referenced = {n for spec in update.values() for p in spec for n in _identifiers(p)}
+    unreferenced = set(ctx.filters) - referenced
+    if unreferenced:
+        raise DocumentStoreError(
+            f"the array filter for identifier {sorted(unreferenced)[0]!r} was not used in the update"
+        )
     if original_id is not _MISSING and ("_id" not in doc or id_key(doc["_id"]) != id_key(original_id)):
-        raise DocumentStoreError("performing an update on the path '_id' would modify the immutable field '_id'")
+        raise DocumentStoreError(
+            "performing an update on the path '_id' would modify the immutable field '_id'"
+        )
     return doc
 
 

@@ -1,0 +1,285 @@
+"""``EmbeddedDocumentStore``: the default store, an :class:`Engine` behind one worker thread.
+
+Every operation runs on a single worker thread, one after another. That gives
+the asyncio server what a database gives it: operations are atomic and
+serialised (a thousand concurrent ``$inc`` lose nothing), the event loop never
+blocks on a scan, an aggregate or an fsync, and change events leave in commit
+order. A cancelled caller does not cancel its operation: like a request already
+sent to a database, it completes (or fails) as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._codec import decode
+from ._engine import Change, Engine, Namespace
+from ._errors import DocumentStoreError
+from ._projection import Projection
+from ._protocol import Filter, Sort, UpdateResult
+from ._watch import EmbeddedChangeStream, WatchHub
+
+__all__ = ["EmbeddedDocumentCollection", "EmbeddedDocumentStore"]
+
+T = TypeVar("T")
+
+
+class EmbeddedDocumentStore:
+    """Documents in a directory (or in memory with ``path=None``), with MongoDB semantics.
+
+    >>> store = EmbeddedDocumentStore(Path("data/documents"))   # doctest: +SKIP
+    >>> await store.collection("shop", "orders").insert_one({"status": "open"})   # doctest: +SKIP
+
+    One process per directory (the directory is locked while open). Call
+    :meth:`aclose` when done; it ends every change stream.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._closed = False
+        self._hub = WatchHub()
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="appusers-documents")
+        try:
+            # Opened on the worker, the only thread that will ever touch the SQLite connection.
+            self._engine = self._executor.submit(Engine, path).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+
+    def __repr__(self) -> str:
+        where = "memory" if self._path is None else str(self._path)
+        return f"<EmbeddedDocumentStore {where}{' closed' if self._closed else ''}>"
+
+    def collection(self, database: str, name: str) -> EmbeddedDocumentCollection:
+        """The collection ``name`` in ``database``; it exists once something is written to it."""
+        for label, value in (("database", database), ("collection", name)):
+            if not isinstance(value, str) or not value or "\x00" in value:
+                raise DocumentStoreError(f"{label} name must be a non-empty string")
+        if "$" in name:
+            raise DocumentStoreError(f"invalid collection name {name!r}")
+        return EmbeddedDocumentCollection(self, (database, name))
+
+    async def aclose(self) -> None:
+        """Finish queued operations, close the storage, end every change stream; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # FIFO worker: the close runs after every operation submitted before it.
+        await asyncio.wrap_future(self._executor.submit(self._engine.close))
+        self._executor.shutdown(wait=False)
+        self._hub.end_all()
+
+    async def _run(self, fn: Callable[[Engine], tuple[T, list[Change]]]) -> T:
+        if self._closed:
+            raise DocumentStoreError("the document store is closed")
+
+        def work() -> T:
+            result, changes = fn(self._engine)
+            if changes:
+                self._hub.publish(changes)
+            return result
+
+        return await asyncio.wrap_future(self._executor.submit(work))
+
+    def _watch(self, ns: Namespace, ids: Sequence[Any] | None, filter: Filter | None) -> EmbeddedChangeStream:
+        if self._closed:
+            raise DocumentStoreError("the document store is closed")
+        if ids is not None and not isinstance(ids, list | tuple):
+            raise DocumentStoreError("watch ids must be an array")
+        if filter is not None and not isinstance(filter, Mapping):
+            raise DocumentStoreError("a watch filter must be a document")
+        stream = EmbeddedChangeStream(self._hub, ns, ids=ids, filter=filter)
+        self._hub.register(stream)
+        return stream
+
+
+class EmbeddedDocumentCollection:
+    """A collection of an :class:`EmbeddedDocumentStore`; implements ``DocumentCollection``."""
+
+    def __init__(self, store: EmbeddedDocumentStore, ns: Namespace) -> None:
+        self._store = store
+        self._ns = ns
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedDocumentCollection {self._ns[0]}.{self._ns[1]}>"
+
+    async def find(
+        self,
+        filter: Filter | None = None,
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Matching documents, sorted, then limited (``None``/0: no limit), then projected."""
+        _check_limit(limit)
+        return await self._store._run(lambda e: (e.find(self._ns, filter, projection, sort, limit), []))
+
+    async def find_one(
+        self,
+        filter: Filter | None = None,
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+    ) -> dict[str, Any] | None:
+        """The first matching document (by ``sort``, else natural order), or ``None``."""
+        docs = await self._store._run(lambda e: (e.find(self._ns, filter, projection, sort, 1), []))
+        return docs[0] if docs else None
+
+    async def insert_one(self, doc: Mapping[str, Any]) -> Any:
+        """Insert ``doc``; returns its ``_id``."""
+        ids = await self._store._run(lambda e: e.insert(self._ns, [doc]))
+        return ids[0]
+
+    async def insert_many(self, docs: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Insert every document in one transaction (all or none); returns ``_id`` values in input order."""
+        if not isinstance(docs, list | tuple) or not docs:
+            raise DocumentStoreError("insert_many needs a non-empty array of documents")
+        return await self._store._run(lambda e: e.insert(self._ns, list(docs)))
+
+    async def update_one(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        upsert: bool = False,
+        array_filters: Sequence[Mapping[str, Any]] | None = None,
+    ) -> UpdateResult:
+        """Update the first match with operators, or replace it with a plain document."""
+        return await self._update(filter, update, multi=False, upsert=upsert, array_filters=array_filters)
+
+    async def update_many(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        upsert: bool = False,
+        array_filters: Sequence[Mapping[str, Any]] | None = None,
+    ) -> UpdateResult:
+        """Update every match (operator documents only), atomically."""
+        return await self._update(filter, update, multi=True, upsert=upsert, array_filters=array_filters)
+
+    async def _update(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        multi: bool,
+        upsert: bool,
+        array_filters: Sequence[Mapping[str, Any]] | None,
+    ) -> UpdateResult:
+        def op(e: Engine) -> tuple[UpdateResult, list[Change]]:
+            result, _, _, changes = e.update(
+                self._ns, filter, update, multi=multi, upsert=upsert, array_filters=array_filters
+            )
+            return result, changes
+
+        return await self._store._run(op)
+
+    async def delete_one(self, filter: Filter) -> int:
+        """Delete the first match; returns 0 or 1."""
+        return await self._delete(filter, multi=False)
+
+    async def delete_many(self, filter: Filter) -> int:
+        """Delete every match; returns the count."""
+        return await self._delete(filter, multi=True)
+
+    async def _delete(self, filter: Filter, *, multi: bool) -> int:
+        def op(e: Engine) -> tuple[int, list[Change]]:
+            count, _, changes = e.delete(self._ns, filter, multi=multi)
+            return count, changes
+
+        return await self._store._run(op)
+
+    async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Run an aggregation pipeline (``$lookup`` ``from`` names a collection of the same database)."""
+        return await self._store._run(lambda e: (e.aggregate(self._ns, pipeline), []))
+
+    async def count(self, filter: Filter | None = None, *, limit: int | None = None) -> int:
+        """How many documents match, capped by a positive ``limit``."""
+        _check_limit(limit)
+        return await self._store._run(lambda e: (e.count(self._ns, filter, limit), []))
+
+    async def find_one_and_update(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+        upsert: bool = False,
+        return_new: bool = False,
+    ) -> dict[str, Any] | None:
+        """Update the first match by ``sort``; the pre-image, or the post-image with ``return_new``."""
+        return await self._find_and_modify(
+            filter, update, projection, sort, upsert, return_new, replace=False
+        )
+
+    async def find_one_and_replace(
+        self,
+        filter: Filter,
+        replacement: Mapping[str, Any],
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+        upsert: bool = False,
+        return_new: bool = False,
+    ) -> dict[str, Any] | None:
+        """Replace the first match by ``sort``; the pre-image, or the post-image with ``return_new``."""
+        return await self._find_and_modify(
+            filter, replacement, projection, sort, upsert, return_new, replace=True
+        )
+
+    async def _find_and_modify(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        projection: Mapping[str, Any] | None,
+        sort: Sort | None,
+        upsert: bool,
+        return_new: bool,
+        *,
+        replace: bool,
+    ) -> dict[str, Any] | None:
+        proj = Projection(projection)
+
+        def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
+            _, pre, post, changes = e.update(
+                self._ns, filter, update, multi=False, upsert=upsert, array_filters=None, sort=sort,
+                replace_only=replace,
+            )  # fmt: skip
+            image = post if return_new else pre
+            return (proj.apply(decode(image)) if image is not None else None), changes
+
+        return await self._store._run(op)
+
+    async def find_one_and_delete(
+        self,
+        filter: Filter,
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+    ) -> dict[str, Any] | None:
+        """Delete the first match by ``sort`` and return it (projected)."""
+        proj = Projection(projection)
+
+        def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
+            _, pre, changes = e.delete(self._ns, filter, multi=False, sort=sort)
+            return (proj.apply(decode(pre)) if pre is not None else None), changes
+
+        return await self._store._run(op)
+
+    def watch(
+        self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None
+    ) -> EmbeddedChangeStream:
+        """Change events from now on (see ``DocumentCollection.watch``); call from a running event loop."""
+        return self._store._watch(self._ns, ids, filter)
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+        raise DocumentStoreError("limit must be an integer")

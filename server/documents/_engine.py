@@ -1,0 +1,365 @@
+"""The synchronous core: every collection in memory, every write persisted to SQLite first.
+
+One ``Engine`` owns one directory. It is driven from a single thread (the
+store's worker), so it needs no locks. A write is computed on copies, committed
+to SQLite in one transaction, and only then applied to memory: if the commit
+fails, memory still matches the disk.
+
+Storage: ``<dir>/documents.sqlite3``, table ``documents(seq, db, coll, body)``,
+``body`` the document's BSON bytes, ``seq`` its insertion order (MongoDB's
+natural order, which survives a restart). WAL journal, ``synchronous=NORMAL``:
+a crash of the process never loses a committed write nor leaves a torn one; a
+power cut may lose the last few commits but never corrupts the file.
+``<dir>/LOCK`` is held (``flock``) while open, so a second process cannot open
+the same directory and silently diverge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+from bson.objectid import ObjectId
+
+from ._aggregate import run_pipeline
+from ._codec import decode, encode, id_key, to_view
+from ._errors import DocumentStoreError
+from ._matching import matches, prepare_filter, sort_entries, sort_spec
+from ._projection import Projection
+from ._protocol import UpdateResult
+from ._update import apply_update, is_replacement, seed_from_filter, validate_update
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory lock, single-process use is on the caller
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Change", "Engine", "Namespace"]
+
+Namespace = tuple[str, str]
+_SCHEMA_VERSION = 1
+
+
+@attrs.define(slots=True)
+class _Entry:
+    seq: int
+    raw: bytes
+    view: dict[str, Any]
+
+
+@attrs.frozen
+class Change:
+    """One committed write, for change streams: BSON of the images, never shared dicts."""
+
+    operation: str  # insert | update | replace | delete
+    ns: Namespace
+    doc_id: Any
+    pre: bytes | None
+    post: bytes | None
+
+
+class _Write:
+    """The writes of one operation, staged until they are committed together."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.inserts: list[tuple[Any, bytes]] = []
+        self.updates: list[tuple[Any, _Entry, bytes]] = []
+        self.deletes: list[tuple[Any, _Entry]] = []
+        self.changes: list[Change] = []
+
+
+class Engine:
+    """All collections of one store; see the module docstring for the storage rules."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock_file: IO[bytes] | None = None
+        self._colls: dict[Namespace, dict[Any, _Entry]] = {}
+        if path is None:
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _lock(path / "LOCK")
+            try:
+                self._db = sqlite3.connect(path / "documents.sqlite3", isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                self._unlock()
+                raise DocumentStoreError(f"cannot open the document store in {path}: {exc}") from None
+        try:
+            self._init_schema()
+            self._load()
+        except (sqlite3.Error, DocumentStoreError) as exc:
+            self._db.close()
+            self._unlock()
+            raise DocumentStoreError(f"cannot load the document store: {exc}") from None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise DocumentStoreError(f"store schema {version} is newer than this code ({_SCHEMA_VERSION})")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS documents ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT, db TEXT NOT NULL, coll TEXT NOT NULL, body BLOB NOT NULL)"
+        )
+        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def _load(self) -> None:
+        for seq, db, coll, body in self._db.execute("SELECT seq, db, coll, body FROM documents ORDER BY seq"):
+            doc = decode(body)
+            self._colls.setdefault((db, coll), {})[id_key(doc.get("_id"))] = _Entry(seq, body, to_view(doc))
+
+    def close(self) -> None:
+        """Close SQLite and release the directory lock; idempotent."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the descriptor releases the flock
+            self._lock_file = None
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _select(
+        self, ns: Namespace, filter: Mapping[str, Any] | None, sort: Any = None, limit: int | None = None
+    ) -> list[_Entry]:
+        entries = self._colls.get(ns, {})
+        query = prepare_filter(filter)
+        candidates: Any = entries.values()
+        id_cond = query.get("_id", _NO_ID)
+        if id_cond is not _NO_ID:
+            if isinstance(id_cond, Mapping) and set(id_cond) == {"$eq"}:
+                id_cond = id_cond["$eq"]
+            if not (
+                isinstance(id_cond, Mapping) and any(str(k).startswith("$") for k in id_cond)
+            ) and not isinstance(id_cond, list):
+                # Equality on _id: one hash lookup instead of a scan.
+                hit = entries.get(id_key(id_cond))
+                candidates = [hit] if hit is not None else []
+        spec = sort_spec(sort)
+        n = abs(limit) if limit else None
+        if not spec and n is not None:
+            out: list[_Entry] = []
+            for entry in candidates:
+                if matches(query, entry.view):
+                    out.append(entry)
+                    if len(out) >= n:
+                        break
+            return out
+        selected = [e for e in candidates if matches(query, e.view)]
+        selected = sort_entries(selected, spec, lambda e: e.view)
+        return selected[:n] if n is not None else selected
+
+    def find(
+        self,
+        ns: Namespace,
+        filter: Mapping[str, Any] | None,
+        projection: Mapping[str, Any] | None,
+        sort: Any,
+        limit: int | None,
+    ) -> list[dict[str, Any]]:
+        """Matching documents, projected; each a fresh copy."""
+        proj = Projection(projection)
+        return [proj.apply(decode(e.raw)) for e in self._select(ns, filter, sort, limit)]
+
+    def count(self, ns: Namespace, filter: Mapping[str, Any] | None, limit: int | None) -> int:
+        """How many match, capped by a positive ``limit``."""
+        return len(self._select(ns, filter, None, limit if limit and limit > 0 else None))
+
+    def aggregate(self, ns: Namespace, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Run a pipeline; ``$lookup`` reads other collections of the same database."""
+        docs = [decode(e.raw) for e in self._colls.get(ns, {}).values()]
+
+        def finder(name: str, filter: Mapping[str, Any]) -> list[dict[str, Any]]:
+            return [decode(e.raw) for e in self._select((ns[0], name), filter)]
+
+        return run_pipeline(docs, pipeline, finder)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def insert(self, ns: Namespace, docs: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Change]]:
+        """Insert all documents or none; returns their ``_id`` values in input order."""
+        write = _Write(ns)
+        entries = self._colls.get(ns, {})
+        batch: set[Any] = set()
+        ids: list[Any] = []
+        for doc in docs:
+            if not isinstance(doc, Mapping):
+                raise DocumentStoreError(f"a document must be a mapping, not {type(doc).__name__}")
+            prepared = _with_id(doc)
+            raw = encode(prepared)
+            key = id_key(prepared["_id"])
+            if key in entries or key in batch:
+                raise _duplicate(ns, prepared["_id"])
+            batch.add(key)
+            ids.append(decode(raw)["_id"])
+            write.inserts.append((key, raw))
+            write.changes.append(Change("insert", ns, ids[-1], None, raw))
+        self._commit(write)
+        return ids, write.changes
+
+    def update(
+        self,
+        ns: Namespace,
+        filter: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        multi: bool,
+        upsert: bool,
+        array_filters: Sequence[Mapping[str, Any]] | None,
+        sort: Any = None,
+        replace_only: bool = False,
+    ) -> tuple[UpdateResult, bytes | None, bytes | None, list[Change]]:
+        """Update (or replace) the first or every match; returns the result and the first pre/post images."""
+        if not isinstance(filter, Mapping):
+            raise DocumentStoreError("a filter must be a document")
+        replacement = is_replacement(update)
+        if replace_only and not replacement:
+            raise DocumentStoreError("a replacement document cannot contain update operators")
+        if replacement and multi:
+            raise DocumentStoreError("update_many requires update operators, not a replacement document")
+        if not replacement:
+            if not update:
+                raise DocumentStoreError("an update document must contain update operators")
+            validate_update(update)
+        if array_filters is not None and not isinstance(array_filters, list | tuple):
+            raise DocumentStoreError("array_filters must be an array of documents")
+        write = _Write(ns)
+        selected = self._select(ns, filter, sort, None if multi else 1)
+        first_pre: bytes | None = None
+        first_post: bytes | None = None
+        modified = 0
+        for entry in selected:
+            old = decode(entry.raw)
+            if replacement:
+                new = _replace(old, update)
+            else:
+                new = apply_update(old, update, filter=filter, array_filters=array_filters)
+            raw = encode(new)
+            if first_pre is None:
+                first_pre, first_post = entry.raw, raw
+            if raw != entry.raw:
+                modified += 1
+                key = id_key(new["_id"])
+                write.updates.append((key, entry, raw))
+                write.changes.append(
+                    Change("replace" if replacement else "update", ns, new["_id"], entry.raw, raw)
+                )
+        upserted_id: Any = None
+        if not selected and upsert:
+            seed = seed_from_filter(filter)
+            if replacement:
+                new = _replace(seed, update) if "_id" in seed else dict(update)
+            else:
+                new = apply_update(seed, update, filter=filter, array_filters=array_filters, inserting=True)
+            prepared = _with_id(new)
+            raw = encode(prepared)
+            key = id_key(prepared["_id"])
+            if key in self._colls.get(ns, {}):
+                raise _duplicate(ns, prepared["_id"])
+            upserted_id = decode(raw)["_id"]
+            write.inserts.append((key, raw))
+            write.changes.append(Change("insert", ns, upserted_id, None, raw))
+            first_post = raw
+        self._commit(write)
+        return UpdateResult(len(selected), modified, upserted_id), first_pre, first_post, write.changes
+
+    def delete(
+        self, ns: Namespace, filter: Mapping[str, Any], *, multi: bool, sort: Any = None
+    ) -> tuple[int, bytes | None, list[Change]]:
+        """Delete the first or every match; returns the count and the first deleted document's BSON."""
+        if not isinstance(filter, Mapping):
+            raise DocumentStoreError("a filter must be a document")
+        write = _Write(ns)
+        selected = self._select(ns, filter, sort, None if multi else 1)
+        for entry in selected:
+            doc_id = decode(entry.raw)["_id"]
+            write.deletes.append((id_key(doc_id), entry))
+            write.changes.append(Change("delete", ns, doc_id, entry.raw, None))
+        self._commit(write)
+        return len(selected), (selected[0].raw if selected else None), write.changes
+
+    def _commit(self, write: _Write) -> None:
+        if not (write.inserts or write.updates or write.deletes):
+            return
+        db, coll = write.ns
+        seqs: list[int] = []
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for _, raw in write.inserts:
+                    cur = self._db.execute(
+                        "INSERT INTO documents (db, coll, body) VALUES (?, ?, ?)", (db, coll, raw)
+                    )
+                    assert cur.lastrowid is not None
+                    seqs.append(cur.lastrowid)
+                self._db.executemany(
+                    "UPDATE documents SET body = ? WHERE seq = ?",
+                    [(raw, e.seq) for _, e, raw in write.updates],
+                )
+                self._db.executemany(
+                    "DELETE FROM documents WHERE seq = ?", [(e.seq,) for _, e in write.deletes]
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise DocumentStoreError(f"the document store could not save the change: {exc}") from None
+        # Committed: now memory follows.
+        entries = self._colls.setdefault(write.ns, {})
+        for (key, raw), seq in zip(write.inserts, seqs, strict=True):
+            entries[key] = _Entry(seq, raw, to_view(decode(raw)))
+        for _key, entry, raw in write.updates:
+            entry.raw = raw
+            entry.view = to_view(decode(raw))
+        for key, _ in write.deletes:
+            entries.pop(key, None)
+
+
+_NO_ID = object()
+
+
+def _lock(path: Path) -> IO[bytes]:
+    handle = open(path, "a+b")
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise DocumentStoreError(
+                f"the document store in {path.parent} is already open (in this or another process)"
+            ) from None
+    os.set_inheritable(handle.fileno(), False)
+    return handle
+
+
+def _with_id(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` with ``_id`` first, generated as an ``ObjectId`` when absent (as mongod does)."""
+    doc_id = doc["_id"] if "_id" in doc else ObjectId()
+    if isinstance(doc_id, list | tuple):
+        raise DocumentStoreError("the '_id' value cannot be of type array")
+    return {"_id": doc_id, **{k: v for k, v in doc.items() if k != "_id"}}
+
+
+def _replace(old: Mapping[str, Any], replacement: Mapping[str, Any]) -> dict[str, Any]:
+    if "_id" in replacement and "_id" in old and id_key(replacement["_id"]) != id_key(old["_id"]):
+        raise DocumentStoreError("the _id field cannot be changed by a replacement")
+    base = {"_id": old["_id"]} if "_id" in old else {}
+    return {**base, **{k: v for k, v in replacement.items() if k != "_id"}}
+
+
+def _duplicate(ns: Namespace, doc_id: Any) -> DocumentStoreError:
+    return DocumentStoreError(
+        f"E11000 duplicate key error collection: {ns[0]}.{ns[1]} index: _id_ dup key: {{ _id: {doc_id!r} }}"
+    )

@@ -1,0 +1,239 @@
+"""``PyMongoDocumentStore``: the same seam over a real MongoDB, through pymongo's ``AsyncMongoClient``.
+
+UNTESTED AGAINST A LIVE SERVER: no MongoDB runs where this was written. It is
+kept thin on purpose (each method is one driver call) and type-checked; the
+path to several server processes sharing data and change streams is to run
+them all against one MongoDB replica set with this store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import DocumentStoreError
+from ._protocol import Filter, Sort, UpdateResult
+
+if TYPE_CHECKING:
+    from pymongo import AsyncMongoClient
+
+__all__ = ["PyMongoDocumentStore"]
+
+
+@contextlib.contextmanager
+def _translated() -> Any:
+    """pymongo's errors become ``DocumentStoreError`` here, at the one border that knows them."""
+    from pymongo.errors import PyMongoError
+
+    try:
+        yield
+    except PyMongoError as exc:
+        raise DocumentStoreError(str(exc)) from None
+
+
+def _sort(sort: Sort | None) -> list[tuple[str, int]] | None:
+    if not sort:
+        return None
+    return list(sort.items()) if isinstance(sort, Mapping) else [(f, d) for f, d in sort]
+
+
+class PyMongoDocumentStore:
+    """A ``DocumentStore`` backed by MongoDB (untested against a live server; see the module docstring).
+
+    >>> store = PyMongoDocumentStore(pymongo.AsyncMongoClient("mongodb://127.0.0.1:27017"))  # doctest: +SKIP
+
+    Change streams need a replica set. ``aclose()`` closes the client.
+    """
+
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]]) -> None:
+        self._client = client
+
+    def collection(self, database: str, name: str) -> PyMongoDocumentCollection:
+        """The collection ``name`` in ``database``."""
+        return PyMongoDocumentCollection(self._client[database][name])
+
+    async def aclose(self) -> None:
+        """Close the client."""
+        await self._client.close()
+
+
+class PyMongoDocumentCollection:
+    """One MongoDB collection behind the ``DocumentCollection`` seam."""
+
+    def __init__(self, coll: Any) -> None:
+        self._coll = coll
+
+    async def find(
+        self,
+        filter: Filter | None = None,
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """See ``DocumentCollection.find``."""
+        with _translated():
+            cursor = self._coll.find(filter or {}, projection, sort=_sort(sort), limit=limit or 0)
+            return list(await cursor.to_list(None))
+
+    async def find_one(
+        self,
+        filter: Filter | None = None,
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+    ) -> dict[str, Any] | None:
+        """See ``DocumentCollection.find_one``."""
+        with _translated():
+            doc: dict[str, Any] | None = await self._coll.find_one(filter or {}, projection, sort=_sort(sort))
+            return doc
+
+    async def insert_one(self, doc: Mapping[str, Any]) -> Any:
+        """See ``DocumentCollection.insert_one``."""
+        with _translated():
+            return (await self._coll.insert_one(dict(doc))).inserted_id
+
+    async def insert_many(self, docs: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """See ``DocumentCollection.insert_many`` (MongoDB inserts in order until the first error)."""
+        with _translated():
+            return list((await self._coll.insert_many([dict(d) for d in docs])).inserted_ids)
+
+    async def update_one(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        upsert: bool = False,
+        array_filters: Sequence[Mapping[str, Any]] | None = None,
+    ) -> UpdateResult:
+        """See ``DocumentCollection.update_one``; a plain document is a replacement."""
+        with _translated():
+            if update and not any(str(k).startswith("$") for k in update):
+                r = await self._coll.replace_one(filter, update, upsert=upsert)
+            else:
+                r = await self._coll.update_one(filter, update, upsert=upsert, array_filters=array_filters)
+            return UpdateResult(r.matched_count, r.modified_count, r.upserted_id)
+
+    async def update_many(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        upsert: bool = False,
+        array_filters: Sequence[Mapping[str, Any]] | None = None,
+    ) -> UpdateResult:
+        """See ``DocumentCollection.update_many``."""
+        with _translated():
+            r = await self._coll.update_many(filter, update, upsert=upsert, array_filters=array_filters)
+            return UpdateResult(r.matched_count, r.modified_count, r.upserted_id)
+
+    async def delete_one(self, filter: Filter) -> int:
+        """See ``DocumentCollection.delete_one``."""
+        with _translated():
+            return int((await self._coll.delete_one(filter)).deleted_count)
+
+    async def delete_many(self, filter: Filter) -> int:
+        """See ``DocumentCollection.delete_many``."""
+        with _translated():
+            return int((await self._coll.delete_many(filter)).deleted_count)
+
+    async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """See ``DocumentCollection.aggregate``."""
+        with _translated():
+            cursor = await self._coll.aggregate(list(pipeline))
+            return list(await cursor.to_list(None))
+
+    async def count(self, filter: Filter | None = None, *, limit: int | None = None) -> int:
+        """See ``DocumentCollection.count``."""
+        with _translated():
+            kwargs = {"limit": limit} if limit and limit > 0 else {}
+            return int(await self._coll.count_documents(filter or {}, **kwargs))
+
+    async def find_one_and_update(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+        upsert: bool = False,
+        return_new: bool = False,
+    ) -> dict[str, Any] | None:
+        """See ``DocumentCollection.find_one_and_update``."""
+        from pymongo import ReturnDocument
+
+        with _translated():
+            doc: dict[str, Any] | None = await self._coll.find_one_and_update(
+                filter, update, projection=projection, sort=_sort(sort), upsert=upsert,
+                return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
+            )  # fmt: skip
+            return doc
+
+    async def find_one_and_replace(
+        self,
+        filter: Filter,
+        replacement: Mapping[str, Any],
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+        upsert: bool = False,
+        return_new: bool = False,
+    ) -> dict[str, Any] | None:
+        """See ``DocumentCollection.find_one_and_replace``."""
+        from pymongo import ReturnDocument
+
+        with _translated():
+            doc: dict[str, Any] | None = await self._coll.find_one_and_replace(
+                filter, replacement, projection=projection, sort=_sort(sort), upsert=upsert,
+                return_document=ReturnDocument.AFTER if return_new else ReturnDocument.BEFORE,
+            )  # fmt: skip
+            return doc
+
+    async def find_one_and_delete(
+        self, filter: Filter, *, projection: Mapping[str, Any] | None = None, sort: Sort | None = None
+    ) -> dict[str, Any] | None:
+        """See ``DocumentCollection.find_one_and_delete``."""
+        with _translated():
+            doc: dict[str, Any] | None = await self._coll.find_one_and_delete(
+                filter, projection=projection, sort=_sort(sort)
+            )
+            return doc
+
+    def watch(self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None) -> PyMongoChangeStream:
+        """See ``DocumentCollection.watch``; uses a MongoDB change stream with ``updateLookup``."""
+        pipeline: list[dict[str, Any]] = []
+        if ids is not None:
+            pipeline.append({"$match": {"documentKey._id": {"$in": list(ids)}}})
+        if filter is not None:
+            pipeline.append({"$match": dict(filter)})
+        return PyMongoChangeStream(self._coll, pipeline)
+
+
+class PyMongoChangeStream:
+    """Opens the driver's change stream on first ``__anext__``; ``aclose()`` closes it."""
+
+    def __init__(self, coll: Any, pipeline: list[dict[str, Any]]) -> None:
+        self._coll = coll
+        self._pipeline = pipeline
+        self._stream: Any = None
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._closed:
+            raise StopAsyncIteration
+        with _translated():
+            if self._stream is None:
+                self._stream = await self._coll.watch(self._pipeline, full_document="updateLookup")
+            event: dict[str, Any] = await self._stream.next()
+            return event
+
+    async def aclose(self) -> None:
+        """Close the driver's stream; idempotent."""
+        self._closed = True
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            await stream.close()
