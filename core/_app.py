@@ -123,7 +123,7 @@ class App:
 
     ``storage`` keeps users between runs (default: in memory only; use
     ``FileStorage`` to restore them at the next start). ``transport`` does HTTP
-    (default: aiohttp). ``timeout`` is the default per-request timeout in seconds;
+    (default: aiohttp; closed with the App). ``timeout`` is the default per-request timeout in seconds;
     most calls also take their own ``timeout=``.
     """
 
@@ -153,7 +153,6 @@ class App:
             storage = MemoryStorage()
         self.storage: Storage = storage
         self._transport = transport
-        self._owns_transport = transport is None
         self._keys = Keys.for_app(app_id)
         self._device = _device_info(app_id)
         self._users: dict[str, User] = {}  # storage order
@@ -213,7 +212,8 @@ class App:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._transport is not None and self._owns_transport:
+        if self._transport is not None:
+            # Like httpx's Client, the App owns the transport it is given.
             await self._transport.aclose()
 
     @property
@@ -462,7 +462,10 @@ class App:
         try:
             url = await self._url("/auth/session", app_scoped=False)
             response = await self._send("POST", url, bearer=refresh)
-            if response.status == 401 and user._session == session and user.is_logged_in:
+            if user._session != session or not user.is_logged_in:
+                # Logged out (or in again) meanwhile: whatever came back must not touch the user.
+                raise UserNotLoggedInError("the user logged out while its token was being refreshed")
+            if response.status == 401:
                 await self._end_session(user, "reject_refresh", LogoutCause.REFRESH_TOKEN_REJECTED)
                 raise RefreshTokenRejectedError(
                     "the server rejected the refresh token; the user was logged out",
@@ -476,9 +479,6 @@ class App:
             if not isinstance(token, str):
                 raise MissingJsonKeyError("access_token")
             claims = _jwt.decode_payload(token, what="access token")
-            if user._session != session or not user.is_logged_in:
-                # Logged out (or in again) meanwhile: this token must not revive the old session.
-                raise UserNotLoggedInError("the user logged out while its token was being refreshed")
             custom_before = user.custom_data
             user._set_access_token(token, claims)
             try:

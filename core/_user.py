@@ -254,9 +254,14 @@ class User:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
-        def check(current: UserState) -> None:
-            if current is state and not done.done():
+        def settle() -> None:
+            if not done.done():
                 done.set_result(None)
+
+        def check(current: UserState) -> None:
+            # The change may be published on another thread (an App driven from a worker loop).
+            if current is state:
+                loop.call_soon_threadsafe(settle)
 
         subscription = self.state_changes.subscribe(check)
         try:

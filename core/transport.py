@@ -13,12 +13,13 @@ for unit tests of error paths).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["Request", "Response", "Transport", "redact_headers"]
+__all__ = ["Request", "Response", "StreamResponse", "StreamingTransport", "Transport", "redact_headers"]
 
 _SECRET_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 
@@ -97,4 +98,51 @@ class Transport(Protocol):
 
     async def aclose(self) -> None:
         """Release connections. Safe to call more than once."""
+        ...
+
+
+class StreamResponse(Protocol):
+    """An open response whose body is read as it arrives (Server-Sent Events).
+
+    Status, lower-case headers and final URL are known on opening; read the body
+    with one of ``read()``, ``iter_lines()`` or ``iter_chunks()``.
+    """
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def url(self) -> str: ...
+
+    async def read(self) -> bytes:
+        """The rest of the body (for error responses), within the request's timeout."""
+        ...
+
+    def iter_lines(self) -> AsyncIterator[bytes]:
+        """The body's lines as they arrive, without their LF or CRLF ending."""
+        ...
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive."""
+        ...
+
+
+@runtime_checkable
+class StreamingTransport(Transport, Protocol):
+    """A transport that can also hold a response open (``watch``, protocol.md §12).
+
+    Both ``AiohttpTransport`` and ``MockTransport`` are streaming transports.
+    """
+
+    def open_stream(
+        self, request: Request, *, idle_timeout: float | None = None
+    ) -> AbstractAsyncContextManager[StreamResponse]:
+        """Send ``request``; the block holds its response open and closes it on exit.
+
+        ``request.timeout`` bounds getting the headers; ``idle_timeout`` (``None``:
+        unbounded) the wait for each next piece of the body. Errors as for ``send``.
+        """
         ...

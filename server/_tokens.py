@@ -63,6 +63,9 @@ class TokenIssuer:
             "baas_domain_id": self._app_id,
             "baas_session_id": session_id,
             "baas_gen": generation,
+            # Two tokens issued in the same second must still differ: clients tell a fresh
+            # token from a stale one by comparing them.
+            "jti": new_secret(12),
         }
         if user_data is not None:
             claims["user_data"] = user_data

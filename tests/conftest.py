@@ -7,20 +7,27 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from appusers import App
 from appusers.server import LocalServer, load_config
+from appusers.server._config import ScryptSettings
 
 # Keep GUI toolkits headless wherever a test imports one.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("KIVY_NO_ARGS", "1")
 
 
+def fast_config() -> Any:
+    """The demo settings with a cheap scrypt cost: tests hash many passwords."""
+    return attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1))
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
     """A fresh local server (demo settings) with its own data directory."""
-    async with LocalServer(config=load_config(None), data_dir=tmp_path / "server") as srv:
+    async with LocalServer(config=fast_config(), data_dir=tmp_path / "server") as srv:
         yield srv
 
 

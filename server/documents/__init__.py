@@ -4,7 +4,7 @@
 
     DocumentStore, DocumentCollection, ChangeStream   the seam (typing.Protocol)
     EmbeddedDocumentStore                             default: a directory (or memory), one process
-    PyMongoDocumentStore                              a real MongoDB via pymongo.AsyncMongoClient (untested live)
+    PyMongoDocumentStore                              real MongoDB, pymongo.AsyncMongoClient (untested live)
     UpdateResult                                      matched_count, modified_count, upserted_id
     DocumentStoreError                                bad query/update/document, duplicate _id, closed store
 
@@ -24,6 +24,8 @@ So the store is a hybrid: documents persisted by us as BSON in SQLite (stdlib
 served from memory; query matching and aggregation borrowed from mongomock at a
 single border (``_matching``, ``_aggregate``), with its two missing pipeline
 pieces rewritten away; the update engine, projection and sorting written here.
+The hybrid passes 56 of the same 58 cases (misses: ``$mod``; pymongo's own
+exception class for duplicate keys).
 For several server processes, use :class:`PyMongoDocumentStore` against one
 MongoDB replica set: the embedded store locks its directory to one process.
 """

@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mongomock import aggregate as mm_aggregate
+from mongomock import aggregate as _mm_aggregate
 
 from ._codec import from_view, to_view
 from ._errors import DocumentStoreError
 from ._matching import FOREIGN_ERRORS
 
 __all__ = ["run_pipeline"]
+
+# Untyped upstream; kept Any at this border.
+mm_aggregate: Any = _mm_aggregate
 
 #: ``find(collection_name, filter) -> documents`` for ``$lookup``.
 Finder = Callable[[str, Mapping[str, Any]], list[dict[str, Any]]]

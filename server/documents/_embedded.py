@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +41,7 @@ class EmbeddedDocumentStore:
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
-        self._closed = False
+        self._closed = True  # until the engine is open: a failed open leaves nothing to close
         self._hub = WatchHub()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="appusers-documents")
         try:
@@ -49,6 +50,13 @@ class EmbeddedDocumentStore:
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
+        self._closed = False
+
+    def __del__(self) -> None:
+        # Only a warning: closing needs the event loop (svcs' pattern). The idle worker still stops.
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed {self!r}: call 'await store.aclose()'", ResourceWarning, stacklevel=2)
+            self._executor.shutdown(wait=False)
 
     def __repr__(self) -> str:
         where = "memory" if self._path is None else str(self._path)
@@ -93,6 +101,9 @@ class EmbeddedDocumentStore:
         if filter is not None and not isinstance(filter, Mapping):
             raise DocumentStoreError("a watch filter must be a document")
         stream = EmbeddedChangeStream(self._hub, ns, ids=ids, filter=filter)
+        if filter:
+            # Surface a malformed filter now, as a 400 to the caller, not later on the stream.
+            stream.wants(Change("insert", ns, None, None, None), {"operationType": "insert", "ns": {}})
         self._hub.register(stream)
         return stream
 

@@ -108,7 +108,8 @@ class Engine:
             raise DocumentStoreError(f"store schema {version} is newer than this code ({_SCHEMA_VERSION})")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS documents ("
-            " seq INTEGER PRIMARY KEY AUTOINCREMENT, db TEXT NOT NULL, coll TEXT NOT NULL, body BLOB NOT NULL)"
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " db TEXT NOT NULL, coll TEXT NOT NULL, body BLOB NOT NULL)"
         )
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
@@ -223,6 +224,8 @@ class Engine:
         """Update (or replace) the first or every match; returns the result and the first pre/post images."""
         if not isinstance(filter, Mapping):
             raise DocumentStoreError("a filter must be a document")
+        if isinstance(update, Mapping) and not update and not replace_only:
+            raise DocumentStoreError("an update document must contain update operators")
         replacement = is_replacement(update)
         if replace_only and not replacement:
             raise DocumentStoreError("a replacement document cannot contain update operators")

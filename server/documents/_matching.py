@@ -10,13 +10,14 @@ rewriting two modules, not the store.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import mongomock
-from mongomock import filtering
+from mongomock import filtering as _filtering
 
 from ._codec import to_view
 from ._errors import DocumentStoreError
@@ -24,6 +25,9 @@ from ._errors import DocumentStoreError
 __all__ = ["FOREIGN_ERRORS", "compare", "matches", "prepare_filter", "sort_entries", "sort_spec"]
 
 T = TypeVar("T")
+
+# mongomock's functions are untyped; one Any-typed alias keeps that at this border.
+filtering: Any = _filtering
 
 #: What mongomock raises for a query it rejects or does not implement.
 FOREIGN_ERRORS: tuple[type[BaseException], ...] = (
@@ -113,13 +117,23 @@ def sort_entries(
         return result
     # Resolve each sort value once, not once per comparison.
     decorated = [(item, [_sort_value(view_of(item), p, d) for p, d in spec]) for item in result]
-
-    def cmp(x: tuple[T, list[Any]], y: tuple[T, list[Any]]) -> int:
-        for (_, direction), vx, vy in zip(spec, x[1], y[1], strict=True):
-            order = compare(vx, vy)
-            if order:
-                return order * direction
-        return 0
-
-    decorated.sort(key=functools.cmp_to_key(cmp))
+    # Stable sorts from the last key to the first give the multi-key order. A key whose values
+    # are all of one plain type sorts natively; mixed types need the (slow) BSON comparator.
+    for index in range(len(spec) - 1, -1, -1):
+        reverse = spec[index][1] == -1
+        values = [entry[1][index] for entry in decorated]
+        if _plain_kind(values):
+            decorated.sort(key=lambda entry: entry[1][index], reverse=reverse)
+        else:
+            bson_key = functools.cmp_to_key(compare)
+            decorated.sort(key=lambda entry: bson_key(entry[1][index]), reverse=reverse)
     return [item for item, _ in decorated]
+
+
+def _plain_kind(values: list[Any]) -> bool:
+    """Whether all values are numbers (not bool), or all strings, or all datetimes: natively comparable."""
+    if not values:
+        return True
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return not any(v != v for v in values)  # NaN has its own place in BSON order
+    return all(isinstance(v, str) for v in values) or all(isinstance(v, datetime.datetime) for v in values)

@@ -45,8 +45,9 @@ class Projection:
                 other = "inclusion" if not on else "exclusion"
                 raise DocumentStoreError(f"cannot do {kind} on field {field!r} in {other} projection")
             self.paths.append(field.split("."))
-        if self.include is None and not self.id_shown:
-            self.include = False
+        if self.include is None:
+            # Only _id was named: {_id: 1} keeps just _id, {_id: 0} drops just _id.
+            self.include = self.id_shown
 
     def apply(self, doc: dict[str, Any]) -> dict[str, Any]:
         """Project ``doc`` (a private copy, which may be reused)."""

@@ -116,7 +116,7 @@ class DocumentCollection(Protocol):
         upsert: bool = False,
         return_new: bool = False,
     ) -> dict[str, Any] | None:
-        """Update the first match (by ``sort``); returns the pre-image, or the post-image if ``return_new``."""
+        """Update the first match (by ``sort``); the pre-image, or the post-image with ``return_new``."""
         ...
 
     async def find_one_and_replace(
@@ -129,7 +129,7 @@ class DocumentCollection(Protocol):
         upsert: bool = False,
         return_new: bool = False,
     ) -> dict[str, Any] | None:
-        """Replace the first match (by ``sort``); returns the pre-image, or the post-image if ``return_new``."""
+        """Replace the first match (by ``sort``); the pre-image, or the post-image with ``return_new``."""
         ...
 
     async def find_one_and_delete(
@@ -143,7 +143,7 @@ class DocumentCollection(Protocol):
         ...
 
     def watch(self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None) -> ChangeStream:
-        """Change events from now on: all, those whose ``documentKey._id`` is in ``ids``, or matching ``filter``.
+        """Change events from now on: all, those with ``documentKey._id`` in ``ids``, or matching ``filter``.
 
         The stream is registered when ``watch`` returns, so a change made after
         this call is always delivered.

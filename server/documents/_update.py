@@ -387,7 +387,7 @@ def apply_update(
     array_filters: Sequence[Mapping[str, Any]] | None = None,
     inserting: bool = False,
 ) -> dict[str, Any]:
-    """Apply an operator document to ``doc`` (mutated and returned); ``inserting`` enables ``$setOnInsert``."""
+    """Apply an operator document to ``doc`` (mutated and returned); ``inserting`` runs ``$setOnInsert``."""
     validate_update(update)
     ctx = _Context(doc, filter, array_filters)
     original_id = doc.get("_id", _MISSING)
@@ -423,7 +423,8 @@ def _apply_one(ctx: _Context, op: str, path: str, arg: Any) -> None:
                 if isinstance(key, int) and key < len(node):
                     node[key] = None  # MongoDB keeps array positions: an unset element becomes null
             else:
-                node.pop(key, None)  # type: ignore[call-overload]
+                assert isinstance(key, str)
+                node.pop(key, None)
     elif op in ("$inc", "$mul"):
         if not _is_number(arg):
             raise DocumentStoreError(f"cannot {op[1:]} with non-numeric argument: {{{path}: {arg!r}}}")
@@ -433,7 +434,8 @@ def _apply_one(ctx: _Context, op: str, path: str, arg: Any) -> None:
                 _put(node, key, arg if op == "$inc" else _arith("$mul", _zero_like(arg), 0))
             elif not _is_number(current):
                 raise DocumentStoreError(
-                    f"cannot apply {op} to a value of non-numeric type (field {path!r} is {type(current).__name__})"
+                    f"cannot apply {op} to a value of non-numeric type"
+                    f" (field {path!r} is {type(current).__name__})"
                 )
             else:
                 _put(node, key, _arith(op, current, arg))
@@ -449,9 +451,10 @@ def _apply_one(ctx: _Context, op: str, path: str, arg: Any) -> None:
         sources = _targets(ctx, path, create=False)
         for node, key in sources:
             if isinstance(node, dict) and key in node:
-                value = node.pop(key)  # type: ignore[call-overload]
+                assert isinstance(key, str)
+                moved = node.pop(key)
                 for tnode, tkey in _targets(ctx, arg, create=True):
-                    _put(tnode, tkey, value)
+                    _put(tnode, tkey, moved)
     elif op in ("$push", "$addToSet"):
         for node, key in _targets(ctx, path, create=True):
             _put(node, key, _push(op, _get(node, key), arg, path))

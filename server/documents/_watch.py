@@ -41,7 +41,10 @@ class EmbeddedChangeStream:
         ids: Sequence[Any] | None,
         filter: Mapping[str, Any] | None,
     ) -> None:
-        self._loop = asyncio.get_running_loop()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise DocumentStoreError("watch() must be called from a running event loop") from None
         self._hub = hub
         self.ns = ns
         self._ids = None if ids is None else {id_key(i) for i in ids}
@@ -50,6 +53,7 @@ class EmbeddedChangeStream:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._overflow = False
+        self._error: DocumentStoreError | None = None
 
     def wants(self, change: Change, event: dict[str, Any]) -> bool:
         """Whether this stream's ``ids``/``filter`` select ``event`` (called on the worker thread)."""
@@ -70,6 +74,19 @@ class EmbeddedChangeStream:
             self._loop.call_soon_threadsafe(self._end)
         except RuntimeError:
             pass
+
+    def fail_threadsafe(self, error: DocumentStoreError) -> None:
+        """End the stream with ``error`` once the events before it are read."""
+        try:
+            self._loop.call_soon_threadsafe(self._fail, error)
+        except RuntimeError:
+            pass
+
+    def _fail(self, error: DocumentStoreError) -> None:
+        if not self._closed:
+            self._error = error
+            self._closed = True
+            self._wake()
 
     def _offer(self, event: dict[str, Any]) -> None:
         if self._closed:
@@ -102,6 +119,9 @@ class EmbeddedChangeStream:
             if self._buffer:
                 return self._buffer.popleft()
             if self._closed:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
                 raise StopAsyncIteration
             self._waiter = self._loop.create_future()
             try:
@@ -145,7 +165,14 @@ class WatchHub:
                 continue
             base = self._event(change)
             for stream in streams:
-                if stream.wants(change, base):
+                try:
+                    wanted = stream.wants(change, base)
+                except DocumentStoreError as exc:
+                    # A filter that fails on this event fails its own stream, never the committed write.
+                    self.unregister(stream)
+                    stream.fail_threadsafe(exc)
+                    continue
+                if wanted:
                     # Each stream gets its own copy: consumers may mutate what they receive.
                     stream.offer_threadsafe(self._event(change, base["_id"], base["clusterTime"]))
 

@@ -155,14 +155,42 @@ export function expectServiceError(err, { status, errorCode } = {}) {
   }
 }
 
+/** Name of the step every scenario ends with (see checkWireConformance). */
+export const WIRE_STEP = "wire.content_types";
+
+/** Every recorder made by makeApp, so the closing step can inspect all traffic. */
+const allRecorders = [];
+
 /**
- * Run a whole scenario: `body` calls `step(...)` in order. Exits 0 when every step
+ * Protocol §2.5/§15.2, over every response any App of the scenario received:
+ * JSON bodies carry exactly `application/json` (core compares the whole header),
+ * streams `text/event-stream`, and empty 204 answers no content type at all.
+ */
+function checkWireConformance() {
+  const exchanges = allRecorders.flatMap((r) => r.log).filter((e) => e.status !== null);
+  const bad = exchanges.filter((e) => {
+    if (e.status === 204) {
+      return e.contentType !== null;
+    }
+    return !(e.contentType === "application/json" || e.contentType?.startsWith("text/event-stream"));
+  });
+  assert.deepEqual(
+    bad.map((e) => `${e.method} ${e.path} -> ${e.status} ${e.contentType}`),
+    [],
+    "responses with a content type other than the protocol's",
+  );
+  return { responses: exchanges.length };
+}
+
+/**
+ * Run a whole scenario: `body` calls `step(...)` in order, then the wire check runs. Exits 0 when every step
  * passed, 1 after the first failing step (already reported), 3 on a harness error.
  */
 export async function scenario(body) {
   let code = 0;
   try {
     await body();
+    await step(WIRE_STEP, checkWireConformance);
   } catch (err) {
     if (err instanceof StepFailed) {
       code = 1;
@@ -251,6 +279,7 @@ const MemoryStorage = Realm.getEnvironment().defaultStorage.constructor;
  */
 export function makeApp() {
   const recorder = recordingFetch();
+  allRecorders.push(recorder);
   const raw = rawBodyFetch(recorder.fetch);
   const app = new Realm.App({
     id: APP_ID,

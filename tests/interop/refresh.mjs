@@ -49,6 +49,18 @@ await scenario(async () => {
     return null;
   });
 
+  await step("refresh.concurrent_calls_after_revoke", async () => {
+    // realm-web has no single-flight refresh: each of N concurrent 401s refreshes on its
+    // own. Every one of those refreshes and retries must succeed (no token rotation).
+    const refreshesBefore = countRequests(http.log, "POST", "/auth/session");
+    await admin.revokeAccessTokens(user.id);
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => user.functions.sum(i, 1)));
+    assert.deepEqual(results, [1, 2, 3, 4, 5, 6, 7, 8]);
+    const refreshes = countRequests(http.log, "POST", "/auth/session") - refreshesBefore;
+    assert.ok(refreshes >= 1 && refreshes <= 8, `refreshes: ${refreshes}`);
+    return { refreshes };
+  });
+
   await step("refresh.server_error_keeps_user", async () => {
     await admin.revokeAccessTokens(user.id);
     await admin.fault("refresh", 500, { error: "injected", error_code: "InternalServerError" }, 1);

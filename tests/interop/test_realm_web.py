@@ -225,8 +225,13 @@ async def run_scenario(
     return run
 
 
+#: Every scenario ends with this step (``_harness.mjs``): content types of all responses.
+WIRE_STEP = "wire.content_types"
+
+
 def assert_steps(run: ScenarioRun, expected: list[str]) -> None:
-    """Every expected step ran and passed, and the script exited 0."""
+    """Every expected step (and the closing wire check) ran and passed; the script exited 0."""
+    expected = [*expected, WIRE_STEP]
     seen = {record["step"]: record for record in run.steps}
     failed = [r["step"] for r in run.steps if not r.get("ok")]
     missing = [name for name in expected if name not in seen]
@@ -408,6 +413,7 @@ async def test_refresh_after_forced_401(start_server: ServerFactory) -> None:
             "refresh.login",
             "refresh.revoke_then_call",
             "refresh.refresh_token_not_rotated",
+            "refresh.concurrent_calls_after_revoke",
             "refresh.server_error_keeps_user",
             "refresh.revoked_session_logs_out",
         ],
@@ -415,8 +421,10 @@ async def test_refresh_after_forced_401(start_server: ServerFactory) -> None:
     detail = run.detail("refresh.revoke_then_call")
     assert detail["refreshStatAfter"] - detail["refreshStatBefore"] == 1
     # Refreshes seen by the server over the whole run: the forced one, the explicit
-    # one, the injected 500, its successful retry and the refused one at the end.
-    assert count(server, "refresh") == 5, dict(server.stats)
+    # one, the concurrent storm, the injected 500, its successful retry and the refused
+    # one at the end. Client and server counts agree.
+    storm = run.detail("refresh.concurrent_calls_after_revoke")["refreshes"]
+    assert count(server, "refresh") == 5 + storm, dict(server.stats)
 
 
 async def test_delete_user(start_server: ServerFactory) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import attrs
+
 from appusers.server import LocalServer, ServerConfig
 from appusers.server._config import ScryptSettings
 

@@ -6,16 +6,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import appusers.server.documents as documents_pkg
 import pytest
 from _server_testkit import Api, fast
+
 from appusers.server import LocalServer, ServerConfig, load_config
-
-if not hasattr(documents_pkg, "EmbeddedDocumentStore"):  # the real store has not landed yet
-    import _server_fake_documents as _fake
-
-    documents_pkg.EmbeddedDocumentStore = _fake.EmbeddedDocumentStore  # type: ignore[attr-defined]
-    documents_pkg.DocumentStoreError = _fake.DocumentStoreError  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ import attrs
 import jwt
 import pytest
 from _server_testkit import Api, assert_error, fast, jwt_payload
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from appusers.server import LocalServer, load_config
 from appusers.server._config import (
     DEMO_CUSTOM_TOKEN_SECRET,
@@ -19,8 +22,6 @@ from appusers.server._config import (
     MetadataField,
     OpenIdSettings,
 )
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 ISO = {"$oid": "65a1f0c2e4b0a1b2c3d4e5f7"}
 

@@ -10,8 +10,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import appusers.server.documents as documents_pkg
 import pytest
+
 from appusers.server import ConfigError, ServerConfig, load_config
 from appusers.server._config import DEMO_FUNCTIONS_MODULE
 
@@ -61,10 +61,6 @@ def test_bad_config_files(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
-@pytest.mark.skipif(
-    not documents_pkg.EmbeddedDocumentStore.__module__.startswith("appusers.server.documents"),
-    reason="the real document store has not landed; a child process cannot use the test fake",
-)
 def test_serve_cli_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(

@@ -13,6 +13,7 @@ import aiohttp
 import attrs
 import pytest
 from _server_testkit import Api, assert_error, fast, jwt_payload
+
 from appusers.server import LocalServer, load_config
 
 MONGO = "mongodb-atlas"
@@ -204,8 +205,15 @@ async def test_mongo_argument_errors(api: Api, token: str) -> None:
             body={"name": name, "service": MONGO, "arguments": args},
         )
         assert 400 <= status < 500 and body["error_code"] == code, (name, body)
-    status, body = await api.call(token, "find", {**NS, "query": {"$bogus": 1}}, service=MONGO)
+    status, body = await api.call(
+        token, "updateOne", {**NS, "query": {}, "update": {"$bogus": {"a": 1}}}, service=MONGO
+    )
     assert_error(status, body, 400, "MongoDBError")
+    assert (await api.call(token, "insertOne", {**NS, "document": {"_id": 1}}, service=MONGO))[0] == 200
+    status, body = await api.call(token, "insertOne", {**NS, "document": {"_id": 1}}, service=MONGO)
+    assert_error(status, body, 400, "MongoDBError", "duplicate key")
+    status, body = await api.call(token, "find", {**NS, "query": {"$bogus": 1}}, service=MONGO)
+    assert_error(status, body, 400, "MongoDBError")  # a non-empty collection evaluates the query
 
 
 async def test_mongo_service_aliases(api: Api, token: str) -> None:
@@ -318,7 +326,8 @@ async def test_function_context(tmp_path: Path, http: aiohttp.ClientSession) -> 
         "    inner = await context.functions.execute('inner', x)\n"
         "    coll = context.services.get('mongodb-atlas').db('app').collection('log')\n"
         "    await coll.insert_one({'by': context.user.id, 'x': x})\n"
-        "    return {'inner': inner, 'app': context.app_id, 'count': await coll.count({'by': context.user.id})}\n"
+        "    n = await coll.count({'by': context.user.id})\n"
+        "    return {'inner': inner, 'app': context.app_id, 'count': n}\n"
         "def inner(context, x):\n"
         "    return x * 2\n"
         "def bad_service(context):\n"

@@ -15,6 +15,7 @@ import aiohttp
 import attrs
 import pytest
 from _server_testkit import Api, assert_error, fast, jwt_payload
+
 from appusers.server import LocalServer, load_config
 from appusers.server._config import CustomFunctionSettings, LimitSettings, ThrottleSettings
 from appusers.server._errors import ApiError

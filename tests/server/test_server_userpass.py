@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 from _server_testkit import Api, assert_error, fast
+
 from appusers.server import LocalServer, load_config
 from appusers.server._config import UserpassSettings
 

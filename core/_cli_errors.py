@@ -1,0 +1,93 @@
+"""Exit codes of the ``appusers`` command and the one place errors are mapped to them.
+
+Scripts branch on the exit code, so every failure falls in exactly one class:
+what the caller got wrong (2), who the caller is (3), the network (4), the
+server (5), and the rest (1).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .errors import (
+    APIKeyNotFoundError,
+    FunctionNotFoundError,
+    InvalidArgumentError,
+    InvalidPasswordError,
+    InvalidSessionError,
+    MissingAuthError,
+    ResponseError,
+    ServiceError,
+    TransportError,
+    UserDisabledError,
+    UserNotFoundError,
+    UserNotLoggedInError,
+)
+
+__all__ = ["EXIT_CODES_HELP", "CliError", "ExitCode", "exit_code_for"]
+
+
+class ExitCode(enum.IntEnum):
+    """The process exit status of ``appusers``."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2
+    AUTH = 3
+    NETWORK = 4
+    SERVER = 5
+    INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)
+
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success
+  1    unexpected error (add --debug for a traceback)
+  2    bad input or usage: unknown option or command, invalid JSON argument,
+       unknown user id, unknown API key id or function name
+  3    authentication failure: wrong password or key, session expired or revoked,
+       user disabled, nobody logged in
+  4    network failure: server unreachable, connection reset, timeout
+  5    server error: any other error the server answered with, or a response
+       that cannot be used
+  130  interrupted (Ctrl-C)"""
+
+
+class CliError(Exception):
+    """A failure the command reports as ``message`` on stderr, exiting with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+# Checked in order: the subclasses that mean "bad input" or "bad credentials" come
+# before the ServiceError they derive from.
+_BY_TYPE: tuple[tuple[type[BaseException], ExitCode], ...] = (
+    (InvalidArgumentError, ExitCode.USAGE),
+    (UserNotFoundError, ExitCode.USAGE),
+    (APIKeyNotFoundError, ExitCode.USAGE),
+    (FunctionNotFoundError, ExitCode.USAGE),
+    (UserNotLoggedInError, ExitCode.AUTH),
+    (InvalidPasswordError, ExitCode.AUTH),
+    (InvalidSessionError, ExitCode.AUTH),  # includes RefreshTokenRejectedError
+    (MissingAuthError, ExitCode.AUTH),
+    (UserDisabledError, ExitCode.AUTH),
+    (TransportError, ExitCode.NETWORK),  # includes RequestTimeoutError
+    (ServiceError, ExitCode.SERVER),
+    (ResponseError, ExitCode.SERVER),
+)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code ``exc`` ends the command with."""
+    if isinstance(exc, CliError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    for kind, code in _BY_TYPE:
+        if isinstance(exc, kind):
+            return code
+    return ExitCode.UNEXPECTED
+

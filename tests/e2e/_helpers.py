@@ -1,0 +1,154 @@
+"""Helpers of the end-to-end tests: a configured local server, and before/after snapshots.
+
+A "nothing changed" check compares, before and after the failing call: every
+table of the server's SQLite store, its outbox, its request counters and the
+bytes of the client's FileStorage file.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from appusers import App, Credentials, User
+
+#: The custom-token provider's HS256 secret and the server API key of the e2e config.
+JWT_SECRET = "e2e-custom-token-secret-with-enough-length"
+SERVER_KEY = "e2e-server-api-key-for-tests-only"
+PASSWORD = "s3cret-pass"
+
+_CONFIG = """\
+app_id = "appusers-e2e"
+
+[functions]
+module = "server_functions.py"
+
+[custom_data]
+enabled = true
+
+[security]
+scrypt_n = 1024
+scrypt_r = 8
+scrypt_p = 1
+
+[providers.anon-user]
+
+[providers.local-userpass]
+{confirmation}
+reset_function = "reset_password"
+
+[providers.api-key]
+server_keys = [{{ name = "ops", key_sha256 = "{server_key_sha256}" }}]
+
+[providers.custom-token]
+algorithm = "HS256"
+key = "{jwt_secret}"
+metadata_fields = [
+    {{ path = "name", field_name = "name" }},
+    {{ path = "email", field_name = "email" }},
+    {{ path = "picture", field_name = "picture_url" }},
+    {{ path = "given_name", field_name = "first_name" }},
+    {{ path = "family_name", field_name = "last_name" }},
+    {{ path = "info.gender", field_name = "gender" }},
+    {{ path = "info.birthday", field_name = "birthday" }},
+    {{ path = "info.min_age", field_name = "min_age" }},
+    {{ path = "info.max_age", field_name = "max_age" }},
+    {{ path = "team", field_name = "team", required = {team_required} }},
+]
+"""
+
+
+def write_config(directory: Path, *, confirmation_function: bool = False,
+                 team_required: bool = False) -> Path:
+    """A TOML config (and its functions module) in ``directory``; returns the TOML path.
+
+    With ``confirmation_function`` new accounts go through ``confirm_user`` of
+    ``server_functions.py`` instead of the emailed token.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).with_name("server_functions.py"), directory / "server_functions.py")
+    path = directory / "server.toml"
+    path.write_text(_CONFIG.format(
+        confirmation='confirmation_function = "confirm_user"' if confirmation_function else "",
+        server_key_sha256=hashlib.sha256(SERVER_KEY.encode()).hexdigest(),
+        jwt_secret=JWT_SECRET,
+        team_required="true" if team_required else "false",
+    ))
+    return path
+
+
+def custom_token(sub: str, **claims: Any) -> str:
+    """A custom JWT for the e2e config's custom-token provider, valid for an hour."""
+    import time
+
+    import jwt
+
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + 3600, **claims},
+                      JWT_SECRET, algorithm="HS256")
+
+
+def function_outbox(server: Any) -> list[dict[str, Any]]:
+    """What the custom confirmation/reset functions "sent" (see server_functions.py)."""
+    import json
+
+    path = Path(server.config.functions_module).with_name("function_outbox.jsonl")
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def register_confirmed(app: App, server: Any, email: str, password: str = PASSWORD) -> None:
+    """Register ``email`` and confirm it with the token the server put in its outbox."""
+    await app.email_password_auth.register_user(email, password)
+    mail = [m for m in server.read_outbox() if m["email"] == email and m["kind"] == "confirm"][-1]
+    await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
+
+
+async def email_user(app: App, server: Any, email: str, password: str = PASSWORD) -> User:
+    await register_confirmed(app, server, email, password)
+    return await app.log_in(Credentials.email_password(email, password))
+
+
+def server_tables(server: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the server's user store (read-only connection)."""
+    uri = f"file:{server.data_dir / 'users.sqlite3'}?mode=ro"
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: sorted(db.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
+    finally:
+        db.close()
+
+
+class Snapshot:
+    """The observable state of a server (and optionally of a client store file)."""
+
+    def __init__(self, server: Any, storage_path: Path | None = None) -> None:
+        self.server = server
+        self.storage_path = storage_path
+        self.tables = server_tables(server)
+        self.outbox = server.read_outbox()
+        self.functions_outbox = function_outbox(server)
+        self.stats = collections.Counter(server.stats)
+        self.storage = storage_path.read_bytes() if storage_path is not None and storage_path.exists() else None
+
+    def requests(self) -> dict[str, int]:
+        """Requests the server handled since the snapshot, by route (location excluded)."""
+        diff = collections.Counter(self.server.stats) - self.stats
+        diff.pop("location", None)
+        return dict(diff)
+
+    def assert_unchanged(self, **requests: int) -> None:
+        """Nothing changed on the server or in storage; exactly ``requests`` were handled."""
+        assert self.requests() == requests
+        assert server_tables(self.server) == self.tables
+        assert self.server.read_outbox() == self.outbox
+        assert function_outbox(self.server) == self.functions_outbox
+        if self.storage_path is not None:
+            now = self.storage_path.read_bytes() if self.storage_path.exists() else None
+            assert now == self.storage
