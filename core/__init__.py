@@ -33,11 +33,22 @@ from ._events import (
 )
 from ._functions import Functions
 from ._models import Identity, Profile, UserState
+from ._mongo import (
+    ChangeEvent,
+    ChangeStream,
+    DeleteResult,
+    InsertManyResult,
+    InsertOneResult,
+    MongoClient,
+    MongoCollection,
+    MongoDatabase,
+    UpdateResult,
+)
 from ._user import User
 from ._version import __version__
 from .errors import AppError
 from .storage import Storage, StorageIssue
-from .transport import Request, Response, Transport
+from .transport import Request, Response, StreamingTransport, StreamResponse, Transport
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -47,16 +58,24 @@ __all__ = [
     "App",
     "AppError",
     "AppEvent",
+    "ChangeEvent",
+    "ChangeStream",
     "Credentials",
     "CurrentUserChanged",
     "CustomDataRefreshed",
+    "DeleteResult",
     "EmailPasswordAuth",
     "Functions",
     "IdentitiesLinked",
     "Identity",
+    "InsertManyResult",
+    "InsertOneResult",
     "LoggedIn",
     "LoggedOut",
     "LogoutCause",
+    "MongoClient",
+    "MongoCollection",
+    "MongoDatabase",
     "Profile",
     "ProfileRefreshed",
     "Request",
@@ -64,7 +83,10 @@ __all__ = [
     "Storage",
     "StorageIssue",
     "StorageRecovered",
+    "StreamResponse",
+    "StreamingTransport",
     "Transport",
+    "UpdateResult",
     "User",
     "UserEvent",
     "UserState",

@@ -519,7 +519,12 @@ class App:
             raise UserAlreadyNamedError("Cannot add anonymous credentials to an existing user.")
         body = self._credentials_body(credentials)
         path = f"/auth/providers/{quote(credentials.provider, safe='')}/login?link=true"
-        data = await self._request("POST", path, body=body, user=user, token="access", timeout=timeout)
+        if user._expired_soon(self.refresh_leeway):
+            await self._refresh_access_token(user)
+        # No 401 refresh-and-retry here (as core): a 401 on link is about the credentials
+        # (InvalidPassword), and a failed link must change nothing, tokens included.
+        bearer = self._require_logged_in(user)._access_token
+        data = await self._request("POST", path, body=body, bearer=bearer, timeout=timeout)
         if not isinstance(data, dict):
             raise ResponseError("the link response is not an object")
         token = data.get("access_token")
@@ -581,9 +586,12 @@ class App:
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
         request = Request(method, url, headers, body, timeout if timeout is not None else self.timeout)
-        _log.debug("%s %s", method, _path_of(url))
+        debug = _log.isEnabledFor(logging.DEBUG)
+        if debug:
+            _log.debug("%s %s", method, _path_of(url))
         response = await self._get_transport().send(request)
-        _log.debug("%s %s -> %d", method, _path_of(url), response.status)
+        if debug:
+            _log.debug("%s %s -> %d", method, _path_of(url), response.status)
         return response
 
     async def _location(self) -> str:

@@ -41,7 +41,7 @@ else $APPUSERS_APP_ID/$APPUSERS_BASE_URL, else {DEFAULT_APP_ID!r} at {DEFAULT_LO
 (the defaults of `appusers serve`).
 
 With --json every command prints one JSON document on stdout (on failure:
-{{"error": {{"exit_code", "type", "code", "message"}}}}); messages go to stderr.
+{{"error": {{"exit_code", "kind", "type", "code", "message"}}}}); messages go to stderr.
 
 examples:
   appusers serve --data ./appusers-data &
@@ -92,7 +92,7 @@ def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument("--base-url", metavar="URL", default=default(None),
                        help=f"server URL (env APPUSERS_BASE_URL; default {DEFAULT_LOCAL_URL})")
     group.add_argument("--data-dir", metavar="DIR", default=default(None),
-                       help="where the session is kept (default: see below)")
+                       help="where the session is kept (default: see 'appusers --help')")
     group.add_argument("--timeout", metavar="SECONDS", type=_positive, default=default(30.0),
                        help="per-request timeout (default 30)")
 
@@ -218,6 +218,7 @@ def _fail(exc: BaseException, *, json_mode: bool, debug: bool, base_url: str,
     if json_mode:
         error = {
             "exit_code": int(code),
+            "kind": code.name.lower(),  # usage, auth, network, server, unexpected, interrupted
             "type": type(exc).__name__,
             "code": exc.code if isinstance(exc, AppError) else None,
             "message": message,

@@ -28,14 +28,48 @@ _READ = json_util.JSONOptions(
 )
 
 
+_INT32 = range(-(2**31), 2**31)
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` means the same in plain JSON and in EJSON (no BSON types, no int64)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return value in _INT32  # larger ints must be typed as $numberLong
+    if kind is float:
+        return value == value and value not in (float("inf"), float("-inf"))
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(type(k) is str and not k.startswith("$") and _plain(v) for k, v in value.items())
+    return False
+
+
 def dumps(value: Any) -> str:
-    """``value`` as canonical EJSON text."""
+    """``value`` as EJSON text: canonical wherever a type needs it.
+
+    Plain data (strings, small ints, finite floats, lists, dicts) reads the same in
+    every EJSON mode, so it skips bson's slower converter; everything else
+    (ObjectId, datetime, Decimal128, Int64, big ints...) is written canonically.
+    """
+    if _plain(value):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return json_util.dumps(value, json_options=_CANONICAL, separators=(",", ":"))
+
+
+def _hook(document: dict[str, Any]) -> Any:
+    for key in document:
+        if key.startswith("$"):
+            return json_util.object_hook(document, _READ)
+    return document
 
 
 def loads(text: str | bytes) -> Any:
     """EJSON text (canonical or relaxed) to Python/BSON values. Raises ``ValueError``."""
-    return json_util.loads(text, json_options=_READ)
+    # bson's own loads runs its (slow) hook on every object; most objects have no $-keys.
+    return json.loads(text, object_hook=_hook)
 
 
 def decode(value: Any) -> Any:

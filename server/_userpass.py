@@ -120,7 +120,8 @@ class EmailPassword:
             self._outbox.send(email=email, token=token, token_id=token_id, kind="confirm")
             return
         status = await self._status_function(
-            settings.confirmation_function, {"token": token, "tokenId": token_id, "username": email}
+            settings.confirmation_function, {"token": token, "tokenId": token_id, "username": email},
+            refused=(email, "confirm"),
         )
         if status == "success":
             await self._store.confirm_userpass(email)
@@ -128,10 +129,21 @@ class EmailPassword:
         elif status != "pending":
             raise ApiError.bad_request(f'failed to confirm user "{email}"')
 
-    async def _status_function(self, name: str, payload: Mapping[str, Any], *args: Any) -> str:
-        result = await self._registry.invoke(name, self._context(), [dict(payload), *args])
+    async def _status_function(
+        self, name: str, payload: Mapping[str, Any], *args: Any, refused: tuple[str, str]
+    ) -> str:
+        """Run a hook; if it refuses or raises, the token it was handed (``refused``:
+        email, kind) is deleted, so it cannot confirm or reset anything later."""
+        try:
+            result = await self._registry.invoke(name, self._context(), [dict(payload), *args])
+        except ApiError:
+            await self._store.delete_email_tokens(*refused)
+            raise
         status = result.get("status") if isinstance(result, Mapping) else None
-        return status if status in ("success", "pending", "fail") else "fail"
+        if status not in ("success", "pending"):
+            await self._store.delete_email_tokens(*refused)
+            return "fail"
+        return str(status)
 
     async def _register(self, body: Mapping[str, Any]) -> None:
         settings = self._settings()
@@ -216,7 +228,9 @@ class EmailPassword:
             "password": password,
             "currentPasswordValid": False,
         }
-        status = await self._status_function(settings.reset_function, payload, *arguments)
+        status = await self._status_function(
+            settings.reset_function, payload, *arguments, refused=(email, "reset")
+        )
         if status == "success":
             await self._store.set_password(
                 email, await asyncio.to_thread(hash_password, password, self._scrypt)

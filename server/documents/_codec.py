@@ -60,6 +60,8 @@ def id_key(value: Any) -> Any:
         if isinstance(number, float) and (math.isnan(number) or math.isinf(number)):
             return ("n", repr(number))
         as_decimal = decimal.Decimal(number)
+        if not as_decimal.is_finite():
+            return ("n", str(as_decimal))
         return ("n", int(as_decimal)) if as_decimal == as_decimal.to_integral_value() else ("n", as_decimal)
     if isinstance(value, str):
         return ("s", value)

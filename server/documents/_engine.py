@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 from bson.objectid import ObjectId
+from bson.regex import Regex
 
 from ._aggregate import run_pipeline
 from ._codec import decode, encode, id_key, to_view
 from ._errors import DocumentStoreError
+from ._index import EqualityIndexes
 from ._matching import matches, prepare_filter, sort_entries, sort_spec
 from ._projection import Projection
 from ._protocol import UpdateResult
@@ -80,6 +83,7 @@ class Engine:
     def __init__(self, path: Path | None) -> None:
         self._lock_file: IO[bytes] | None = None
         self._colls: dict[Namespace, dict[Any, _Entry]] = {}
+        self._indexes = EqualityIndexes()
         if path is None:
             self._db = sqlite3.connect(":memory:", isolation_level=None)
         else:
@@ -141,12 +145,16 @@ class Engine:
         if id_cond is not _NO_ID:
             if isinstance(id_cond, Mapping) and set(id_cond) == {"$eq"}:
                 id_cond = id_cond["$eq"]
-            if not (
-                isinstance(id_cond, Mapping) and any(str(k).startswith("$") for k in id_cond)
-            ) and not isinstance(id_cond, list):
+            operator = isinstance(id_cond, Mapping) and any(str(k).startswith("$") for k in id_cond)
+            # A regex is a pattern match and a list an array comparison: neither is a key lookup.
+            if not operator and not isinstance(id_cond, list | re.Pattern | Regex):
                 # Equality on _id: one hash lookup instead of a scan.
                 hit = entries.get(id_key(id_cond))
                 candidates = [hit] if hit is not None else []
+        if not isinstance(candidates, list):  # no _id lookup: maybe an index on another field
+            keys = self._indexes.candidates(ns, query, _Views(entries))
+            if keys is not None:
+                candidates = sorted((entries[k] for k in keys), key=lambda e: e.seq)
         spec = sort_spec(sort)
         n = abs(limit) if limit else None
         if not spec and n is not None:
@@ -322,15 +330,35 @@ class Engine:
         # Committed: now memory follows.
         entries = self._colls.setdefault(write.ns, {})
         for (key, raw), seq in zip(write.inserts, seqs, strict=True):
-            entries[key] = _Entry(seq, raw, to_view(decode(raw)))
-        for _key, entry, raw in write.updates:
+            entry = entries[key] = _Entry(seq, raw, to_view(decode(raw)))
+            self._indexes.add(write.ns, key, entry.view)
+        for key, entry, raw in write.updates:
+            self._indexes.remove(write.ns, key, entry.view)
             entry.raw = raw
             entry.view = to_view(decode(raw))
-        for key, _ in write.deletes:
+            self._indexes.add(write.ns, key, entry.view)
+        for key, entry in write.deletes:
+            self._indexes.remove(write.ns, key, entry.view)
             entries.pop(key, None)
 
 
 _NO_ID = object()
+
+
+class _Views(Mapping[Any, Mapping[str, Any]]):
+    """Document key -> matching view, without copying the collection."""
+
+    def __init__(self, entries: dict[Any, _Entry]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, key: Any) -> Mapping[str, Any]:
+        return self._entries[key].view
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _lock(path: Path) -> IO[bytes]:

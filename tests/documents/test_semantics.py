@@ -85,6 +85,8 @@ QUERIES = [
     ("_id equality fast path", {"_id": 2}, [2]),
     ("_id numeric equivalence", {"_id": 2.0}, [2]),
     ("_id $in", {"_id": {"$in": [1, 3]}}, [1, 3]),
+    ("_id $eq", {"_id": {"$eq": 3}}, [3]),
+    ("_id $gt", {"_id": {"$gt": 1}}, [2, 3]),
     ("empty filter", {}, [1, 2, 3]),
 ]
 

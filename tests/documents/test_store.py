@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
+import re
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -281,6 +283,7 @@ async def test_concurrent_increments_lose_nothing(tmp_path: Path) -> None:
         assert (await coll.find_one({"_id": "c"}))["n"] == 500
         assert await coll.count({"_id": {"$regex": "^u"}}) == 10
         assert sum(d["n"] for d in await coll.find({"_id": {"$regex": "^u"}})) == 200
+        assert await coll.count({"_id": re.compile("^u")}) == 10  # a regex on _id is not a key lookup
     finally:
         await store.aclose()
 
@@ -330,3 +333,63 @@ async def test_bad_arguments_are_store_errors() -> None:
             await coll.insert_one({"u": uuid.uuid4()})  # UUIDs need an explicit representation in BSON
     finally:
         await store.aclose()
+
+
+async def test_committed_writes_survive_a_killed_process(tmp_path: Path) -> None:
+    """A process that dies without closing the store (os._exit) keeps every write that returned."""
+    script = f"""
+import asyncio, os
+from pathlib import Path
+from bson import Int64
+from appusers.server.documents import EmbeddedDocumentStore
+
+async def main():
+    store = EmbeddedDocumentStore(Path({str(tmp_path)!r}))
+    coll = store.collection("d", "c")
+    for i in range(50):
+        await coll.insert_one({{"_id": i, "n": Int64(i)}})
+    await coll.update_many({{}}, {{"$inc": {{"n": 1}}}})
+    await coll.delete_one({{"_id": 0}})
+    print("written", flush=True)
+    os._exit(0)  # no aclose, no atexit: as close to a crash as a test can get
+
+asyncio.run(main())
+"""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert out.strip() == b"written", err.decode()
+    store = EmbeddedDocumentStore(tmp_path)  # the dead process's lock died with it
+    try:
+        docs = await store.collection("d", "c").find()
+        assert [d["_id"] for d in docs] == list(range(1, 50))
+        assert all(d["n"] == d["_id"] + 1 and isinstance(d["n"], Int64) for d in docs)
+    finally:
+        await store.aclose()
+
+
+async def test_bad_watch_filter_is_rejected_up_front() -> None:
+    store = EmbeddedDocumentStore(None)
+    try:
+        with pytest.raises(DocumentStoreError):
+            store.collection("d", "c").watch(filter={"$nosuch": 1})
+    finally:
+        await store.aclose()
+
+
+def test_watch_needs_a_running_loop() -> None:
+    async def make() -> EmbeddedDocumentStore:
+        return EmbeddedDocumentStore(None)
+
+    store = asyncio.run(make())
+    with pytest.raises(DocumentStoreError, match="running event loop"):
+        store.collection("d", "c").watch()
+    asyncio.run(store.aclose())
+
+
+def test_unclosed_store_warns() -> None:
+    store = EmbeddedDocumentStore(None)
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del store
+        gc.collect()

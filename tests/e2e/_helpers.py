@@ -39,7 +39,7 @@ scrypt_p = 1
 
 [providers.local-userpass]
 {confirmation}
-reset_function = "reset_password"
+{reset}
 
 [providers.api-key]
 server_keys = [{{ name = "ops", key_sha256 = "{server_key_sha256}" }}]
@@ -62,18 +62,20 @@ metadata_fields = [
 """
 
 
-def write_config(directory: Path, *, confirmation_function: bool = False,
+def write_config(directory: Path, *, confirmation_function: bool = False, reset_function: bool = True,
                  team_required: bool = False) -> Path:
     """A TOML config (and its functions module) in ``directory``; returns the TOML path.
 
     With ``confirmation_function`` new accounts go through ``confirm_user`` of
-    ``server_functions.py`` instead of the emailed token.
+    ``server_functions.py`` instead of the emailed token; without ``reset_function``
+    ``reset/call`` has no function to run.
     """
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(__file__).with_name("server_functions.py"), directory / "server_functions.py")
     path = directory / "server.toml"
     path.write_text(_CONFIG.format(
         confirmation='confirmation_function = "confirm_user"' if confirmation_function else "",
+        reset='reset_function = "reset_password"' if reset_function else "",
         server_key_sha256=hashlib.sha256(SERVER_KEY.encode()).hexdigest(),
         jwt_secret=JWT_SECRET,
         team_required="true" if team_required else "false",
@@ -135,7 +137,7 @@ class Snapshot:
         self.outbox = server.read_outbox()
         self.functions_outbox = function_outbox(server)
         self.stats = collections.Counter(server.stats)
-        self.storage = storage_path.read_bytes() if storage_path is not None and storage_path.exists() else None
+        self.storage = _read(storage_path)
 
     def requests(self) -> dict[str, int]:
         """Requests the server handled since the snapshot, by route (location excluded)."""
@@ -145,10 +147,30 @@ class Snapshot:
 
     def assert_unchanged(self, **requests: int) -> None:
         """Nothing changed on the server or in storage; exactly ``requests`` were handled."""
-        assert self.requests() == requests
-        assert server_tables(self.server) == self.tables
-        assert self.server.read_outbox() == self.outbox
-        assert function_outbox(self.server) == self.functions_outbox
+        # (Messages spelled out: pytest rewrites asserts in test modules and conftest only.)
+        got = self.requests()
+        assert got == requests, f"requests handled: {got}, expected {requests}"
+        tables = server_tables(self.server)
+        changed = sorted(name for name in tables.keys() | self.tables.keys()
+                         if tables.get(name) != self.tables.get(name))
+        assert not changed, f"server tables changed: {changed}"
+        assert self.server.read_outbox() == self.outbox, "the server's outbox changed"
+        assert function_outbox(self.server) == self.functions_outbox, "a function sent something"
         if self.storage_path is not None:
-            now = self.storage_path.read_bytes() if self.storage_path.exists() else None
-            assert now == self.storage
+            assert _read(self.storage_path) == self.storage, "the client's storage file changed"
+
+
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None and path.exists() else None
+
+
+def stored(path: Path) -> dict[str, Any]:
+    """The client's FileStorage file decoded: ``{"index": {...}, "<user id>": record}``."""
+    import json
+
+    items = json.loads(path.read_text())["items"]
+    out: dict[str, Any] = {}
+    for key, value in items.items():
+        name = key.rsplit(":", 1)[-1] if key.endswith(":index") else key.rsplit("user:", 1)[-1]
+        out[name] = json.loads(value)
+    return out

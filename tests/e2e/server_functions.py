@@ -25,7 +25,8 @@ def _send(kind: str, payload: dict[str, Any], args: list[Any]) -> None:
 
 def confirm_user(context: Any, payload: dict[str, Any]) -> dict[str, str]:
     """``fail`` in the address: rejected; ``pending``: left to the token this sends;
-    ``second``: pending on the first call, confirmed on the next; else confirmed."""
+    ``second``: pending on the first call, confirmed on the next; ``flip``: pending on
+    the first call, rejected on the next; else confirmed."""
     email = str(payload.get("username", ""))
     calls = _CONFIRM_CALLS[email] = _CONFIRM_CALLS.get(email, 0) + 1
     _send("confirm", payload, [])
@@ -35,6 +36,8 @@ def confirm_user(context: Any, payload: dict[str, Any]) -> dict[str, str]:
         return {"status": "pending"}
     if "second" in email:
         return {"status": "success" if calls >= 2 else "pending"}
+    if "flip" in email:
+        return {"status": "fail" if calls >= 2 else "pending"}
     return {"status": "success"}
 
 

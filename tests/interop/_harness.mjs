@@ -164,15 +164,19 @@ const allRecorders = [];
 /**
  * Protocol §2.5/§15.2, over every response any App of the scenario received:
  * JSON bodies carry exactly `application/json` (core compares the whole header),
- * streams `text/event-stream`, and empty 204 answers no content type at all.
+ * streams `text/event-stream`; a response without a content type has an empty body,
+ * and a 204 has no content type.
  */
 function checkWireConformance() {
   const exchanges = allRecorders.flatMap((r) => r.log).filter((e) => e.status !== null);
   const bad = exchanges.filter((e) => {
-    if (e.status === 204) {
-      return e.contentType !== null;
+    if (e.contentType === null) {
+      return !e.emptyBody;
     }
-    return !(e.contentType === "application/json" || e.contentType?.startsWith("text/event-stream"));
+    if (e.status === 204) {
+      return true;
+    }
+    return !(e.contentType === "application/json" || e.contentType.startsWith("text/event-stream"));
   });
   assert.deepEqual(
     bad.map((e) => `${e.method} ${e.path} -> ${e.status} ${e.contentType}`),
@@ -210,7 +214,7 @@ export async function scenario(body) {
 
 /**
  * @typedef {{method: string, path: string, query: string, status: number | null,
- *            hasAuth: boolean, contentType: string | null}} Exchange
+ *            hasAuth: boolean, contentType: string | null, emptyBody?: boolean}} Exchange
  */
 
 /** Create a recording fetch. Returns {fetch, log, waitFor}. */
@@ -241,6 +245,10 @@ export function recordingFetch() {
     const response = await globalThis.fetch(input, init);
     entry.status = response.status;
     entry.contentType = response.headers.get("content-type");
+    if (entry.contentType === null) {
+      // Without a content type the body must be empty (protocol §2.5); read a copy.
+      entry.emptyBody = (await response.clone().text()).length === 0;
+    }
     notify();
     return response;
   };

@@ -1,8 +1,8 @@
 // Email/password: register, confirm from the outbox, log in, reset the password from the
 // outbox, log in with the new password while the old one is refused.
 import {
-  assert, Realm, expectServiceError, mailFor, makeApp, randomPassword, recordSecret, rejects, scenario,
-  step, uniqueEmail,
+  assert, Realm, admin, expectServiceError, mailFor, makeApp, randomPassword, recordSecret, rejects,
+  scenario, step, uniqueEmail,
 } from "./_harness.mjs";
 
 await scenario(async () => {
@@ -38,6 +38,15 @@ await scenario(async () => {
       (err) => expectServiceError(err, { errorCode: "UserpassTokenInvalid" }),
     ),
   );
+
+  await step("email.resend_confirmation", async () => {
+    const before = (await admin.outbox()).filter((m) => m.email === email).length;
+    await app.emailPasswordAuth.resendConfirmationEmail({ email });
+    const mails = (await admin.outbox()).filter((m) => m.email === email);
+    assert.equal(mails.length, before + 1, "resend queues one more mail");
+    assert.match(mails[mails.length - 1].kind, /confirm/);
+    return { mails: mails.length };
+  });
 
   await step("email.confirm_from_outbox", async () => {
     const mail = await mailFor(email, "confirm");
@@ -119,6 +128,30 @@ await scenario(async () => {
       (err) => expectServiceError(err, { status: 401, errorCode: "InvalidPassword" }),
     ),
   );
+
+  const thirdPassword = randomPassword();
+  recordSecret("password", thirdPassword);
+
+  await step("email.reset_via_function", async () => {
+    // reset/call runs the demo `reset_password` function with the extra arguments
+    // (canonical EJSON); its first argument "success" resets the password at once.
+    await app.emailPasswordAuth.callResetPasswordFunction({ email, password: thirdPassword }, "success");
+    const again = await app.logIn(Realm.Credentials.emailPassword(email, thirdPassword));
+    assert.equal(again.id, user.id);
+    await again.logOut();
+    return { userId: again.id };
+  });
+
+  await step("email.reset_function_refusal_fails", async () => {
+    const detail = await rejects(
+      () => app.emailPasswordAuth.callResetPasswordFunction({ email, password: randomPassword() }, "no"),
+      (err) => expectServiceError(err, { status: "4xx" }),
+    );
+    // The refused reset changed nothing.
+    const again = await app.logIn(Realm.Credentials.emailPassword(email, thirdPassword));
+    await again.logOut();
+    return detail;
+  });
 
   await step("email.reset_send_unknown_user_fails", async () =>
     rejects(

@@ -1,7 +1,8 @@
 // Profile fields as realm-web exposes them (user.profile, user.identities, profile type)
 // for a custom-JWT user whose claims the server maps to profile data through
 // metadata_fields (non-demo settings), plus email/password and anonymous users.
-// Env: CUSTOM_TOKEN_SECRET, CUSTOM_TOKEN_AUDIENCE (the test's config file sets both).
+// Env: CUSTOM_TOKEN_SECRET, CUSTOM_TOKEN_AUDIENCE, SERVER_API_KEY (set in the test's
+// config file; never printed).
 import {
   assert, Realm, expectServiceError, mailFor, makeApp, nowSeconds, randomPassword, rejects,
   requireEnv, scenario, signJwt, step, uniqueEmail,
@@ -10,6 +11,7 @@ import {
 await scenario(async () => {
   const secret = requireEnv("CUSTOM_TOKEN_SECRET");
   const audience = requireEnv("CUSTOM_TOKEN_AUDIENCE");
+  const serverKey = requireEnv("SERVER_API_KEY");
   const { app } = makeApp();
   const claims = {
     sub: `profile-${Date.now().toString(36)}`,
@@ -84,5 +86,15 @@ await scenario(async () => {
     await user.refreshProfile();
     assert.deepEqual(user.identities.map((i) => i.providerType), ["anon-user"]);
     return null;
+  });
+
+  await step("profile.server_api_key", async () => {
+    // Server API keys log in through the same api-key provider; only the type differs.
+    const user = await app.logIn(Realm.Credentials.apiKey(serverKey));
+    assert.equal(user._profile.type, "server");
+    assert.equal(user.identities[0].providerType, "api-key");
+    const again = await makeApp().app.logIn(Realm.Credentials.apiKey(serverKey));
+    assert.equal(again.id, user.id, "a server key always logs in the same user");
+    return { type: user._profile.type, profile: user.profile };
   });
 });

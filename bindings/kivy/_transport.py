@@ -1,0 +1,204 @@
+"""``UrlRequestTransport``: the HTTP seam on Kivy's ``UrlRequest``, for mobile builds without aiohttp.
+
+``UrlRequest`` runs each request in a thread of its own and hands the result
+back through Kivy's ``Clock``, i.e. on the thread that runs Kivy's loop (with
+``App.async_run``, the asyncio loop's thread). Three things follow:
+
+* Kivy keeps the ``on_*`` callbacks as weak methods, so each in-flight request's
+  callbacks live on a small object this transport holds strongly until it ends;
+  otherwise a collected callback would leave the request hanging.
+* The result is handed to the awaiting coroutine with ``call_soon_threadsafe``,
+  so it works whichever thread ticks the Clock.
+* ``UrlRequest``'s ``timeout`` is per socket operation, not for the whole
+  request, so the total timeout is kept on the asyncio side and the request is
+  cancelled when it expires.
+
+The raw status, headers and body are captured in the worker thread (a subclass
+of ``UrlRequestUrllib``), because ``UrlRequest`` itself decodes bodies to text or
+JSON and folds ``Set-Cookie`` headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+from urllib.parse import urlsplit
+
+from kivy.network.urlrequest import UrlRequestUrllib
+
+from appusers.errors import AppClosedError, RequestTimeoutError, TransportError
+from appusers.transport import Request, Response
+
+__all__ = ["UrlRequestTransport"]
+
+_DEFAULT_SOCKET_TIMEOUT = 60.0
+_ids = itertools.count(1)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without query, fragment or user info: those can carry secrets."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class _RawUrlRequest(UrlRequestUrllib):  # type: ignore[misc]
+    """Keeps the undecoded status, headers and body next to Kivy's decoded result."""
+
+    raw: tuple[int, list[tuple[str, str]], bytes] | None = None
+
+    def get_response(self, resp: Any) -> Any:
+        body = resp.read()
+        self.raw = (resp.status, list(resp.getheaders()), body)
+        return body
+
+
+class _InFlight:
+    """One request's callbacks (held strongly: Kivy references them weakly) and its future."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Response], url: str) -> None:
+        self.loop = loop
+        self.future = future
+        self.url = url
+        self.request: _RawUrlRequest | None = None
+
+    def _settle(self, outcome: Response | BaseException | None) -> None:
+        """Resolve the future on its loop (``None``: cancel it); callable from any thread."""
+
+        def settle() -> None:
+            if self.future.done():
+                return
+            if outcome is None:
+                self.future.cancel()
+            elif isinstance(outcome, BaseException):
+                self.future.set_exception(outcome)
+            else:
+                self.future.set_result(outcome)
+
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    def on_done(self, request: _RawUrlRequest, result: Any) -> None:
+        raw = request.raw
+        if raw is None:  # pragma: no cover - a response always passes through get_response
+            self._settle(ConnectionError("no response was captured"))
+            return
+        status, headers, body = raw
+        merged: dict[str, str] = {}
+        for name, value in headers:
+            key = name.lower()
+            merged[key] = f"{merged[key]}, {value}" if key in merged else value
+        self._settle(Response(status, merged, body, self.url))
+
+    def on_error(self, request: _RawUrlRequest, error: Any) -> None:
+        self._settle(error if isinstance(error, Exception) else ConnectionError(type(error).__name__))
+
+    def on_cancel(self, request: _RawUrlRequest) -> None:
+        self._settle(None)
+
+
+class UrlRequestTransport:
+    """A :class:`~appusers.transport.Transport` on ``kivy.network.urlrequest.UrlRequest``.
+
+    ::
+
+        app = App("my-app", base_url=..., transport=UrlRequestTransport())
+
+    Needs Kivy's Clock to tick (the Kivy app running, e.g. with ``App.async_run``);
+    ``send`` must be awaited on an asyncio loop. ``ca_file`` and ``verify`` are
+    passed to ``UrlRequest`` for HTTPS.
+    """
+
+    def __init__(self, *, ca_file: str | None = None, verify: bool = True) -> None:
+        self._ca_file = ca_file
+        self._verify = verify
+        self._closed = False
+        self._in_flight: set[_InFlight] = set()
+        self._id = next(_ids)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def send(self, request: Request) -> Response:
+        """Send ``request``; every HTTP status is returned, only a missing response raises."""
+        where = f"{request.method} {_safe_url(request.url)}"
+        if self._closed:
+            raise AppClosedError(f"{where}: the transport is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Response] = loop.create_future()
+        flight = _InFlight(loop, future, request.url)
+        self._in_flight.add(flight)
+        socket_timeout = request.timeout if request.timeout is not None else _DEFAULT_SOCKET_TIMEOUT
+        failure: BaseException | None = None
+        answered = False
+        try:
+            flight.request = _RawUrlRequest(
+                request.url,
+                on_success=flight.on_done,
+                on_redirect=flight.on_done,
+                on_failure=flight.on_done,
+                on_error=flight.on_error,
+                on_cancel=flight.on_cancel,
+                req_body=request.body,
+                req_headers=dict(request.headers),
+                timeout=socket_timeout,
+                method=request.method,
+                decode=False,
+                ca_file=self._ca_file,
+                verify=self._verify,
+            )
+            response = await asyncio.wait_for(future, request.timeout)
+            answered = True
+            return response
+        except TimeoutError:
+            failure = RequestTimeoutError(
+                f"{where} timed out after {request.timeout:g} s",
+                method=request.method, url=_safe_url(request.url),
+            )
+        except asyncio.CancelledError:
+            if not self._closed or _current_task_cancelling():
+                raise
+            failure = AppClosedError(f"{where} was interrupted: the transport was closed")
+        except Exception as exc:
+            # Only the exception's type: its text may quote the URL with its query.
+            failure = TransportError(
+                f"{where} failed: {type(exc).__name__}", method=request.method, url=_safe_url(request.url)
+            )
+        finally:
+            self._in_flight.discard(flight)
+            if not answered:
+                if flight.request is not None:
+                    flight.request.cancel()  # its worker thread stops at the next chunk or socket timeout
+                future.cancel()
+        # Raised outside the except blocks, so no library exception is chained to it.
+        raise failure
+
+    async def aclose(self) -> None:
+        """Cancel what is in flight; later sends raise ``AppClosedError``. Idempotent."""
+        self._closed = True
+        for flight in list(self._in_flight):
+            if flight.request is not None:
+                flight.request.cancel()
+            if not flight.future.done():
+                flight.future.cancel()
+
+    async def __aenter__(self) -> UrlRequestTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._in_flight)} in flight"
+        return f"<UrlRequestTransport #{self._id} {state}>"
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,372 @@
+"""The ``appusers`` command, run as a real subprocess against a real local server.
+
+Every invocation is a separate process sharing one data directory, as a user or
+a script would run it; the server runs in the test's event loop, so the
+subprocesses are awaited, never waited for synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import select
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from appusers import App
+from appusers.server import LocalServer
+
+EMAIL = "ana@example.com"
+PASSWORD = "correct-horse-battery-staple"
+
+
+@attrs.frozen
+class Run:
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        assert self.out.count("\n") == 1, f"expected one JSON line on stdout: {self.out!r}"
+        return json.loads(self.out)
+
+    def __str__(self) -> str:
+        return f"appusers {' '.join(self.args)} -> {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+
+
+class Cli:
+    """Runs ``python -m appusers`` with a private data directory and HOME; keeps a transcript."""
+
+    def __init__(self, tmp_path: Path, *, base_url: str, app_id: str = "appusers-local") -> None:
+        self.data_dir = tmp_path / "data"
+        home = tmp_path / "home"
+        home.mkdir(exist_ok=True)
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "APPUSERS_HOME": str(self.data_dir),
+            "APPUSERS_BASE_URL": base_url,
+            "APPUSERS_APP_ID": app_id,
+        }
+        self.env.pop("XDG_DATA_HOME", None)
+        self.runs: list[Run] = []
+
+    @property
+    def session_file(self) -> Path:
+        return self.data_dir / "session.json"
+
+    async def __call__(self, *args: str, stdin: str | None = None, expect: int | None = 0) -> Run:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "appusers", *args,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            # No controlling terminal: getpass must never reach the developer's tty.
+            start_new_session=True,
+        )
+        out, err = await asyncio.wait_for(
+            proc.communicate(None if stdin is None else stdin.encode()), timeout=60
+        )
+        assert proc.returncode is not None
+        run = Run(tuple(args), proc.returncode, out.decode(), err.decode())
+        self.runs.append(run)
+        if expect is not None:
+            assert run.code == expect, str(run)
+        return run
+
+    def transcript(self) -> str:
+        return "\n".join(f"{r.out}\n{r.err}" for r in self.runs)
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on (the port was just free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def register_confirmed(server: LocalServer, email: str, password: str) -> None:
+    async with App(server.app_id, base_url=server.url) as app:
+        await app.email_password_auth.register_user(email, password)
+        mail = [m for m in server.read_outbox() if m["email"] == email and m["kind"] == "confirm"][-1]
+        await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
+
+
+def stored_tokens(session_file: Path) -> set[str]:
+    items = json.loads(session_file.read_text())["items"]
+    tokens = set()
+    for key, value in items.items():
+        if ":user:" in key:
+            record = json.loads(value)
+            tokens |= {t for t in (record.get("access_token"), record.get("refresh_token")) if t}
+    return tokens
+
+
+async def test_a_whole_session_across_separate_runs(server: LocalServer, tmp_path: Path) -> None:
+    await register_confirmed(server, EMAIL, PASSWORD)
+    cli = Cli(tmp_path, base_url=server.url)
+
+    # -- log in with the password on stdin, as a script would
+    login = (await cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin=PASSWORD + "\n")).json()
+    ana = login["user"]
+    assert ana["email"] == EMAIL and ana["state"] == "LoggedIn" and ana["current"] is True
+    assert ana["providers"] == ["local-userpass"] and ana["anonymous"] is False
+    assert set(ana) == {"id", "state", "current", "anonymous", "providers", "identities", "email", "name",
+                        "profile"}
+    ana_id = ana["id"]
+
+    # The session file: private, tokens only.
+    mode = stat.S_IMODE(cli.session_file.stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    assert stat.S_IMODE(cli.data_dir.stat().st_mode) == 0o700
+    assert PASSWORD not in cli.session_file.read_text()
+    tokens = stored_tokens(cli.session_file)
+    assert len(tokens) == 2
+
+    # -- whoami, read back by a new process
+    whoami = await cli("whoami")
+    assert ana_id in whoami.out and EMAIL in whoami.out
+    assert (await cli("whoami", "--json")).json()["user"]["id"] == ana_id
+
+    # -- functions: arguments are Extended JSON, results printed as JSON
+    assert (await cli("call", "sum", "2", "3")).out == "5\n"
+    assert (await cli("--json", "call", "sum", "2", "3")).json() == {"function": "sum", "result": 5}
+    ejson_args = ('{"$oid": "5f1b2c3d4e5f6a7b8c9d0e1f"}', '{"$numberLong": "5"}',
+                  '{"$date": "2024-01-02T03:04:05Z"}', '"text"', "-1.5")
+    echoed = (await cli("call", "echo", *ejson_args, "--json")).json()["result"]
+    assert echoed == [{"$oid": "5f1b2c3d4e5f6a7b8c9d0e1f"}, 5, {"$date": "2024-01-02T03:04:05Z"}, "text", -1.5]
+    canonical = (await cli("call", "echo", *ejson_args[:3], "--canonical", "--json")).json()["result"]
+    assert canonical == [{"$oid": "5f1b2c3d4e5f6a7b8c9d0e1f"}, {"$numberLong": "5"},
+                         {"$date": {"$numberLong": "1704164645000"}}]
+
+    # -- custom data: visible in the token only after a refresh, and the refreshed token is kept
+    await cli("call", "set_custom_data", '{"plan": "pro"}')
+    assert (await cli("custom-data", "--json")).json() == {"user_id": ana_id, "custom_data": {}}
+    refreshed = (await cli("custom-data", "--refresh", "--json")).json()
+    assert refreshed["user_id"] == ana_id and refreshed["custom_data"]["plan"] == "pro"
+    assert '"plan": "pro"' in (await cli("custom-data")).out
+    tokens |= stored_tokens(cli.session_file)
+
+    # -- API keys
+    created = (await cli("api-keys", "create", "ci", "--json")).json()["api_key"]
+    assert set(created) == {"id", "name", "disabled", "key"}
+    assert created["name"] == "ci" and created["disabled"] is False
+    secret, key_id = created["key"], created["id"]
+    human = await cli("api-keys", "create", "laptop")
+    other_secret = human.out.strip()  # the key alone on stdout: KEY=$(appusers api-keys create x)
+    assert len(other_secret) >= 32 and "\n" not in other_secret
+    assert "only this once" in human.err and other_secret not in human.err
+    listed = (await cli("api-keys", "list", "--json")).json()
+    assert listed["user_id"] == ana_id
+    assert sorted(k["name"] for k in listed["api_keys"]) == ["ci", "laptop"]
+    assert all(set(k) == {"id", "name", "disabled"} for k in listed["api_keys"])
+    other_id = next(k["id"] for k in listed["api_keys"] if k["name"] == "laptop")
+    listing = await cli("api-keys", "list")
+    assert key_id in listing.out and secret not in listing.out
+
+    assert (await cli("api-keys", "disable", key_id, "--json")).json() == {
+        "user_id": ana_id, "api_key_id": key_id, "action": "disabled"}
+    assert {k["id"]: k["disabled"] for k in (await cli("api-keys", "list", "--json")).json()["api_keys"]} == {
+        key_id: True, other_id: False}
+    refused = await cli("login", "--api-key-stdin", stdin=secret + "\n", expect=3)
+    assert "login failed" in refused.err
+    await cli("api-keys", "enable", key_id)
+    by_key = (await cli("login", "--api-key-stdin", "--json", stdin=secret + "\n")).json()["user"]
+    assert by_key["id"] == ana_id and "api-key" in by_key["providers"]
+    tokens |= stored_tokens(cli.session_file)
+    await cli("api-keys", "delete", key_id)
+    await cli("api-keys", "delete", other_id)
+    assert (await cli("api-keys", "list", "--json")).json()["api_keys"] == []
+    assert (await cli("api-keys", "delete", key_id, expect=2)).code == 2  # gone: bad input
+    await cli("api-keys", "enable", "not-an-object-id", expect=2)
+
+    # -- a second user; users; switch
+    guest = (await cli("login", "--anonymous", "--json")).json()["user"]
+    guest_id = guest["id"]
+    assert guest_id != ana_id and guest["anonymous"] is True
+    users = (await cli("users", "--json")).json()
+    assert users["current"] == guest_id
+    assert [(u["id"], u["current"], u["state"]) for u in users["users"]] == [
+        (ana_id, False, "LoggedIn"), (guest_id, True, "LoggedIn")]
+    table = (await cli("users")).out.splitlines()
+    assert [line.startswith("*") for line in table] == [False, True]
+
+    switched = (await cli("switch", ana_id, "--json")).json()["user"]
+    assert switched["id"] == ana_id and switched["current"] is True
+    assert (await cli("whoami", "--json")).json()["user"]["id"] == ana_id  # the switch was saved
+    await cli("switch", "0123456789abcdef01234567", expect=2)
+    assert (await cli("call", "sum", "1", "--user", guest_id)).out == "1\n"
+
+    # -- log out, remove
+    assert (await cli("logout", "--json")).json() == {"user_id": ana_id, "state": "LoggedOut"}
+    users = (await cli("users", "--json")).json()
+    assert users["current"] == guest_id
+    assert {u["id"]: u["state"] for u in users["users"]} == {ana_id: "LoggedOut", guest_id: "LoggedIn"}
+    await cli("call", "sum", "1", "--user", ana_id, expect=3)
+    await cli("switch", ana_id, expect=3)
+    assert (await cli("remove", ana_id, "--json")).json() == {"user_id": ana_id, "state": "Removed"}
+    await cli("remove", ana_id, expect=2)
+    assert (await cli("logout", "--json")).json() == {"user_id": guest_id, "state": "Removed"}
+    assert (await cli("users", "--json")).json() == {"current": None, "users": []}
+    not_logged_in = await cli("whoami", "--json", expect=3)
+    assert not_logged_in.json()["error"]["kind"] == "auth"
+    assert (await cli("logout", "--json")).json() == {"user_id": None, "state": None}
+
+    # -- nothing secret was ever printed, except each new API key by the command that created it
+    transcript = cli.transcript()
+    assert PASSWORD not in transcript
+    for token in tokens:
+        assert token not in transcript
+    for key in (secret, other_secret):
+        printed_by = [r.args[:2] for r in cli.runs if key in r.out or key in r.err]
+        assert printed_by == [("api-keys", "create")]
+    assert PASSWORD not in cli.session_file.read_text()
+
+
+async def test_exit_codes(server: LocalServer, tmp_path: Path) -> None:
+    await register_confirmed(server, EMAIL, PASSWORD)
+    cli = Cli(tmp_path, base_url=server.url)
+    unreachable = closed_port_url()
+
+    bad_option, bad_json, no_command, wrong_password, offline, bad_url = await asyncio.gather(
+        cli("login", "--anonymous", "--bogus", "--json", expect=2),
+        cli("call", "sum", "{not json", expect=2),
+        cli(expect=2),
+        cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin="wrong-password\n", expect=3),
+        cli("--base-url", unreachable, "login", "--anonymous", "--json", expect=4),
+        cli("--base-url", "ftp://example.invalid", "login", "--anonymous", expect=2),
+    )
+    assert bad_option.json()["error"]["kind"] == "usage" and "--bogus" in bad_option.err
+    assert "argument 1" in bad_json.err
+    assert "usage:" in no_command.err
+    error = wrong_password.json()["error"]
+    assert error == {"exit_code": 3, "kind": "auth", "type": "InvalidPasswordError", "code": "InvalidPassword",
+                     "message": error["message"]}
+    assert "wrong-password" not in wrong_password.out + wrong_password.err
+    assert offline.json()["error"]["kind"] == "network"
+    assert unreachable in offline.err and "Traceback" not in offline.err
+    assert "base_url" in bad_url.err
+
+    # Bad input is refused before anything reaches the server.
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin="\n", expect=2)
+    await cli("login", "--anonymous", "--password-stdin", expect=2)
+    await cli("login", "--email", EMAIL, "--anonymous", expect=2)
+    await cli("--timeout", "0", "users", expect=2)
+
+    # Without a terminal the password is never read with echo: a clear usage error instead.
+    no_tty = await cli("login", "--email", EMAIL, expect=2)
+    assert "--password-stdin" in no_tty.err
+
+    # A server error is 5; the next call works again.
+    await cli("login", "--anonymous")
+    server.inject_fault("function_call", 503, {"error": "down for a moment",
+                                               "error_code": "MaintenanceInProgress"})
+    maintenance = await cli("call", "sum", "1", "--json", expect=5)
+    assert maintenance.json()["error"]["kind"] == "server"
+    assert "down for a moment" in maintenance.err
+    await cli("call", "sum", "1")
+    await cli("call", "no_such_function", expect=2)  # unknown function name: bad input
+    # A revoked session: the refresh is rejected, the user is logged out, exit 3.
+    guest_id = (await cli("whoami", "--json")).json()["user"]["id"]
+    await server.revoke_sessions(guest_id)
+    revoked = await cli("custom-data", "--refresh", expect=3)
+    assert "log in again" in revoked.err
+    assert PASSWORD not in cli.transcript()
+
+
+async def test_session_settings_from_flags_and_environment(server: LocalServer, tmp_path: Path) -> None:
+    # Everything on the command line: no environment needed, and flags win over it.
+    cli = Cli(tmp_path, base_url=closed_port_url(), app_id="not-this-app")
+    other_dir = tmp_path / "elsewhere"
+    common = ("--data-dir", str(other_dir), "--base-url", server.url, "--app-id", server.app_id)
+    user_id = (await cli("login", "--anonymous", *common, "--json")).json()["user"]["id"]
+    assert (other_dir / "session.json").exists() and not cli.session_file.exists()
+    # Options may also come before the command name.
+    assert (await cli(*common, "--json", "whoami")).json()["user"]["id"] == user_id
+    # The session is per app id: the same file knows nobody under another app id.
+    await cli("--data-dir", str(other_dir), "whoami", expect=3)
+
+    # XDG_DATA_HOME, then ~/.local/share, when APPUSERS_HOME is unset.
+    cli.env.pop("APPUSERS_HOME")
+    cli.env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    await cli("login", "--anonymous", "--base-url", server.url, "--app-id", server.app_id)
+    assert (tmp_path / "xdg" / "appusers" / "session.json").exists()
+    cli.env.pop("XDG_DATA_HOME")
+    await cli("login", "--anonymous", "--base-url", server.url, "--app-id", server.app_id)
+    assert (tmp_path / "home" / ".local" / "share" / "appusers" / "session.json").exists()
+
+
+async def test_help_documents_the_exit_codes_and_serve_still_delegates(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=closed_port_url())
+    helped, serve_help, version = await asyncio.gather(
+        cli("--help"), cli("serve", "--help"), cli("--version"))
+    for line in ("0 ", "1 ", "2 ", "3 ", "4 ", "5 "):
+        assert f"\n  {line}" in helped.out
+    assert "exit codes" in helped.out and "APPUSERS_HOME" in helped.out
+    assert "--admin-token" in serve_help.out  # the server's own parser answered
+    assert version.out.startswith("appusers ")
+
+
+# -- the password prompt, on a real pseudo-terminal ------------------------------------------------
+
+
+def _run_on_pty(argv: list[str], answer: bytes, prompt: bytes, env: dict[str, str]) -> tuple[bytes, int]:
+    """Run ``argv`` on a new pty, type ``answer`` after ``prompt`` appears; return (output, exit code)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once (no Python-level work after a fork)
+        try:
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and prompt in output:
+                os.write(fd, answer)
+                answered = True
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert answered, f"no prompt seen: {output!r}"
+    return output, os.waitstatus_to_exitcode(status)
+
+
+def test_the_password_prompt_does_not_echo(tmp_path: Path) -> None:
+    secret = b"typed-on-a-tty-7431"
+    env = {**os.environ, "HOME": str(tmp_path), "APPUSERS_HOME": str(tmp_path / "data")}
+    # Control: the same terminal echoes what an ordinary input() reads, so the check below can fail.
+    echoed, _ = _run_on_pty(
+        [sys.executable, "-c", "print('Password:', flush=True); input()"], secret + b"\n", b"Password:", env)
+    assert secret in echoed
+
+    argv = [sys.executable, "-m", "appusers", "--base-url", closed_port_url(),
+            "login", "--email", EMAIL]
+    output, code = _run_on_pty(argv, secret + b"\n", b"Password:", env)
+    assert secret not in output
+    # The password was read (the login went on to the network, which is closed): exit 4.
+    assert code == 4, output
+    assert b"cannot reach the server" in output
