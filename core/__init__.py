@@ -32,7 +32,7 @@ from ._events import (
     UsersChanged,
 )
 from ._functions import Functions
-from ._models import Identity, Profile, UserState
+from ._models import Identity, Profile, Tokens, UserState
 from ._mongo import (
     ChangeEvent,
     ChangeStream,
@@ -85,6 +85,7 @@ __all__ = [
     "StorageRecovered",
     "StreamResponse",
     "StreamingTransport",
+    "Tokens",
     "Transport",
     "UpdateResult",
     "User",

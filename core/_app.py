@@ -163,6 +163,7 @@ class App:
         self._open_lock: asyncio.Lock | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._saves: set[asyncio.Task[Any]] = set()  # background saves aclose lets finish
         self._events: SafeSubject[AppEvent] | None = None
         self._current_subject: SafeBehaviorSubject[User | None] | None = None
         self._users_subject: SafeBehaviorSubject[tuple[User, ...]] | None = None
@@ -202,6 +203,10 @@ class App:
         if self._closed:
             return
         self._closed = True
+        if self._saves:
+            # switch_user persists in the background: let that land (local I/O, bounded by the
+            # storage's lock timeout), or the next start would restore a stale current user.
+            await asyncio.gather(*self._saves, return_exceptions=True)
         tasks = list(self._tasks)
         if self._location_task is not None:
             tasks.append(self._location_task)
@@ -264,7 +269,10 @@ class App:
             raise UserNotLoggedInError("User is no longer valid or is logged out")
         self._current = user
         user.last_used = time.time()
-        self._spawn(self._save_quietly(user))
+        task = self._spawn(self._save_quietly(user))
+        if task is not None:
+            self._saves.add(task)
+            task.add_done_callback(self._saves.discard)
         self._publish_app()
 
     async def log_in(self, credentials: Credentials, *, timeout: float | None = None) -> User:
@@ -327,6 +335,8 @@ class App:
             user = self.current_user
             if user is None:
                 return
+        if isinstance(user, User) and user._app is self and user.state is UserState.REMOVED:
+            return  # core: logging out a removed user succeeds and does nothing
         self._check_known(user, missing="No user has been found")
         if not user.is_logged_in:
             return
@@ -337,7 +347,7 @@ class App:
 
     async def remove_user(self, user: User) -> None:
         """Forget ``user`` on this device (logging it out first if needed)."""
-        if user.state is UserState.REMOVED:
+        if isinstance(user, User) and user.state is UserState.REMOVED:
             raise UserNotFoundError("User has already been removed")
         self._check_known(user, missing="No user has been found")
         refresh = user._refresh_token if user.is_logged_in else None
@@ -745,19 +755,22 @@ class App:
             raise UserNotLoggedInError(f"user {user.id} is not logged in")
         return user
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[Any] | None:
         try:
             task = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:
             coro.close()
-            return
+            return None
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- persistence ---------------------------------------------------------------------------
 
     def _index(self) -> str:
-        current = self._current if self._current is not None and self._current.is_logged_in else None
+        # The stored id follows the current-user rule (core): after the current user logs
+        # out or goes, it is the first logged-in user in storage order, not None.
+        current = self.current_user
         return dump_index(Index(tuple(self._users), None if current is None else current.id))
 
     async def _save(self, user: User) -> None:

@@ -88,6 +88,8 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.INTERRUPTED
     for kind, code in _BY_TYPE:
         if isinstance(exc, kind):
+            if code is ExitCode.SERVER and isinstance(exc, ServiceError) and exc.status == 401:
+                return ExitCode.AUTH  # e.g. a provider's own "AuthError": refused credentials
             return code
     return ExitCode.UNEXPECTED
 

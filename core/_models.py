@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Identity", "Profile", "UserState"]
+__all__ = ["Identity", "Profile", "Tokens", "UserState"]
 
 
 class UserState(enum.Enum):
@@ -25,6 +25,17 @@ class Identity:
 
     id: str
     provider_type: str
+
+
+@attrs.frozen(repr=False)
+class Tokens:
+    """A user's current token pair. ``repr`` never shows them."""
+
+    access_token: str
+    refresh_token: str
+
+    def __repr__(self) -> str:
+        return "Tokens(<redacted>)"
 
 
 def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:

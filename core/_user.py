@@ -19,7 +19,7 @@ from reactivex import Observable, abc
 from . import _ejson, _jwt
 from ._credentials import ANONYMOUS
 from ._events import UserEvent
-from ._models import Identity, Profile, UserState
+from ._models import Identity, Profile, Tokens, UserState
 from ._records import identities_from_raw
 from ._streams import SafeBehaviorSubject, SafeSubject, hide
 from .errors import BadTokenError
@@ -132,6 +132,13 @@ class User:
     @property
     def refresh_token(self) -> str | None:
         return self._refresh_token
+
+    @property
+    def tokens(self) -> Tokens | None:
+        """Both tokens as one immutable value, or None when not logged in."""
+        if self._access_token is None or self._refresh_token is None:
+            return None
+        return Tokens(self._access_token, self._refresh_token)
 
     @property
     def identities(self) -> tuple[Identity, ...]:

@@ -10,7 +10,6 @@ Every Python example is a script under ``docs/examples/`` shown with
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Path|PathLike|TracebackType|Counter|AbstractAsyncContextManager|ClassVar|Final|TypeVar)"),
     (r"py:.*", r"(reactivex|rx|attrs|aiohttp|pytest|bson|yarl|multidict)\..*"),
     (r"py:.*", r"(Observable|DisposableBase|SchedulerBase|ObserverBase|ObjectId|Decimal128)"),
-    (r"py:.*", r"(_T|T|TokenKind|ssl\.SSLContext|SSLContext)"),
+    (r"py:.*", r"(.*\.)?(_T\w*|TokenKind|SSLContext)"),
+    # ServerConfig's settings tables are private: the server is configured with TOML (server.md).
+    (r"py:class", r"appusers\.server\._config\.(\w+Settings|ProvidersConfig)"),
     # Exceptions the standard library defines, named as bases of the error tree.
     (r"py:.*", r"(Exception|ValueError|LookupError|KeyError|OSError|TimeoutError|RuntimeError)"),
 ]
@@ -64,38 +65,32 @@ html_static_path = ["_static"] if (_HERE / "_static").is_dir() else []
 # clean whichever of them have landed.
 CONTRIBUTED_PAGES = ["bindings-qt", "server-documents", "performance"]
 
-# Public classes are defined in private modules (appusers._app...) and re-exported; show
-# and cross-reference them under the name users import them by.
-PUBLIC_MODULES = [
-    "appusers",
-    "appusers.errors",
-    "appusers.transport",
-    "appusers.storage",
-    "appusers.adapters",
-    "appusers.adapters.storage_contract",
-    "appusers.adapters.transport_contract",
-    "appusers.server",
-    "appusers.bindings.asyncio",
-]
+# Public classes live in private modules (appusers._app...) and are re-exported; signatures
+# name them by their defining module. Resolve such a reference to the public name the docs
+# document (appusers._app.App -> appusers.App) instead of rewriting the classes' __module__,
+# which would cost autodoc their source order and attribute docstrings.
+def _public_candidates(target: str) -> list[str]:
+    parts = target.split(".")
+    public = [p for p in parts if not (p.startswith("_") and not p.startswith("__"))]
+    candidates = []
+    if public != parts and len(public) >= 2:
+        candidates.append(".".join(public))
+        # appusers.server._config.X -> appusers.server.X, then appusers.X
+        for cut in range(len(public) - 2, 0, -1):
+            candidates.append(".".join(public[:cut] + public[-1:]))
+    return candidates
 
 
-def _claim_public_names() -> None:
-    for module_name in PUBLIC_MODULES:
-        module = importlib.import_module(module_name)
-        for name in getattr(module, "__all__", ()):
-            obj = getattr(module, name)
-            if isinstance(obj, type) or callable(obj):
-                owner = getattr(obj, "__module__", "") or ""
-                # Only names defined in a private submodule move; appusers.App stays appusers.App
-                # even though appusers.errors.AppError is re-exported from appusers.
-                if owner.startswith(module_name + "._"):
-                    try:
-                        obj.__module__ = module_name
-                    except (AttributeError, TypeError):
-                        pass
-
-
-_claim_public_names()
+def _resolve_private(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    if node.get("refdomain") != "py":
+        return None
+    domain = env.get_domain("py")
+    for candidate in _public_candidates(node.get("reftarget", "")):
+        if candidate in domain.objects:
+            return domain.resolve_xref(
+                env, node["refdoc"], app.builder, node["reftype"], candidate, node, contnode
+            )
+    return None
 
 
 def _contributed_toctree(app: Any, docname: str, source: list[str]) -> None:
@@ -108,4 +103,5 @@ def _contributed_toctree(app: Any, docname: str, source: list[str]) -> None:
 
 def setup(app: Any) -> dict[str, Any]:
     app.connect("source-read", _contributed_toctree)
+    app.connect("missing-reference", _resolve_private)
     return {"parallel_read_safe": True}

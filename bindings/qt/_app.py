@@ -136,14 +136,14 @@ class QtApp(QObject):
             self._fail(name, "the App is gone")
             return None
 
-        async def call() -> _T:
-            return await operation(app)
+        async def call(target: App) -> _T:
+            return await operation(target)
 
         self._set_busy(+1)
         this = weakref.ref(self)
         scheduler = self._scheduler
-        future = self._core.submit(call())
-        del app  # the coroutine holds it only while running
+        future = self._core.submit(call(app))  # holds the App only while it runs
+        del app
 
         def finished(done: concurrent.futures.Future[_T]) -> None:
             # Core thread: hop to the GUI thread before touching anything Qt.

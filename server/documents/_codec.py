@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import bson
+from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
 from bson.decimal128 import Decimal128
 from bson.errors import BSONError
@@ -25,8 +26,11 @@ from ._errors import DocumentStoreError
 
 __all__ = ["decode", "encode", "from_view", "id_key", "to_view", "utcnow"]
 
-# Naive UTC datetimes and plain dicts: what pymongo hands out by default.
-_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(document_class=dict, tz_aware=False)
+# Naive UTC datetimes and plain dicts: what pymongo hands out by default. UUIDs as subtype 4
+# (STANDARD), as the EJSON layers decode them: the default (UNSPECIFIED) refuses uuid.UUID.
+_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
+    document_class=dict, tz_aware=False, uuid_representation=UuidRepresentation.STANDARD
+)
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:
@@ -87,6 +91,9 @@ def to_view(value: Any) -> Any:
     """
     if isinstance(value, Decimal128):
         return value.to_decimal()
+    if isinstance(value, datetime.datetime) and value.tzinfo is not None:
+        # Query values arrive timezone-aware (EJSON); stored dates are naive UTC.
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
     if isinstance(value, dict):
         changed = {k: to_view(v) for k, v in value.items()}
         return changed if any(changed[k] is not value[k] for k in value) else value

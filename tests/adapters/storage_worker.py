@@ -45,7 +45,7 @@ def modes(base: Path, umasks: list[int]) -> None:
             await storage.update({"k": "v2", "other": "x"})
             # A corrupt file written by someone else under this umask gets quarantined 0600.
             os.unlink(path)
-            with open(path, "wb") as file:  # noqa: ASYNC230 - a test fixture, not app code
+            with open(path, "wb") as file:
                 file.write(b"{not json")
             assert await FileStorage(path).items("") == {}
             await FileStorage(path).set("k", "v3")
@@ -123,7 +123,7 @@ async def _rewrite_in_place_forever(path: Path, seed: int, size: int) -> None:
         value = value_for(generation, size)
         items = {"a": value, "b": value, "generation": str(generation)}
         data = json.dumps({"format": "appusers-storage", "version": 1, "items": items}).encode()
-        with open(path, "wb") as file:  # noqa: ASYNC230 - the naive writer this test exists to catch
+        with open(path, "wb") as file:
             file.write(data)
 
 

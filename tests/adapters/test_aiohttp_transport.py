@@ -23,6 +23,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from appusers.adapters import AiohttpTransport
 from appusers.adapters._aiohttp import MAX_REDIRECTS, _is_loopback
 from appusers.adapters.transport_contract import (
@@ -34,10 +39,6 @@ from appusers.adapters.transport_contract import (
 )
 from appusers.errors import AppClosedError, InvalidArgumentError, RequestTimeoutError, TransportError
 from appusers.transport import Request
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 AiohttpServer = Callable[..., Awaitable[Any]]
 TIMEOUT = 0.5  # short enough for a fast suite, long enough that +10 % is 50 ms of slack

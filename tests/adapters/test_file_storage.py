@@ -18,6 +18,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+
 from appusers.adapters import FileStorage
 from appusers.adapters import _file as file_module
 from appusers.adapters.storage_contract import CANARY, StorageContract

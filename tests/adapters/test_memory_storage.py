@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from appusers.adapters import MemoryStorage
 from appusers.adapters.storage_contract import StorageContract
 from appusers.storage import Storage

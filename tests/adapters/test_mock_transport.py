@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+
 from appusers.adapters import MockTransport
 from appusers.adapters.transport_contract import Served, ServeFactory, ServerHandler, TransportContract
 from appusers.errors import AppClosedError, InvalidArgumentError, RequestTimeoutError, TransportError

@@ -286,6 +286,55 @@ async def test_exit_codes(server: LocalServer, tmp_path: Path) -> None:
     assert PASSWORD not in cli.transcript()
 
 
+async def test_network_failures_keep_the_local_state_and_say_so(server: LocalServer, tmp_path: Path) -> None:
+    await register_confirmed(server, EMAIL, PASSWORD)
+    cli = Cli(tmp_path, base_url=server.url)
+    user_id = (await cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin=PASSWORD)).json()[
+        "user"]["id"]
+    unreachable = closed_port_url()
+    # Local commands work offline.
+    assert (await cli("--base-url", unreachable, "whoami", "--json")).json()["user"]["id"] == user_id
+    # With --debug a traceback is shown (and still no secret).
+    debugged = await cli("--debug", "--base-url", unreachable, "call", "sum", "1", expect=4)
+    assert "Traceback" in debugged.err and "TransportError" in debugged.err
+    # A log-out the server cannot hear of still logs out here, and says so with exit 4.
+    offline = await cli("--base-url", unreachable, "logout", expect=4)
+    assert "logged out on this device, but the server could not be told" in offline.err
+    users = (await cli("users", "--json")).json()
+    assert users == {"current": None, "users": [users["users"][0]]}
+    assert users["users"][0]["state"] == "LoggedOut"
+    assert PASSWORD not in cli.transcript()
+    for token in stored_tokens(cli.session_file):
+        assert token not in cli.transcript()
+
+
+async def test_login_with_a_custom_jwt(server: LocalServer, tmp_path: Path) -> None:
+    import jwt
+
+    # The demo settings' published custom-token secret (server/example.toml).
+    token = jwt.encode({"sub": "cli-jwt-user", "exp": int(time.time()) + 600},
+                       "appusers-local-demo-secret-NOT-FOR-PRODUCTION", algorithm="HS256")
+    cli = Cli(tmp_path, base_url=server.url)
+    user = (await cli("login", "--jwt-stdin", "--json", stdin=token + "\n")).json()["user"]
+    assert user["providers"] == ["custom-token"]
+    again = (await cli("login", "--jwt", token, "--json")).json()["user"]
+    assert again["id"] == user["id"]
+    forged = jwt.encode({"sub": "cli-jwt-user", "exp": int(time.time()) + 600}, "a-different-secret-of-forty-characters!!",
+                        algorithm="HS256")
+    await cli("login", "--jwt-stdin", stdin=forged, expect=3)
+    assert token not in "".join(r.out + r.err for r in cli.runs)
+
+
+async def test_a_corrupt_session_file_is_set_aside_with_a_warning(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=closed_port_url())
+    cli.data_dir.mkdir(mode=0o700)
+    cli.session_file.write_text("{ not json")
+    run = await cli("users", "--json")
+    assert run.json() == {"current": None, "users": []}
+    assert "warning: session file repaired: quarantined" in run.err
+    assert list(cli.data_dir.glob("session.json.corrupt-*"))
+
+
 async def test_session_settings_from_flags_and_environment(server: LocalServer, tmp_path: Path) -> None:
     # Everything on the command line: no environment needed, and flags win over it.
     cli = Cli(tmp_path, base_url=closed_port_url(), app_id="not-this-app")

@@ -44,7 +44,9 @@ def ok(body: Any, status: int = 200) -> Response:
     return Response(status, JSON, json.dumps(body).encode())
 
 
-LOGIN = {"user_id": "u1", "access_token": jwt(sub="u1"), "refresh_token": jwt(sub="u1"), "device_id": "d" * 24}
+LOGIN = {
+    "user_id": "u1", "access_token": jwt(sub="u1"), "refresh_token": jwt(sub="u1"), "device_id": "d" * 24,
+}
 PROFILE = {"type": "normal", "identities": [{"id": "x", "provider_type": "anon-user"}], "data": {}}
 
 
@@ -78,7 +80,7 @@ def server(overrides: dict[str, Response | Exception]):
         ({"/login": ok({**LOGIN, "refresh_token": "a.b"})}, BadTokenError),
         ({"/login": ok({**LOGIN, "access_token": "x.eyJhIjoxfQ.y"})}, BadTokenError),  # no exp/iat
         ({"/login": ok({"error": "nope", "error_code": "InvalidPassword"}, 200)}, ServiceError),
-        ({"/login": Response(502, {"content-type": "text/html"}, b"<html>bad gateway</html>")}, HTTPStatusError),
+        ({"/login": Response(502, {"content-type": "text/html"}, b"<html>502</html>")}, HTTPStatusError),
         ({"/login": TransportError("refused", method="POST", url="x")}, TransportError),
         ({"/location": TransportError("dns", method="GET", url="x")}, TransportError),
         ({"/location": ok({"no": "hostname"})}, MissingJsonKeyError),

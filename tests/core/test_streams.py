@@ -11,8 +11,8 @@ from appusers import (
     CustomDataRefreshed,
     LoggedOut,
     LogoutCause,
-    UserState,
     UsersChanged,
+    UserState,
 )
 
 from ._helpers import email_user

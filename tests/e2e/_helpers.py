@@ -174,3 +174,14 @@ def stored(path: Path) -> dict[str, Any]:
         name = key.rsplit(":", 1)[-1] if key.endswith(":index") else key.rsplit("user:", 1)[-1]
         out[name] = json.loads(value)
     return out
+
+
+async def session_alive(server: Any, refresh_token: str) -> bool:
+    """Whether the server still accepts ``refresh_token`` (a raw ``POST /auth/session``)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{server.url}/api/client/v2.0/auth/session", headers={"Authorization": f"Bearer {refresh_token}"}
+    ) as response:
+        await response.read()
+        return response.status == 201

@@ -1,0 +1,38 @@
+"""The documentation builds with Sphinx, warnings as errors, quickly (this is CI's docs build)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ._pages import DOCS, ROOT
+
+
+def test_docs_build_without_warnings(tmp_path: Path) -> None:
+    out = tmp_path / "html"
+    started = time.monotonic()
+    # The documented command, with the output and the doctrees kept out of the tree.
+    result = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+         "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, f"sphinx failed:\n{result.stderr[-6000:]}"
+    assert "WARNING" not in result.stderr and "ERROR" not in result.stderr, result.stderr[-6000:]
+    assert elapsed < 60, f"the docs build took {elapsed:.0f} s"
+
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for page in ("authenticate", "streams", "adapters", "server", "cli", "errors", "api"):
+        assert f'href="{page}.html"' in index, f"{page} is not linked from the index"
+    api = (out / "api.html").read_text(encoding="utf-8")
+    # autodoc really ran (MyST would silently print reST source if the page were Markdown).
+    for name in ("appusers.App", "appusers.User.state_changes", "appusers.errors.InvalidSessionError",
+                 "appusers.adapters.FileStorage", "appusers.server.LocalServer"):
+        assert f'id="{name}"' in api, f"{name} is missing from the API reference"
+    assert ".. py:" not in api
+    # Examples are shown (literalinclude found its file) and highlighted as Python.
+    auth = (out / "authenticate.html").read_text(encoding="utf-8")
+    assert "highlight-python" in auth and "Credentials" in auth
