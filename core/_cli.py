@@ -248,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                                 format="%(levelname)s %(name)s: %(message)s")
         if args.command is None:
-            parser.print_help(sys.stderr)
-            raise CliError("a command is required", ExitCode.USAGE)
+            parser.print_usage(sys.stderr)
+            raise CliError("a command is required (see 'appusers --help')", ExitCode.USAGE)
         if args.command == "demo":
             from ._demo import run_demo
 

@@ -45,8 +45,8 @@ exit codes:
   1    unexpected error (add --debug for a traceback)
   2    bad input or usage: unknown option or command, invalid JSON argument,
        unknown user id, unknown API key id or function name
-  3    authentication failure: wrong password or key, session expired or revoked,
-       user disabled, nobody logged in
+  3    authentication failure: wrong password, key or token, session expired or
+       revoked, user disabled, nobody logged in (any HTTP 401)
   4    network failure: server unreachable, connection reset, timeout
   5    server error: any other error the server answered with, or a response
        that cannot be used

@@ -590,8 +590,8 @@ class MongoCollection:
                 async for change in changes:
                     ...
         """
-        arg = _watch_argument(ids, filter)
-        return ChangeStream(self, arg, _timeout(timeout), _timeout(idle_timeout, "idle_timeout"))
+        baas_request = _baas_request(self, ids, filter)
+        return ChangeStream(self, baas_request, _timeout(timeout), _timeout(idle_timeout, "idle_timeout"))
 
     def watch_changes(
         self,
@@ -608,7 +608,7 @@ class MongoCollection:
         event, a dropped connection, the App closing) is sent as ``on_error``. An
         exception raised by ``on_next`` is logged and does not stop the stream.
         """
-        arg = _watch_argument(ids, filter)
+        baas_request = _baas_request(self, ids, filter)
         checked_timeout = _timeout(timeout)
         checked_idle = _timeout(idle_timeout, "idle_timeout")
 
@@ -620,7 +620,7 @@ class MongoCollection:
             except RuntimeError:
                 observer.on_error(ClientError("subscribe to watch_changes() from a running event loop"))
                 return Disposable()
-            stream = ChangeStream(self, arg, checked_timeout, checked_idle)
+            stream = ChangeStream(self, baas_request, checked_timeout, checked_idle)
             disposed = False
 
             async def pump() -> None:
@@ -661,16 +661,24 @@ class MongoCollection:
         return Observable(subscribe)
 
 
-def _watch_argument(ids: object, filter: object) -> dict[str, Any]:
+def _baas_request(collection: MongoCollection, ids: object, filter: object) -> str:
+    """The ``baas_request`` query value of a ``watch`` call (protocol.md §12)."""
+    argument: dict[str, Any] = {"database": collection.database.name, "collection": collection.name}
     if ids is not None and filter is not None:
         raise InvalidArgumentError("watch takes ids or filter, not both")
     if ids is not None:
         if isinstance(ids, str | bytes | bytearray | Mapping) or not isinstance(ids, Sequence):
             raise InvalidArgumentError(f"ids must be a list of _id values, not {type(ids).__name__}")
-        return {"ids": list(ids)}
-    if filter is not None:
-        return {"filter": _document(filter, "filter")}
-    return {}
+        argument["ids"] = list(ids)
+    elif filter is not None:
+        argument["filter"] = _document(filter, "filter")
+    request = {"name": "watch", "arguments": [argument], "service": collection.service_name}
+    try:
+        encoded = _ejson.dumps(request).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"watch arguments cannot be encoded as Extended JSON: {exc}") from None
+    # Standard base64, then percent-encoded: '+', '/' and '=' go as %2B, %2F, %3D.
+    return quote(base64.b64encode(encoded).decode("ascii"), safe="")
 
 
 # -- the streaming call -----------------------------------------------------------------
@@ -709,12 +717,12 @@ class ChangeStream:
     def __init__(
         self,
         collection: MongoCollection,
-        argument: dict[str, Any],
+        baas_request: str,
         timeout: float | None,
         idle_timeout: float | None,
     ) -> None:
         self.collection = collection
-        self._argument = argument
+        self._baas_request = baas_request
         self._timeout = timeout
         self._idle_timeout = idle_timeout
         self._state: _State = "new"
@@ -794,21 +802,9 @@ class ChangeStream:
                 f"watch needs a transport with open_stream() (a StreamingTransport); "
                 f"{type(transport).__name__} has none"
             )
-        request = {
-            "name": "watch",
-            "arguments": [
-                {"database": collection.database.name, "collection": collection.name, **self._argument}
-            ],
-            "service": collection.service_name,
-        }
-        try:
-            encoded = _ejson.dumps(request).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(f"watch arguments cannot be encoded as Extended JSON: {exc}") from None
         await app.open()
         base = await app._url("/functions/call", app_scoped=True)
-        # Standard base64, then percent-encoded: '+', '/' and '=' go as %2B, %2F, %3D.
-        url = f"{base}?baas_request={quote(base64.b64encode(encoded).decode('ascii'), safe='')}"
+        url = f"{base}?baas_request={self._baas_request}"
         parts = urlsplit(base)
         self._where = f"{parts.scheme}://{parts.netloc}{parts.path}"
         stack = contextlib.AsyncExitStack()

@@ -267,7 +267,9 @@ class QtNetworkTransport:
             # No HTTP response at all. Qt's errorString() quotes the full URL: name the code only.
             code = reply.error()
             reason = getattr(code, "name", str(code))
-            return TransportError(f"{request.method} {safe} failed: {reason}", method=request.method, url=safe)
+            return TransportError(
+                f"{request.method} {safe} failed: {reason}", method=request.method, url=safe
+            )
         headers: dict[str, str] = {}
         for raw_name, raw_value in reply.rawHeaderPairs():
             name = bytes(raw_name.data()).decode("latin-1").lower()

@@ -41,9 +41,13 @@ def encode(doc: Mapping[str, Any]) -> bytes:
         if key.startswith("$"):
             raise DocumentStoreError(f"document field names cannot start with '$': {key!r}")
     try:
-        return bson.encode(doc, codec_options=_OPTIONS)
+        data = bson.encode(doc, codec_options=_OPTIONS)
+        # Some encodable values cannot be read back (a subtype-4 Binary that is not 16 bytes, under
+        # the STANDARD UUID representation): refuse them now rather than store an unloadable file.
+        bson.decode(data, codec_options=_OPTIONS)
     except (BSONError, TypeError, ValueError, OverflowError) as exc:
         raise DocumentStoreError(f"document is not valid BSON: {exc}") from None
+    return data
 
 
 def decode(data: bytes) -> dict[str, Any]:

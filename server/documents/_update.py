@@ -123,7 +123,6 @@ class _Context:
         self.doc = doc
         self.filter = filter
         self.filters: dict[str, dict[str, Any]] = {}
-        self.used: set[str] = set()
         for af in array_filters or ():
             if not isinstance(af, Mapping) or not af:
                 raise DocumentStoreError("each array filter must be a non-empty document")
@@ -142,7 +141,6 @@ class _Context:
             spec = self.filters[name]
         except KeyError:
             raise DocumentStoreError(f"no array filter found for identifier {name!r}") from None
-        self.used.add(name)
         for key, cond in spec.items():
             if key == name:
                 if not matches(prepare_filter({"v": cond}), {"v": to_view(element)}):
@@ -301,11 +299,22 @@ def _arith(op: str, current: Any, operand: Any) -> Any:
 
 
 def _equal(a: Any, b: Any) -> bool:
-    return (
-        type(a) is type(b) and a == b
-        if isinstance(a, dict | list)
-        else compare(a, b) == 0 and id_key(a) == id_key(b)
-    )
+    """MongoDB equality for $addToSet/$pullAll: 1 == 1.0 == Int64(1); documents field by field, in order."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and list(a) == list(b)
+            and all(_equal(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, list) or isinstance(b, list):
+        return (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and len(a) == len(b)
+            and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return bool(id_key(a) == id_key(b))
 
 
 def _push(op: str, target: Any, arg: Any, path: str) -> list[Any]:

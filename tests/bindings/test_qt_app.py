@@ -11,6 +11,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,14 +19,31 @@ import shiboken6
 from PySide6.QtCore import QByteArray, QObject, Qt
 from PySide6.QtQml import QQmlComponent, QQmlEngine
 
-from appusers import App, Credentials, UserState
+from appusers import App, Credentials
 from appusers.bindings.qt import CoreLoop, QtApp, UsersModel
-from appusers.server import LocalServer
+from appusers.server import LocalServer, load_config
 
-from ._qt_helpers import GUI_THREAD, core, live_server, register_confirmed  # noqa: F401 - fixtures
+from ._qt_helpers import GUI_THREAD, register_confirmed
 
 pytestmark = pytest.mark.usefixtures("qapp")
 PASSWORD = "s3cret-pass"
+
+
+@pytest.fixture
+def core() -> Iterator[CoreLoop]:
+    loop = CoreLoop()
+    yield loop
+    loop.stop()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LocalServer]:
+    """A LocalServer running on its own thread's asyncio loop."""
+    server_loop = CoreLoop(name="test-server")
+    server = LocalServer(config=load_config(None), data_dir=tmp_path / "server")
+    server_loop.submit(server.__aenter__()).result(30)
+    yield server
+    server_loop.stop(server.__aexit__(None, None, None))
 
 
 class Recorder:
@@ -45,7 +63,7 @@ class Recorder:
 
 
 @pytest.fixture
-def app(core: CoreLoop, live_server: LocalServer) -> Iterator[App]:  # noqa: F811
+def app(core: CoreLoop, live_server: LocalServer) -> Iterator[App]:
     app = App(live_server.app_id, base_url=live_server.url)
     yield app
     core.submit(app.aclose()).result(10)
@@ -56,7 +74,7 @@ def make_user(core: CoreLoop, app: App, server: LocalServer, email: str) -> None
 
 
 def test_slots_run_on_the_gui_thread_while_the_app_emits_on_its_core_thread(
-    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer  # noqa: F811
+    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer
 ) -> None:
     make_user(core, app, live_server, "ana@example.com")
     qt_app = QtApp(app, core)
@@ -97,7 +115,7 @@ def test_slots_run_on_the_gui_thread_while_the_app_emits_on_its_core_thread(
 
 
 def test_changes_made_from_several_worker_threads_reach_slots_on_the_gui_thread(
-    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer  # noqa: F811
+    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer
 ) -> None:
     qt_app = QtApp(app, core)
     rec = Recorder()
@@ -129,7 +147,7 @@ async def _current_id(app: App) -> str | None:
 
 
 def test_switch_user_and_the_model_roles(
-    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer  # noqa: F811
+    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer
 ) -> None:
     make_user(core, app, live_server, "ana@example.com")
     make_user(core, app, live_server, "bob@example.com")
@@ -138,7 +156,9 @@ def test_switch_user_and_the_model_roles(
     qtbot.waitUntil(lambda: qt_app.isLoggedIn, timeout=10000)
     qt_app.logInEmailPassword("bob@example.com", PASSWORD)
     model = qt_app.users
-    qtbot.waitUntil(lambda: model.rowCount() == 2 and qt_app.currentUser.email == "bob@example.com", timeout=10000)
+    qtbot.waitUntil(
+        lambda: model.rowCount() == 2 and qt_app.currentUser.email == "bob@example.com", timeout=10000
+    )
     names = {bytes(v.data()).decode() for v in model.roleNames().values()}
     assert {"userId", "state", "isLoggedIn", "isCurrent", "name", "email", "providerType"} <= names
     assert [model.data(model.index(i), UsersModel.IsCurrentRole) for i in range(2)] == [False, True]
@@ -157,7 +177,7 @@ def test_switch_user_and_the_model_roles(
 
 
 def test_a_failed_log_in_reports_an_error_without_the_password(
-    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer  # noqa: F811
+    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer
 ) -> None:
     make_user(core, app, live_server, "ana@example.com")
     qt_app = QtApp(app, core)
@@ -173,7 +193,7 @@ def test_a_failed_log_in_reports_an_error_without_the_password(
 
 
 def test_user_object_follows_custom_data_and_profile(
-    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer  # noqa: F811
+    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer
 ) -> None:
     qt_app = QtApp(app, core)
     qt_app.logInAnonymous()
@@ -208,7 +228,7 @@ async def _current(app: App) -> Any:
 
 
 def test_bindings_keep_neither_the_app_nor_its_users_alive(
-    qtbot: Any, core: CoreLoop, live_server: LocalServer  # noqa: F811
+    qtbot: Any, core: CoreLoop, live_server: LocalServer
 ) -> None:
     app = App(live_server.app_id, base_url=live_server.url)
     qt_app = QtApp(app, core)
@@ -237,7 +257,7 @@ def test_bindings_keep_neither_the_app_nor_its_users_alive(
 
 
 def test_a_deleted_qt_app_is_never_touched(
-    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer, caplog: Any  # noqa: F811
+    qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer, caplog: Any
 ) -> None:
     caplog.set_level(logging.ERROR)
     qt_app = QtApp(app, core)
@@ -259,7 +279,7 @@ def _observers(core: CoreLoop, app: App) -> int:
     return core.submit(count()).result(5)
 
 
-def test_usable_from_qml(qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer) -> None:  # noqa: F811
+def test_usable_from_qml(qtbot: Any, core: CoreLoop, app: App, live_server: LocalServer) -> None:
     qt_app = QtApp(app, core)
     engine = QQmlEngine()
     engine.rootContext().setContextProperty("qtApp", qt_app)
@@ -283,7 +303,8 @@ def test_usable_from_qml(qtbot: Any, core: CoreLoop, app: App, live_server: Loca
     qtbot.waitUntil(lambda: obj.property("loggedIn") is True, timeout=10000)
     assert obj.property("uid") == qt_app.currentUserId != ""
     assert obj.property("userState") == "LoggedIn"
-    # Tear down in dependency order: object, component, engine (then the QtApp).
-    shiboken6.delete(obj)
-    shiboken6.delete(component)
-    shiboken6.delete(engine)
+    # The engine owns what it made; it goes before the QtApp it reads from.
+    obj.setParent(engine)
+    component.setParent(engine)
+    engine.deleteLater()
+    qtbot.waitUntil(lambda: not shiboken6.isValid(engine), timeout=3000)

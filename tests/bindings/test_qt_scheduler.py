@@ -159,7 +159,8 @@ def test_bind_holds_bound_methods_weakly(qtbot: Any) -> None:
     subject: Subject[int] = Subject()
     bind(owner, subject, sink.take)
     subject.on_next(1)
-    qtbot.waitUntil(lambda: sink.got == [1], timeout=2000)
+    got = sink.got
+    qtbot.waitUntil(lambda: got == [1], timeout=2000)
     ref = weakref.ref(sink)
     del sink
     gc.collect()

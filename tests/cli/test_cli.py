@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pytest
 
 from appusers import App
 from appusers.server import LocalServer
@@ -135,19 +134,26 @@ async def test_a_whole_session_across_separate_runs(server: LocalServer, tmp_pat
     tokens = stored_tokens(cli.session_file)
     assert len(tokens) == 2
 
-    # -- whoami, read back by a new process
-    whoami = await cli("whoami")
-    assert ana_id in whoami.out and EMAIL in whoami.out
-    assert (await cli("whoami", "--json")).json()["user"]["id"] == ana_id
-
-    # -- functions: arguments are Extended JSON, results printed as JSON
-    assert (await cli("call", "sum", "2", "3")).out == "5\n"
-    assert (await cli("--json", "call", "sum", "2", "3")).json() == {"function": "sum", "result": 5}
+    # -- whoami and functions, each read back by new processes (run side by side: they only read)
     ejson_args = ('{"$oid": "5f1b2c3d4e5f6a7b8c9d0e1f"}', '{"$numberLong": "5"}',
                   '{"$date": "2024-01-02T03:04:05Z"}', '"text"', "-1.5")
-    echoed = (await cli("call", "echo", *ejson_args, "--json")).json()["result"]
-    assert echoed == [{"$oid": "5f1b2c3d4e5f6a7b8c9d0e1f"}, 5, {"$date": "2024-01-02T03:04:05Z"}, "text", -1.5]
-    canonical = (await cli("call", "echo", *ejson_args[:3], "--canonical", "--json")).json()["result"]
+    whoami, whoami_json, summed, summed_json, echo, echo_canonical = await asyncio.gather(
+        cli("whoami"),
+        cli("whoami", "--json"),
+        cli("call", "sum", "2", "3"),
+        cli("--json", "call", "sum", "2", "3"),
+        cli("call", "echo", *ejson_args, "--json"),
+        cli("call", "echo", *ejson_args[:3], "--canonical", "--json"),
+    )
+    assert ana_id in whoami.out and EMAIL in whoami.out
+    assert whoami_json.json()["user"]["id"] == ana_id
+    # Arguments are Extended JSON (relaxed or canonical); results are printed as JSON.
+    assert summed.out == "5\n"
+    assert summed_json.json() == {"function": "sum", "result": 5}
+    echoed = echo.json()["result"]
+    assert echoed == [{"$oid": "5f1b2c3d4e5f6a7b8c9d0e1f"}, 5, {"$date": "2024-01-02T03:04:05Z"}, "text",
+                      -1.5]
+    canonical = echo_canonical.json()["result"]
     assert canonical == [{"$oid": "5f1b2c3d4e5f6a7b8c9d0e1f"}, {"$numberLong": "5"},
                          {"$date": {"$numberLong": "1704164645000"}}]
 
@@ -160,20 +166,21 @@ async def test_a_whole_session_across_separate_runs(server: LocalServer, tmp_pat
     tokens |= stored_tokens(cli.session_file)
 
     # -- API keys
-    created = (await cli("api-keys", "create", "ci", "--json")).json()["api_key"]
+    created_run, human = await asyncio.gather(
+        cli("api-keys", "create", "ci", "--json"), cli("api-keys", "create", "laptop"))
+    created = created_run.json()["api_key"]
     assert set(created) == {"id", "name", "disabled", "key"}
     assert created["name"] == "ci" and created["disabled"] is False
     secret, key_id = created["key"], created["id"]
-    human = await cli("api-keys", "create", "laptop")
     other_secret = human.out.strip()  # the key alone on stdout: KEY=$(appusers api-keys create x)
     assert len(other_secret) >= 32 and "\n" not in other_secret
     assert "only this once" in human.err and other_secret not in human.err
-    listed = (await cli("api-keys", "list", "--json")).json()
+    listed_run, listing = await asyncio.gather(cli("api-keys", "list", "--json"), cli("api-keys", "list"))
+    listed = listed_run.json()
     assert listed["user_id"] == ana_id
     assert sorted(k["name"] for k in listed["api_keys"]) == ["ci", "laptop"]
     assert all(set(k) == {"id", "name", "disabled"} for k in listed["api_keys"])
     other_id = next(k["id"] for k in listed["api_keys"] if k["name"] == "laptop")
-    listing = await cli("api-keys", "list")
     assert key_id in listing.out and secret not in listing.out
 
     assert (await cli("api-keys", "disable", key_id, "--json")).json() == {
@@ -186,43 +193,54 @@ async def test_a_whole_session_across_separate_runs(server: LocalServer, tmp_pat
     by_key = (await cli("login", "--api-key-stdin", "--json", stdin=secret + "\n")).json()["user"]
     assert by_key["id"] == ana_id and "api-key" in by_key["providers"]
     tokens |= stored_tokens(cli.session_file)
-    await cli("api-keys", "delete", key_id)
-    await cli("api-keys", "delete", other_id)
-    assert (await cli("api-keys", "list", "--json")).json()["api_keys"] == []
-    assert (await cli("api-keys", "delete", key_id, expect=2)).code == 2  # gone: bad input
-    await cli("api-keys", "enable", "not-an-object-id", expect=2)
+    await asyncio.gather(cli("api-keys", "delete", key_id), cli("api-keys", "delete", other_id))
+    remaining, _, _ = await asyncio.gather(
+        cli("api-keys", "list", "--json"),
+        cli("api-keys", "delete", key_id, expect=2),  # gone: bad input
+        cli("api-keys", "enable", "not-an-object-id", expect=2),
+    )
+    assert remaining.json()["api_keys"] == []
 
     # -- a second user; users; switch
     guest = (await cli("login", "--anonymous", "--json")).json()["user"]
     guest_id = guest["id"]
     assert guest_id != ana_id and guest["anonymous"] is True
-    users = (await cli("users", "--json")).json()
+    users_run, table_run = await asyncio.gather(cli("users", "--json"), cli("users"))
+    users = users_run.json()
     assert users["current"] == guest_id
     assert [(u["id"], u["current"], u["state"]) for u in users["users"]] == [
         (ana_id, False, "LoggedIn"), (guest_id, True, "LoggedIn")]
-    table = (await cli("users")).out.splitlines()
+    table = table_run.out.splitlines()
     assert [line.startswith("*") for line in table] == [False, True]
 
     switched = (await cli("switch", ana_id, "--json")).json()["user"]
     assert switched["id"] == ana_id and switched["current"] is True
-    assert (await cli("whoami", "--json")).json()["user"]["id"] == ana_id  # the switch was saved
-    await cli("switch", "0123456789abcdef01234567", expect=2)
-    assert (await cli("call", "sum", "1", "--user", guest_id)).out == "1\n"
+    saved, _, as_guest = await asyncio.gather(
+        cli("whoami", "--json"),
+        cli("switch", "0123456789abcdef01234567", expect=2),
+        cli("call", "whoami", "--user", guest_id, "--json"),
+    )
+    assert saved.json()["user"]["id"] == ana_id  # the switch was saved
+    assert as_guest.json()["result"]["id"] == guest_id
 
     # -- log out, remove
     assert (await cli("logout", "--json")).json() == {"user_id": ana_id, "state": "LoggedOut"}
-    users = (await cli("users", "--json")).json()
+    users_run, _, _ = await asyncio.gather(
+        cli("users", "--json"),
+        cli("call", "sum", "1", "--user", ana_id, expect=3),
+        cli("switch", ana_id, expect=3),
+    )
+    users = users_run.json()
     assert users["current"] == guest_id
     assert {u["id"]: u["state"] for u in users["users"]} == {ana_id: "LoggedOut", guest_id: "LoggedIn"}
-    await cli("call", "sum", "1", "--user", ana_id, expect=3)
-    await cli("switch", ana_id, expect=3)
     assert (await cli("remove", ana_id, "--json")).json() == {"user_id": ana_id, "state": "Removed"}
     await cli("remove", ana_id, expect=2)
     assert (await cli("logout", "--json")).json() == {"user_id": guest_id, "state": "Removed"}
-    assert (await cli("users", "--json")).json() == {"current": None, "users": []}
-    not_logged_in = await cli("whoami", "--json", expect=3)
+    no_users, not_logged_in, no_logout = await asyncio.gather(
+        cli("users", "--json"), cli("whoami", "--json", expect=3), cli("logout", "--json"))
+    assert no_users.json() == {"current": None, "users": []}
     assert not_logged_in.json()["error"]["kind"] == "auth"
-    assert (await cli("logout", "--json")).json() == {"user_id": None, "state": None}
+    assert no_logout.json() == {"user_id": None, "state": None}
 
     # -- nothing secret was ever printed, except each new API key by the command that created it
     transcript = cli.transcript()
@@ -252,8 +270,8 @@ async def test_exit_codes(server: LocalServer, tmp_path: Path) -> None:
     assert "argument 1" in bad_json.err
     assert "usage:" in no_command.err
     error = wrong_password.json()["error"]
-    assert error == {"exit_code": 3, "kind": "auth", "type": "InvalidPasswordError", "code": "InvalidPassword",
-                     "message": error["message"]}
+    assert error == {"exit_code": 3, "kind": "auth", "type": "InvalidPasswordError",
+                     "code": "InvalidPassword", "message": error["message"]}
     assert "wrong-password" not in wrong_password.out + wrong_password.err
     assert offline.json()["error"]["kind"] == "network"
     assert unreachable in offline.err and "Traceback" not in offline.err
@@ -319,8 +337,8 @@ async def test_login_with_a_custom_jwt(server: LocalServer, tmp_path: Path) -> N
     assert user["providers"] == ["custom-token"]
     again = (await cli("login", "--jwt", token, "--json")).json()["user"]
     assert again["id"] == user["id"]
-    forged = jwt.encode({"sub": "cli-jwt-user", "exp": int(time.time()) + 600}, "a-different-secret-of-forty-characters!!",
-                        algorithm="HS256")
+    forged = jwt.encode({"sub": "cli-jwt-user", "exp": int(time.time()) + 600},
+                        "a-different-secret-of-forty-characters!!", algorithm="HS256")
     await cli("login", "--jwt-stdin", stdin=forged, expect=3)
     assert token not in "".join(r.out + r.err for r in cli.runs)
 

@@ -216,6 +216,15 @@ async def test_update(
         assert "b" not in doc
 
 
+async def test_addtoset_uses_mongodb_equality(coll: Any) -> None:
+    assert (await coll.update_one({"_id": 1}, {"$addToSet": {"grades": 80.0}})).modified_count == 0
+    assert (await coll.update_one({"_id": 1}, {"$addToSet": {"arr": {"k": 1, "v": 10}}})).modified_count == 0
+    # Field order matters for documents, as in MongoDB.
+    assert (await coll.update_one({"_id": 1}, {"$addToSet": {"arr": {"v": 10, "k": 1}}})).modified_count == 1
+    assert (await coll.update_one({"_id": 1}, {"$pullAll": {"grades": [95.0]}})).modified_count == 1
+    assert (await coll.find_one({"_id": 1}))["grades"] == [80]
+
+
 async def test_currentdate_and_setoninsert(coll: Any) -> None:
     await coll.update_one({"_id": 1}, {"$currentDate": {"t": True, "ts": {"$type": "timestamp"}}})
     doc = await coll.find_one({"_id": 1})

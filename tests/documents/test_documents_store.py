@@ -31,7 +31,8 @@ TYPED = {
     "dbl": 1.5,
     "dec": Decimal128("1.10"),
     "dt": datetime.datetime(2024, 1, 2, 3, 4, 5, 123456),
-    "bin": Binary(b"\x00\x01", 4),
+    "bin": Binary(b"\x00\x01", 5),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
     "raw": b"\x01\x02",
     "ts": Timestamp(5, 1),
     "re": Regex("^a", "i"),
@@ -61,13 +62,15 @@ async def test_protocols_are_satisfied() -> None:
 
 async def test_persistence_across_reopen_keeps_order_and_types(tmp_path: Path) -> None:
     store = EmbeddedDocumentStore(tmp_path / "docs")
-    coll = store.collection("app", "things")
-    await coll.insert_one(dict(TYPED))
-    await coll.insert_many([{"_id": i, "v": i} for i in range(5)])
-    await coll.update_one({"_id": 2}, {"$inc": {"v": Int64(10)}})
-    await coll.delete_one({"_id": 3})
-    await store.collection("other", "things").insert_one({"_id": 1})
-    await store.aclose()
+    try:
+        coll = store.collection("app", "things")
+        await coll.insert_one(dict(TYPED))
+        await coll.insert_many([{"_id": i, "v": i} for i in range(5)])
+        await coll.update_one({"_id": 2}, {"$inc": {"v": Int64(10)}})
+        await coll.delete_one({"_id": 3})
+        await store.collection("other", "things").insert_one({"_id": 1})
+    finally:
+        await store.aclose()
 
     store = EmbeddedDocumentStore(tmp_path / "docs")
     try:
@@ -84,6 +87,7 @@ async def test_persistence_across_reopen_keeps_order_and_types(tmp_path: Path) -
             "dec": "Decimal128",
             "dt": "datetime",
             "bin": "Binary",
+            "uuid": "UUID",  # subtype 4, the STANDARD representation the EJSON layer uses
             "raw": "bytes",
             "ts": "Timestamp",
             "re": "Regex",
@@ -91,7 +95,13 @@ async def test_persistence_across_reopen_keeps_order_and_types(tmp_path: Path) -
             "nested": {"list": ["Int64", {"d": "Decimal128"}]},
         }
         assert typed["dt"] == datetime.datetime(2024, 1, 2, 3, 4, 5, 123000)  # millisecond precision
-        assert typed["dec"] == Decimal128("1.10") and typed["bin"] == Binary(b"\x00\x01", 4)
+        assert typed["dec"] == Decimal128("1.10") and typed["bin"] == Binary(b"\x00\x01", 5)
+        aware = datetime.datetime(
+            2024, 1, 2, 4, 4, 5, 123000, tzinfo=datetime.timezone(datetime.timedelta(hours=1))
+        )
+        assert (await coll.find_one({"dt": aware}, projection={"_id": 1})) == {
+            "_id": TYPED["_id"]
+        }  # EJSON dates
         v2 = await coll.find_one({"_id": 2})
         assert v2 == {"_id": 2, "v": 12} and isinstance(v2["v"], Int64)
         assert await store.collection("other", "things").count() == 1
@@ -329,8 +339,9 @@ async def test_bad_arguments_are_store_errors() -> None:
             await coll.insert_many([])
         with pytest.raises(DocumentStoreError, match="sort"):
             await coll.find({}, sort={"a": 2})
-        with pytest.raises(DocumentStoreError):
-            await coll.insert_one({"u": uuid.uuid4()})  # UUIDs need an explicit representation in BSON
+        with pytest.raises(DocumentStoreError, match="not valid BSON"):
+            await coll.insert_one({"u": Binary(b"\x00\x01", 4)})  # a "UUID" that cannot be read back
+        assert await coll.count() == 0
     finally:
         await store.aclose()
 

@@ -13,6 +13,7 @@ import pytest
 from appusers import App, Credentials, CurrentUserChanged, UserState
 from appusers.adapters import FileStorage
 from appusers.errors import (
+    HTTPStatusError,
     InvalidArgumentError,
     InvalidPasswordError,
     MaintenanceError,
@@ -62,8 +63,11 @@ async def test_current_user_after_the_current_user_is_removed_or_deleted(app, se
     dee = await email_user(app, server, "dee@example.com")
     app.switch_user(bob)
     app.switch_user(dee)  # the most recently used before dee is bob...
+    events = []
+    app.events.subscribe(events.append)
     await app.remove_user(dee)
     assert app.current_user is ana  # ...but the rule is "first logged in, in storage order"
+    assert stored(store_path)["index"]["current"] == ana.id
     await app.delete_user(ana)
     assert app.current_user is bob
     assert stored(store_path)["index"]["current"] == bob.id
@@ -72,25 +76,28 @@ async def test_current_user_after_the_current_user_is_removed_or_deleted(app, se
     assert app.current_user is None
     assert stored(store_path)["index"]["current"] is None
     assert list(app.all_users) == [bob.id, cy.id]
+    changes = [e.user_id for e in events if isinstance(e, CurrentUserChanged)]
+    assert changes == [ana.id, bob.id, cy.id, None]
 
 
-async def test_switch_user_emits_and_checks_the_app(app, server, make_app, store_path):
+async def test_switch_user_checks_the_app_and_emits(app, server, make_app, store_path):
     ana = await email_user(app, server, "ana@example.com")
     bob = await email_user(app, server, "bob@example.com")
-    events = []
-    app.events.subscribe(events.append)
-    app.switch_user(ana)
-    app.switch_user(ana)
-    assert events == [CurrentUserChanged(ana.id)]  # one change, one event
     other = await make_app()
     stranger = await other.log_in(Credentials.anonymous())
-    await app.storage.get("flush")  # let the switch's background save land first
     before = Snapshot(server, store_path)
     with pytest.raises(UserNotFoundError, match="User does not exist"):
         app.switch_user(stranger)
     with pytest.raises(InvalidArgumentError):
         app.switch_user(None)  # type: ignore[arg-type]
     before.assert_unchanged()
+    assert app.current_user is bob and other.current_user is stranger
+
+    events = []
+    app.events.subscribe(events.append)
+    app.switch_user(ana)
+    app.switch_user(ana)
+    assert events == [CurrentUserChanged(ana.id)]  # one change, one event
     assert app.current_user is ana and bob.is_logged_in
 
 
@@ -111,6 +118,20 @@ async def test_remove_a_logged_in_user_that_is_not_current(app, server, store_pa
     assert ana.id not in stored(store_path)
     # The server still knows the user: only this device forgot it.
     assert (await app.log_in(Credentials.email_password("ana@example.com", PASSWORD))).id == ana.id
+
+
+async def test_remove_user_stands_locally_when_the_server_cannot_be_told(app, server, store_path):
+    ana = await email_user(app, server, "ana@example.com")
+    bob = await email_user(app, server, "bob@example.com")
+    refresh = ana.refresh_token
+    assert refresh is not None
+    server.inject_fault("logout", 503, None)
+    with pytest.raises(HTTPStatusError) as info:
+        await app.remove_user(ana)  # core: the request's error is returned...
+    assert info.value.status == 503
+    assert ana.state is UserState.REMOVED and ana.id not in stored(store_path)  # ...the removal stands
+    assert app.current_user is bob and list(app.all_users) == [bob.id]
+    assert await session_alive(server, refresh)  # the server was never told
 
 
 async def test_remove_user_bad_input_changes_nothing(app, server, store_path, make_app):

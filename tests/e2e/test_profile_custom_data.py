@@ -15,6 +15,7 @@ from appusers import (
     ProfileRefreshed,
     UserState,
 )
+from appusers.adapters import FileStorage
 from appusers.errors import (
     HTTPStatusError,
     MaintenanceError,
@@ -43,7 +44,7 @@ def recorder(user):
     return events
 
 
-async def test_profile_fields_come_from_the_custom_jwt(app, server, store_path):
+async def test_profile_fields_come_from_the_custom_jwt(app, server, store_path, make_app):
     user = await app.log_in(Credentials.jwt(custom_token("ana-sub", **FULL_CLAIMS)))
     profile = user.profile
     assert (profile.name, profile.email, profile.picture_url) == (
@@ -56,8 +57,10 @@ async def test_profile_fields_come_from_the_custom_jwt(app, server, store_path):
     assert profile.data["team"] == "blue"  # the raw document keeps the non-standard fields
     assert profile.type == "normal"
     assert [i.provider_type for i in user.identities] == ["custom-token"]
-    # Kept in storage and restored without the network.
+    # Kept in storage and restored at the next start.
     assert stored(store_path)[user.id]["profile"]["name"] == "Ana Lima"
+    restored = (await make_app(storage=FileStorage(store_path))).all_users[user.id]
+    assert restored.profile == profile and restored.identities == user.identities
 
 
 async def test_profile_of_a_user_without_metadata_is_empty_not_an_error(app):
@@ -102,7 +105,7 @@ async def test_refresh_profile_failures_change_nothing(app, server, store_path):
     assert [type(e).__name__ for e in events] == ["LoggedOut"]
 
 
-async def test_custom_data_refresh_and_event(app, server, store_path):
+async def test_custom_data_refresh_and_event(app, server, store_path, make_app):
     ana = await email_user(app, server, "ana@example.com")
     assert ana.custom_data == {}
     events = recorder(ana)
@@ -113,8 +116,10 @@ async def test_custom_data_refresh_and_event(app, server, store_path):
     assert type(data["_id"]).__name__ == "ObjectId"  # EJSON-decoded, as the document stores it
     assert ana.custom_data == data
     assert events == [AccessTokenRefreshed(ana.id), CustomDataRefreshed(ana.id, data)]
-    # Persisted: a restart reads the same custom data from the stored access token.
+    # Persisted: the next start reads the same custom data from the stored access token.
     assert stored(store_path)[ana.id]["access_token"] == ana.access_token
+    restored = (await make_app(storage=FileStorage(store_path))).all_users[ana.id]
+    assert restored.custom_data == data
 
 
 async def test_custom_data_of_a_user_that_is_not_current(app, server):

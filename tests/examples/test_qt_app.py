@@ -1,0 +1,111 @@
+"""examples/qt_app.py in a real X window (Xvfb): log in, switch, screenshot, log out, against a LocalServer.
+
+The example runs as a subprocess on the xcb platform (this test process is offscreen);
+the server runs here, on a thread of its own. The screenshot is grabbed from the X
+server by the example and kept as docs/_static/qt_app.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appusers import App
+from appusers.server import LocalServer, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "qt_app.py"
+DOC_SCREENSHOT = ROOT / "docs" / "_static" / "qt_app.png"
+EMAIL, PASSWORD = "ana@example.com", "s3cret-pass"
+
+
+@pytest.fixture
+def xvfb_display() -> Iterator[str]:
+    """A fresh Xvfb server; its display name (e.g. ``:3``)."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        if os.environ.get("CI"):
+            pytest.fail("Xvfb is missing in CI: .ci/install-gui.sh should have installed it")
+        pytest.skip("Xvfb is not installed (run .ci/install-gui.sh as root)")
+    read_end, write_end = os.pipe()
+    # -displayfd: Xvfb picks a free display and writes its number once it accepts clients.
+    proc = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
+        [xvfb, "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as pipe:
+            number = pipe.readline().strip()
+        if not number:
+            pytest.fail("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def server_with_user(tmp_path: Path) -> Iterator[LocalServer]:
+    """A LocalServer on its own thread, with a confirmed email/password account."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+
+    server = LocalServer(config=load_config(None), data_dir=tmp_path / "server")
+    run(server.__aenter__())
+
+    async def register() -> None:
+        async with App(server.app_id, base_url=server.url) as app:
+            await app.email_password_auth.register_user(EMAIL, PASSWORD)
+            mail = [m for m in server.read_outbox() if m["email"] == EMAIL and m["kind"] == "confirm"][-1]
+            await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
+
+    try:
+        run(register())
+        yield server
+    finally:
+        run(server.__aexit__(None, None, None))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_example_logs_in_and_out_in_a_real_window(
+    xvfb_display: str, server_with_user: LocalServer, tmp_path: Path
+) -> None:
+    shot = tmp_path / "qt_app.png"
+    env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, str(EXAMPLE), "--base-url", server_with_user.url, "--app-id", server_with_user.app_id,
+         "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot)],
+        env=env, capture_output=True, text=True, timeout=90, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "[platform xcb]" in result.stdout, output  # a real X window, not offscreen
+    for step in ("log in with the form", "log in anonymously", "switch back", "log out anonymous"):
+        assert f"step: {step}" in result.stdout
+    assert "autopilot: done" in result.stdout
+    assert PASSWORD not in output
+
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(shot))
+    assert not image.isNull() and image.width() >= 300 and image.height() >= 300
+    # Not a blank grab: a real UI has many colours.
+    colours = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    assert len(colours) > 8
+    DOC_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, DOC_SCREENSHOT)
