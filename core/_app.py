@@ -453,9 +453,15 @@ class App:
         except Exception as exc:  # best effort: the caller already has the real error
             _log.debug("could not revoke an unused session: %s", type(exc).__name__)
 
-    async def _refresh_access_token(self, user: User, *, explicit: bool = False) -> str:
-        """A fresh access token for ``user``; concurrent callers share one request."""
+    async def _refresh_access_token(self, user: User, *, custom_data: bool = False) -> str:
+        """A fresh access token for ``user``; concurrent callers share one request.
+
+        ``custom_data``: the caller asked for custom data, so ``CustomDataRefreshed`` is
+        published even when the data did not change.
+        """
         self._check_known(user, missing="No user has been found")
+        if custom_data:
+            user._announce_custom_data = True
         pending = user._refresh_future
         if pending is None:
             if not user.is_logged_in or user._refresh_token is None:
@@ -497,7 +503,8 @@ class App:
                 _log.warning("could not persist a refreshed token: %s", type(exc).__name__)
             user._publish(AccessTokenRefreshed(user.id), user.state)
             custom_after = user.custom_data
-            if custom_after != custom_before:
+            if custom_after != custom_before or user._announce_custom_data:
+                user._announce_custom_data = False
                 user._publish(CustomDataRefreshed(user.id, custom_after), user.state)
             return token
         finally:

@@ -114,9 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES_HELP,
-                           formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
-        return p
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     sub.add_parser("serve", help="run the local App Services-compatible server (see 'serve --help')",
                    add_help=False)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import enum
 
 from .errors import (
-    APIKeyNotFoundError,
-    FunctionNotFoundError,
     InvalidArgumentError,
     InvalidPasswordError,
     InvalidSessionError,
@@ -44,7 +42,7 @@ exit codes:
   0    success
   1    unexpected error (add --debug for a traceback)
   2    bad input or usage: unknown option or command, invalid JSON argument,
-       unknown user id, unknown API key id or function name
+       unknown user id, unknown API key id or function name, API key name taken
   3    authentication failure: wrong password, key or token, session expired or
        revoked, user disabled, nobody logged in (any HTTP 401)
   4    network failure: server unreachable, connection reset, timeout
@@ -62,13 +60,15 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+# Server answers that mean the caller named something that does not exist or clashes:
+# matched on the wire code, so a code without its own error class still counts.
+_BAD_INPUT_CODES = frozenset({"APIKeyNotFound", "APIKeyAlreadyExists", "FunctionNotFound"})
+
 # Checked in order: the subclasses that mean "bad input" or "bad credentials" come
 # before the ServiceError they derive from.
 _BY_TYPE: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (InvalidArgumentError, ExitCode.USAGE),
     (UserNotFoundError, ExitCode.USAGE),
-    (APIKeyNotFoundError, ExitCode.USAGE),
-    (FunctionNotFoundError, ExitCode.USAGE),
     (UserNotLoggedInError, ExitCode.AUTH),
     (InvalidPasswordError, ExitCode.AUTH),
     (InvalidSessionError, ExitCode.AUTH),  # includes RefreshTokenRejectedError
@@ -86,6 +86,8 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
+    if isinstance(exc, ServiceError) and exc.error_code in _BAD_INPUT_CODES:
+        return ExitCode.USAGE
     for kind, code in _BY_TYPE:
         if isinstance(exc, kind):
             if code is ExitCode.SERVER and isinstance(exc, ServiceError) and exc.status == 401:

@@ -178,16 +178,23 @@ async def open_app(settings: Settings, *, stderr: TextIO) -> AsyncIterator[App]:
         for issue in app.storage_issues:
             stderr.write(f"warning: session file repaired: {issue.kind} ({issue.detail})\n")
         yield app
-        await _settle(app)
     finally:
-        await app.aclose()
+        try:
+            await _settle(app, settings.timeout)
+        finally:
+            await app.aclose()
 
 
-async def _settle(app: App) -> None:
-    # switch_user persists in a background task; aclose would cancel it, and the
-    # next run would not see the switch.
+async def _settle(app: App, timeout: float) -> None:
+    # The App finishes some work in background tasks (switch_user's save, revoking the
+    # session of a log-in that failed half-way); aclose would cancel them, and the next
+    # run would not see the switch. Bounded, so a dead server cannot hold the exit.
+    deadline = asyncio.get_running_loop().time() + timeout
     while app._tasks:
-        await asyncio.gather(*list(app._tasks), return_exceptions=True)
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        await asyncio.wait(list(app._tasks), timeout=remaining)
 
 
 def _known_user(app: App, user_id: str) -> User:

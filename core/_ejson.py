@@ -69,7 +69,12 @@ def _hook(document: dict[str, Any]) -> Any:
 def loads(text: str | bytes) -> Any:
     """EJSON text (canonical or relaxed) to Python/BSON values. Raises ``ValueError``."""
     # bson's own loads runs its (slow) hook on every object; most objects have no $-keys.
-    return json.loads(text, object_hook=_hook)
+    try:
+        return json.loads(text, object_hook=_hook)
+    except ValueError:
+        raise
+    except Exception as exc:  # a bad wrapper: bson raises InvalidId, TypeError, InvalidOperation...
+        raise ValueError(f"invalid Extended JSON: {type(exc).__name__}") from None
 
 
 def decode(value: Any) -> Any:

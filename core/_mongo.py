@@ -895,7 +895,7 @@ class ChangeStream:
     def _change_event(self, data: str) -> ChangeEvent:
         try:
             document = _ejson.loads(data)
-        except ValueError:
+        except ValueError:  # _ejson.loads raises only ValueError
             document = None
         if not isinstance(document, dict):
             raise MalformedJsonError(f"server returned malformed event: {_quote(data)}")
@@ -904,7 +904,7 @@ class ChangeStream:
     def _stream_error(self, data: str) -> ServiceError | MalformedJsonError:
         try:
             body = _ejson.loads(data)
-        except ValueError:
+        except ValueError:  # _ejson.loads raises only ValueError
             body = None
         error = service_error_from_body(body, status=200, method="GET", url=self._where)
         if error is None:

@@ -47,6 +47,7 @@ class User:
         "__weakref__",
         "_access_deadline",
         "_access_token",
+        "_announce_custom_data",
         "_app",
         "_custom_data",
         "_events",
@@ -95,6 +96,7 @@ class User:
         self._session = 0
         self._refresh_future: asyncio.Future[str] | None = None
         self._custom_data: tuple[str, Mapping[str, Any]] | None = None
+        self._announce_custom_data = False
         self._state_subject: SafeBehaviorSubject[UserState] | None = None
         self._events: SafeSubject[UserEvent] | None = None
         self._listeners: dict[Callable[[UserEvent], Any], abc.DisposableBase] | None = None
@@ -278,12 +280,12 @@ class User:
 
     async def refresh_custom_data(self) -> Mapping[str, Any]:
         """Get a new access token and return the custom data it carries."""
-        await self._app._refresh_access_token(self, explicit=True)
+        await self._app._refresh_access_token(self, custom_data=True)
         return self.custom_data
 
     async def refresh_access_token(self) -> None:
         """Get a new access token now."""
-        await self._app._refresh_access_token(self, explicit=True)
+        await self._app._refresh_access_token(self)
 
     async def link_credentials(self, credentials: Credentials, *, timeout: float | None = None) -> None:
         """Add the identity of ``credentials`` to this user (an anonymous user stops being

@@ -30,6 +30,7 @@
     │   ├── BadRequestError                   BadRequest
     │   ├── InvalidParameterError             InvalidParameter / MissingParameter
     │   ├── APIKeyNotFoundError               APIKeyNotFound
+    │   ├── APIKeyAlreadyExistsError          APIKeyAlreadyExists
     │   ├── FunctionNotFoundError             FunctionNotFound
     │   ├── FunctionExecutionError            FunctionExecutionError
     │   ├── ServiceNotFoundError              ServiceNotFound / ServiceCommandNotFound
@@ -50,6 +51,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
+    "APIKeyAlreadyExistsError",
     "APIKeyNotFoundError",
     "AccountNameInUseError",
     "AppClosedError",
@@ -271,6 +273,10 @@ class APIKeyNotFoundError(ServiceError):
     code = "APIKeyNotFound"
 
 
+class APIKeyAlreadyExistsError(ServiceError):
+    code = "APIKeyAlreadyExists"
+
+
 class FunctionNotFoundError(ServiceError):
     code = "FunctionNotFound"
 
@@ -319,6 +325,7 @@ _BY_ERROR_CODE: Mapping[str, type[ServiceError]] = {
     "InvalidParameter": InvalidParameterError,
     "MissingParameter": InvalidParameterError,
     "APIKeyNotFound": APIKeyNotFoundError,
+    "APIKeyAlreadyExists": APIKeyAlreadyExistsError,
     "FunctionNotFound": FunctionNotFoundError,
     "FunctionExecutionError": FunctionExecutionError,
     "ServiceNotFound": ServiceNotFoundError,

@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,12 @@ async def test_a_whole_session_across_separate_runs(server: LocalServer, tmp_pat
     other_secret = human.out.strip()  # the key alone on stdout: KEY=$(appusers api-keys create x)
     assert len(other_secret) >= 32 and "\n" not in other_secret
     assert "only this once" in human.err and other_secret not in human.err
-    listed_run, listing = await asyncio.gather(cli("api-keys", "list", "--json"), cli("api-keys", "list"))
+    listed_run, listing, taken = await asyncio.gather(
+        cli("api-keys", "list", "--json"),
+        cli("api-keys", "list"),
+        cli("api-keys", "create", "ci", "--json", expect=2),  # the name is taken: bad input
+    )
+    assert taken.json()["error"]["code"] == "APIKeyAlreadyExists"
     listed = listed_run.json()
     assert listed["user_id"] == ana_id
     assert sorted(k["name"] for k in listed["api_keys"]) == ["ci", "laptop"]
@@ -391,7 +397,10 @@ async def test_help_documents_the_exit_codes_and_serve_still_delegates(tmp_path:
 
 def _run_on_pty(argv: list[str], answer: bytes, prompt: bytes, env: dict[str, str]) -> tuple[bytes, int]:
     """Run ``argv`` on a new pty, type ``answer`` after ``prompt`` appears; return (output, exit code)."""
-    pid, fd = pty.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() with threads alive; the child only calls execve.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid, fd = pty.fork()
     if pid == 0:  # the child: exec at once (no Python-level work after a fork)
         try:
             os.execve(argv[0], argv, env)

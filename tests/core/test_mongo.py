@@ -699,7 +699,10 @@ def ok(body: Any) -> Response:
     return Response(200, JSON, json.dumps(body).encode())
 
 
-def mock_backend(stream: Callable[[Request], Response]) -> RecordingTransport:
+def mock_backend(
+    stream: Callable[[Request], Response], call: Callable[[Request], Response] | None = None
+) -> RecordingTransport:
+    """A fake backend: log-in, profile, refresh; ``stream`` answers watch, ``call`` functions/call."""
     login = {"user_id": "u1", "access_token": fake_jwt(), "refresh_token": fake_jwt(), "device_id": "d" * 24}
     profile = {"type": "normal", "identities": [{"id": "x", "provider_type": "anon-user"}], "data": {}}
 
@@ -715,6 +718,8 @@ def mock_backend(stream: Callable[[Request], Response]) -> RecordingTransport:
             return ok({"access_token": fake_jwt()})
         if path.endswith("/functions/call") and request.method == "GET":
             return stream(request)
+        if path.endswith("/functions/call") and call is not None:
+            return call(request)
         return Response(404)
 
     return RecordingTransport(MockTransport(handler))
@@ -763,6 +768,7 @@ async def test_sse_stream_through_mock_transport_escapes_crlf_comments_and_error
     [
         (b"data: [1, 2]\n\n", MalformedJsonError, r"malformed event: \[1, 2\]"),
         (b"data: {not json\n\n", MalformedJsonError, "malformed event"),
+        (b'data: {"_id": {"$oid": "zz"}}\n\n', MalformedJsonError, "malformed event"),
         (b"event: error\ndata: oops\n\n", MalformedJsonError, "malformed error event"),
         (b'event: error\ndata: {"error_code": "BadRequest", "error": "no"}\n\n', BadRequestError, "no"),
         (b'event: error\ndata: {"error_code": "Weird", "error": "w"}\n\n', ServiceError, "w"),
@@ -804,6 +810,17 @@ async def test_failed_opening_raises_typed_error(response, error):
             async with orders.watch():
                 pass
         assert transport.open_now == 0
+
+
+async def test_malformed_result_is_malformed_json_error():
+    transport = mock_backend(
+        lambda request: Response(404),
+        call=lambda request: Response(200, JSON, b'{"_id": {"$oid": "not-an-object-id"}}'),
+    )
+    async with App("app", base_url="http://127.0.0.1:1", transport=transport) as app:
+        user = await app.log_in(Credentials.anonymous())
+        with pytest.raises(MalformedJsonError):
+            await user.mongo_client("mongodb-atlas").db("shop").collection("orders").find_one()
 
 
 async def test_401_refreshes_once_then_gives_up():

@@ -39,6 +39,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import textwrap
 import time
@@ -324,7 +325,8 @@ def claims_of(token: str | None) -> dict[str, Any]:
     """The payload of a compact JWT (no verification: the client's view)."""
     assert isinstance(token, str) and token.count(".") == 2, "not a 3-part JWT"
     payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
 
 
 def _b64url(data: bytes) -> str:
@@ -347,12 +349,17 @@ def random_password() -> str:
     return f"pw-{secrets.token_urlsafe(12)}"
 
 
+def is_object_id_hex(value: object) -> bool:
+    """A plain 24-digit lower-case hex string (``/^[0-9a-f]{24}$/`` in the scripts)."""
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{24}", value) is not None
+
+
 def ok_status(status: int | None) -> bool:
     return status is not None and 200 <= status < 300
 
 
 def is_4xx(err: ServiceError) -> bool:
-    return 400 <= err.status < 500
+    return 400 <= int(err.status) < 500
 
 
 async def register_confirmed(app: App, running: Running, email: str, password: str) -> None:
@@ -375,7 +382,7 @@ async def test_anonymous(scenario: Scenario) -> None:
 
     with scenario.step("anonymous.login"):
         user = await app.log_in(Credentials.anonymous())
-        assert len(user.id) == 24 and int(user.id, 16) >= 0, "user.id should be a 24-hex ObjectId string"
+        assert is_object_id_hex(user.id), "user.id should be a 24-hex ObjectId string"
         assert app.current_user is user
         assert user.state is UserState.LOGGED_IN
         assert [i.provider_type for i in user.identities] == ["anon-user"]
@@ -512,7 +519,7 @@ async def test_email_password(scenario: Scenario) -> None:
 
     with scenario.step("email.login"):
         user = await app.log_in(Credentials.email_password(email, password))
-        assert len(user.id) == 24
+        assert is_object_id_hex(user.id)
         assert [i.provider_type for i in user.identities] == ["local-userpass"]
         assert user.profile.email == email, "profile data.email"
 
@@ -626,7 +633,7 @@ async def test_api_keys(scenario: Scenario) -> None:
         created = await owner.api_keys.create("ci-runner")
         assert isinstance(created, ApiKey)
         # The id is a plain 24-hex string (core rejects an {"$oid"} wrapper).
-        assert isinstance(created.id, str) and len(created.id) == 24 and int(created.id, 16) >= 0
+        assert is_object_id_hex(created.id)
         assert created.name == "ci-runner"
         assert created.disabled is False
         assert isinstance(created.key, str) and len(created.key) >= 32, "key should be long and random"
@@ -746,7 +753,7 @@ async def test_custom_token(scenario: Scenario) -> None:
 
     with scenario.step("jwt.login"):
         user = await app.log_in(Credentials.jwt(sign_jwt(claims(), secret)))
-        assert len(user.id) == 24
+        assert is_object_id_hex(user.id)
         assert [i.provider_type for i in user.identities] == ["custom-token"]
 
     with scenario.step("jwt.function_call"):
@@ -982,7 +989,7 @@ async def test_delete_user(scenario: Scenario) -> None:
     with scenario.step("delete.login_again"):
         again = await app.log_in(Credentials.email_password(email, password))
         assert again is user and user.id == first_id
-        assert app.current_user is user
+        assert app.current_user is again
 
     with scenario.step("delete.delete_user"):
         access = user.access_token
@@ -1414,7 +1421,7 @@ async def test_custom_function(scenario: Scenario) -> None:
         user = await app.log_in(Credentials.function({
             "username": username, "pin": 1234, "device": ObjectId(), "when": dt.datetime.now(dt.UTC),
         }))
-        assert len(user.id) == 24
+        assert is_object_id_hex(user.id)
         assert user.identities == (Identity(username, "custom-function"),)
         assert http.last("POST", "/auth/providers/custom-function/login").status == 200
 
