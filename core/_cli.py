@@ -201,10 +201,18 @@ def _message(exc: BaseException, base_url: str) -> str:
         return f"login failed: {exc}"
     if isinstance(exc, ServiceError):
         code = f" {exc.error_code}" if exc.error_code else ""
-        return f"the server refused{code} (HTTP {exc.status}): {exc}"
+        return f"the server answered{code} (HTTP {exc.status}): {exc}"
     if isinstance(exc, AppError):
         return f"{exc} ({exc.code})"
     return f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)"
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The server's own error code when it sent one (it may have no class of its own),
+    else the realm-core name of the error."""
+    if isinstance(exc, ServiceError) and exc.error_code:
+        return exc.error_code
+    return exc.code if isinstance(exc, AppError) else None
 
 
 def _fail(exc: BaseException, *, json_mode: bool, debug: bool, base_url: str,
@@ -219,7 +227,7 @@ def _fail(exc: BaseException, *, json_mode: bool, debug: bool, base_url: str,
             "exit_code": int(code),
             "kind": code.name.lower(),  # usage, auth, network, server, unexpected, interrupted
             "type": type(exc).__name__,
-            "code": exc.code if isinstance(exc, AppError) else None,
+            "code": _error_code(exc),
             "message": message,
         }
         stdout.write(json.dumps({"error": error}, sort_keys=True) + "\n")

@@ -39,7 +39,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Mapping|MutableMapping|Sequence|Callable|Awaitable|AsyncIterator|Iterator|Literal)"),
     (r"py:.*", r"(asyncio|contextlib|enum|os|pathlib|ssl|types|logging|threading|concurrent)\..*"),
     (r"py:.*", r"(Path|PathLike|TracebackType|Counter|AbstractAsyncContextManager|ClassVar|Final|TypeVar)"),
-    (r"py:.*", r"(reactivex|rx|attrs|aiohttp|pytest|bson|yarl|multidict)\..*"),
+    (r"py:.*", r"(reactivex|rx|attrs|aiohttp|pytest|_pytest|bson|yarl|multidict)\..*"),
     (r"py:.*", r"(Observable|DisposableBase|SchedulerBase|ObserverBase|ObjectId|Decimal128)"),
     (r"py:.*", r"(.*\.)?(_T\w*|TokenKind|SSLContext)"),
     # ServerConfig's settings tables are private: the server is configured with TOML (server.md).
@@ -50,7 +50,7 @@ nitpick_ignore_regex = [
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}
 autodoc_class_signature = "separated"
 # Dataclass-like attrs classes have generated __init__ signatures worth showing.
 autodoc_preserve_defaults = True
