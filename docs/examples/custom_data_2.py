@@ -11,7 +11,7 @@ async def main(base_url: str, app_id: str) -> None:
     async with App(app_id, base_url=base_url) as app:
         user = await app.log_in(Credentials.function({"username": "bob"}))
         team = ObjectId()
-        since = datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
+        since = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
         await user.functions.set_custom_data({"team": team, "since": since, "credit": Decimal128("9.90")})
         await user.log_out()
 

@@ -6,6 +6,11 @@ from pathlib import Path
 from appusers import App, Credentials, IdentitiesLinked, UserState
 
 
+def last_email(outbox: Path) -> dict[str, str]:
+    """The local server's latest "email": the last line of <data>/outbox.jsonl."""
+    return json.loads(outbox.read_text().splitlines()[-1])
+
+
 async def main(base_url: str, app_id: str, outbox: Path) -> None:
     async with App(app_id, base_url=base_url) as app:
         user = await app.log_in(Credentials.anonymous())
@@ -13,7 +18,7 @@ async def main(base_url: str, app_id: str, outbox: Path) -> None:
 
         # Later the visitor signs up: register (and confirm) the identity, then link it.
         await app.email_password_auth.register_user("ana@example.com", "s3cret-pass")
-        email = json.loads(outbox.read_text().splitlines()[-1])
+        email = last_email(outbox)
         await app.email_password_auth.confirm_user(email["token"], email["tokenId"])
 
         events = []

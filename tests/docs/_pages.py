@@ -66,7 +66,7 @@ def markdown_blocks(path: Path) -> list[Block]:
         match = _FENCE.match(line)
         if match and open_stack and match["fence"][0] == open_stack[-1][0][0] and \
                 len(match["fence"]) >= len(open_stack[-1][0]) and not match["info"].strip():
-            fence, start, info = open_stack.pop()
+            _fence, start, info = open_stack.pop()
             body = bodies.pop()
             kind, _, argument = info.strip().partition(" ")
             blocks.append(Block(path.name, start, kind.strip(), argument.strip(), tuple(body)))

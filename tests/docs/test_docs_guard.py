@@ -50,38 +50,86 @@ def test_the_guard_sees_the_pages() -> None:
     assert any(b.kind == "{literalinclude}" for b in all_blocks())
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
-def test_no_python_block_is_untested(page: Path) -> None:
+def problems(page: Path) -> list[str]:
+    """What breaks the executed-examples rule on ``page`` (empty when it is clean)."""
+    found: list[str] = []
     if page.suffix == ".rst":
-        assert rst_code_languages(page) == [], f"{page.name}: code belongs in docs/examples/, included"
-        return
+        if rst_code_languages(page):
+            found.append(f"{page.name}: code belongs in docs/examples/, included")
+        return found
     for block in markdown_blocks(page):
         where = f"{page.name}:{block.line}"
         kind = block.kind.lower()
         if kind == "{literalinclude}":
             target = (page.parent / block.argument).resolve()
-            assert target.parent == EXAMPLES.resolve(), f"{where}: include examples/<topic>_<n>.py only"
-            assert target in examples(), f"{where}: {block.argument} does not exist"
             opts = options(block)
-            assert opts.get("language", "python") == "python", where
-            assert opts.get("lines") == "3-" or "pyobject" in opts, (
-                f"{where}: show the example without its docstring (:lines: 3-) or one object (:pyobject:)"
-            )
+            if target.parent != EXAMPLES.resolve() or target not in examples():
+                found.append(f"{where}: include an existing examples/<topic>_<n>.py, not {block.argument}")
+            elif opts.get("language", "python") != "python":
+                found.append(f"{where}: examples are Python")
+            elif opts.get("lines") != "3-" and "pyobject" not in opts:
+                found.append(f"{where}: show the example without its docstring (:lines: 3-) or :pyobject:")
         elif kind in ("{code-block}", "{code}", "{sourcecode}"):
             language = block.argument.lower()
-            assert language not in PYTHON_LANGUAGES, f"{where}: Python must be an executed example file"
-            assert language in SHELL_LANGUAGES | DATA_LANGUAGES, f"{where}: unknown language {language!r}"
+            if language in PYTHON_LANGUAGES:
+                found.append(f"{where}: Python must be an executed example file, included")
+            elif language not in SHELL_LANGUAGES | DATA_LANGUAGES:
+                found.append(f"{where}: unknown language {language!r}")
         elif kind == "{eval-rst}":
             text = "\n".join(block.body)
-            assert ".. code" not in text and "::\n" not in text, f"{where}: no code inside eval-rst"
+            if ".. code" in text or "::\n" in text or text.rstrip().endswith("::"):
+                found.append(f"{where}: no code inside eval-rst")
         elif kind.startswith("{"):
-            assert kind in PROSE_DIRECTIVES, f"{where}: directive {kind} is not known to this guard"
-        else:
-            assert kind not in PYTHON_LANGUAGES, (
-                f"{where}: an inline {kind or 'unlabelled'!s} block; put the code in docs/examples/ "
-                "(it is executed by tests/docs/test_examples.py) and literalinclude it"
+            if kind not in PROSE_DIRECTIVES:
+                found.append(f"{where}: directive {kind} is not known to this guard")
+        elif kind in PYTHON_LANGUAGES:
+            found.append(
+                f"{where}: an inline {kind or 'unlabelled'} block; put the code in docs/examples/ "
+                "(tests/docs/test_examples.py runs it) and literalinclude it"
             )
-            assert kind in SHELL_LANGUAGES | DATA_LANGUAGES, f"{where}: unknown language {kind!r}"
+        elif kind not in SHELL_LANGUAGES | DATA_LANGUAGES:
+            found.append(f"{where}: unknown language {kind!r}")
+    return found
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+def test_no_python_block_is_untested(page: Path) -> None:
+    assert problems(page) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("```python\nprint(1)\n```\n", "inline python block"),
+        ("```\nprint(1)\n```\n", "inline unlabelled block"),
+        ("```{code-block} python\nprint(1)\n```\n", "Python must be an executed example"),
+        ("````{note}\n```py\nx = 1\n```\n````\n", "inline py block"),
+        ("```{literalinclude} examples/nope_1.py\n:lines: 3-\n```\n", "include an existing"),
+        ("```{literalinclude} examples/auth_1.py\n```\n", "without its docstring"),
+        ("```{eval-rst}\n.. code-block:: python\n\n   x = 1\n```\n", "no code inside eval-rst"),
+    ],
+)
+def test_the_guard_catches_untested_code(text: str, complaint: str, tmp_path: Path) -> None:
+    page = probe_page(tmp_path)
+    page.write_text("# Probe\n\n" + text, encoding="utf-8")
+    found = problems(page)
+    assert len(found) == 1 and complaint in found[0], found
+
+
+def probe_page(tmp_path: Path) -> Path:
+    """A page path whose ``examples/`` is the real one, so includes resolve as in docs/."""
+    (tmp_path / "examples").symlink_to(EXAMPLES, target_is_directory=True)
+    return tmp_path / "probe.md"
+
+
+def test_the_guard_accepts_a_clean_page(tmp_path: Path) -> None:
+    page = probe_page(tmp_path)
+    page.write_text(
+        "# Probe\n\n```console\n$ appusers serve\n```\n\n"
+        "```{literalinclude} examples/auth_1.py\n:lines: 3-\n```\n\n```toml\napp_id = 'x'\n```\n",
+        encoding="utf-8",
+    )
+    assert problems(page) == []
 
 
 def included_examples() -> set[Path]:
@@ -105,7 +153,12 @@ def test_example_is_shown_and_well_formed(path: Path) -> None:
     tree = ast.parse("\n".join(lines))
     mains = [n for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name == "main"]
     assert mains, f"{path.name} defines no `async def main(...)`"
-    assert any(isinstance(n, ast.Assert) for n in ast.walk(tree)), f"{path.name} asserts nothing"
+    claims = [
+        n for n in ast.walk(tree)
+        if isinstance(n, ast.Assert)
+        or (isinstance(n, ast.Raise) and "AssertionError" in ast.unparse(n.exc or ast.Constant(None)))
+    ]
+    assert claims, f"{path.name} asserts nothing"
 
 
 def appusers_commands() -> set[tuple[str, ...]]:
@@ -116,6 +169,8 @@ def appusers_commands() -> set[tuple[str, ...]]:
         if kind not in SHELL_LANGUAGES:
             continue
         for line in block.body:
+            if kind == "console" and not line.startswith("$ "):
+                continue  # output, not a command
             text = line.strip().removeprefix("$ ").split(" #", 1)[0]
             if not text.startswith("appusers ") and text != "appusers":
                 continue
@@ -143,7 +198,7 @@ def test_shell_blocks_show_real_commands() -> None:
     assert ("serve",) in {c[:1] for c in commands}
     for command in sorted(commands):
         # `COMMAND [SUBCOMMAND] --help` exits 0 only if argparse knows the command.
-        result = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
+        result = subprocess.run(  # fixed argv, our own interpreter
             [sys.executable, "-m", "appusers", *command, "--help"],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )

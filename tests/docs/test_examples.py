@@ -61,7 +61,7 @@ async def test_example_runs_against_the_local_server(path: Path, server: LocalSe
 )
 def test_example_contract_suites_pass(path: Path, tmp_path: Path) -> None:
     # A separate process: the suite's own fixtures and event loops, as in the reader's project.
-    result = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
+    result = subprocess.run(  # fixed argv, our own interpreter
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
          "-c", str(ROOT / "pyproject.toml"), str(path)],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
