@@ -23,6 +23,11 @@ want+=(
 )
 
 # -- Kivy: append below ------------------------------------------------------------------
+# The Kivy wheel bundles SDL2, which dlopens the X11 client libraries and libGL at run time:
+# libsdl2-2.0-0 brings exactly that set (libxcursor, libxi, libxrandr, libxss, ...);
+# libgl1-mesa-dri is the software OpenGL (llvmpipe) Xvfb renders with; libmtdev1 is loaded
+# by Kivy's input providers on Linux.
+want+=(xvfb libgl1 libgl1-mesa-dri libmtdev1 libsdl2-2.0-0)
 
 install_missing() {
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then

@@ -837,6 +837,8 @@ class App:
                 if user_id is not None and user_id not in indexed:
                     order.append(user_id)
         purge: dict[str, str | None] = {}
+        users = self._users
+        logged_in, logged_out, removed = UserState.LOGGED_IN, UserState.LOGGED_OUT, UserState.REMOVED
         for user_id in order:
             raw = items.get(user_key(user_id))
             if raw is None:
@@ -845,22 +847,23 @@ class App:
                 record = load_user(raw)
             except (ValueError, KeyError, TypeError) as exc:
                 issues.append(StorageIssue("record-dropped", f"unreadable record of user {user_id}: {exc}"))
-                purge[self._keys.user(user_id)] = None
-                continue
-            if record.state is UserState.REMOVED:
-                purge[self._keys.user(user_id)] = None
+                purge[user_key(user_id)] = None
                 continue
             state = record.state
+            if state is removed or record.id != user_id:
+                purge[user_key(user_id)] = None
+                continue
             access, refresh = record.access_token, record.refresh_token
-            tokens_ok = _jwt.looks_like_jwt(access) and _jwt.looks_like_jwt(refresh)
-            if state is UserState.LOGGED_IN and not tokens_ok:
-                state, access, refresh = UserState.LOGGED_OUT, None, None
-            if state is UserState.LOGGED_OUT:
+            if state is logged_in:
+                # Tokens were decoded before they were stored; a damaged one is one without
+                # a JWT's shape, and its user comes back logged out (core's rule).
+                if not (access and refresh and access.count(".") == 2 and refresh.count(".") == 2):
+                    state, access, refresh = logged_out, None, None
+            else:
                 access = refresh = None
-            self._users[record.id] = User(
-                self, record.id, state=state, access_token=access, refresh_token=refresh,
-                device_id=record.device_id, identities=record.identities, profile=record.profile,
-                provider_type=record.provider_type, last_used=record.last_used,
+            users[user_id] = User(
+                self, user_id, state, access, refresh, record.device_id, record.identities,
+                record.profile, record.provider_type, record.last_used,
             )
         if index.current is not None:
             self._current = self._users.get(index.current)

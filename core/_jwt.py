@@ -31,6 +31,8 @@ def decode_payload(token: str, *, what: str = "token") -> dict[str, Any]:
     """
     if not looks_like_jwt(token):
         raise BadTokenError(f"malformed JWT: the {what} does not have three parts")
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise BadTokenError(f"malformed JWT: the {what} has characters outside base64url")
     middle = token.split(".")[1]
     # Both base64 alphabets and missing padding are accepted (core's decoder does).
     padded = middle.replace("-", "+").replace("_", "/") + "=" * (-len(middle) % 4)

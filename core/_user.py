@@ -9,6 +9,7 @@ so an App can hold 100,000 restored users cheaply.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -33,6 +34,16 @@ if TYPE_CHECKING:
     from ._mongo import MongoClient
 
 __all__ = ["User"]
+
+
+def _profile_data(raw: dict[str, Any] | str) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 class User:
@@ -69,13 +80,12 @@ class User:
         self,
         app: App,
         user_id: str,
-        *,
         state: UserState,
         access_token: str | None,
         refresh_token: str | None,
         device_id: str | None = None,
-        identities: tuple[Identity, ...] | list[Any] = (),
-        profile: Profile | tuple[dict[str, Any], str] | None = None,
+        identities: tuple[Identity, ...] | list[Any] | str = (),
+        profile: Profile | tuple[dict[str, Any] | str, str] | None = None,
         provider_type: str | None = None,
         last_used: float = 0.0,
     ) -> None:
@@ -88,8 +98,8 @@ class User:
         self._access_deadline: float | None = None
         self.device_id = device_id
         # Restored users keep identities and profile as raw JSON until first read.
-        self._identities: tuple[Identity, ...] | list[Any] = identities
-        self._profile: Profile | tuple[dict[str, Any], str] | None = profile
+        self._identities: tuple[Identity, ...] | list[Any] | str = identities
+        self._profile: Profile | tuple[dict[str, Any] | str, str] | None = profile
         self._provider_type = provider_type
         self.last_used = last_used
         #: Bumped by every log-in and log-out, so a late refresh result can tell it is stale.
@@ -155,7 +165,7 @@ class User:
         if profile is None:
             return Profile()
         if not isinstance(profile, Profile):
-            profile = self._profile = Profile(profile[0], profile[1])
+            profile = self._profile = Profile(_profile_data(profile[0]), profile[1])
         return profile
 
     @property

@@ -216,6 +216,14 @@ class Autopilot:
         self.deadline = 400  # 20 s at 50 ms
 
 
+async def _register(server: Any, email: str, password: str) -> None:
+    """Give the in-process server the autopilot's account (confirmed from its outbox)."""
+    async with App(server.app_id, base_url=server.url) as app:
+        await app.email_password_auth.register_user(email, password)
+        mail = [m for m in server.read_outbox() if m["email"] == email and m["kind"] == "confirm"][-1]
+        await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", help="the server (default: start a LocalServer in-process)")
@@ -236,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         core.submit(server.__aenter__()).result(30)  # before the window exists
         closing.append(server)
         base_url, args.app_id = server.url, server.app_id
+        if args.autopilot:
+            core.submit(_register(server, *args.autopilot)).result(30)
     storage = QSettingsStorage(args.storage) if args.storage else None
     app = App(args.app_id, base_url=base_url, storage=storage)
     qt_app = QtApp(app, core)

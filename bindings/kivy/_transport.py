@@ -1,14 +1,14 @@
 """``UrlRequestTransport``: the HTTP seam on Kivy's ``UrlRequest``, for mobile builds without aiohttp.
 
-``UrlRequest`` runs each request in a thread of its own and hands the result
-back through Kivy's ``Clock``, i.e. on the thread that runs Kivy's loop (with
-``App.async_run``, the asyncio loop's thread). Three things follow:
+``UrlRequest`` runs each request in a thread of its own and normally hands the
+result back through Kivy's ``Clock``. Here the dispatch is triggered on the
+asyncio loop that awaits the request instead (with ``App.async_run`` that is
+Kivy's loop and thread anyway), so requests also work before Kivy's loop has
+started, e.g. while an app restores its users, and without a window. Also:
 
 * Kivy keeps the ``on_*`` callbacks as weak methods, so each in-flight request's
   callbacks live on a small object this transport holds strongly until it ends;
   otherwise a collected callback would leave the request hanging.
-* The result is handed to the awaiting coroutine with ``call_soon_threadsafe``,
-  so it works whichever thread ticks the Clock.
 * ``UrlRequest``'s ``timeout`` is per socket operation, not for the whole
   request, so the total timeout is kept on the asyncio side and the request is
   cancelled when it expires.
@@ -21,7 +21,9 @@ JSON and folds ``Set-Cookie`` headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,14 +48,75 @@ def _safe_url(url: str) -> str:
 
 
 class _RawUrlRequest(UrlRequestUrllib):  # type: ignore[misc]
-    """Keeps the undecoded status, headers and body next to Kivy's decoded result."""
+    """Keeps the undecoded status, headers and body next to Kivy's decoded result, and its
+    connection, so that an abandoned or failed request closes its socket at once.
+
+    (``UrlRequest`` closes the connection only after a success; after an error the socket
+    would stay open, held by the queued exception, until the Clock next ticks.)
+    """
 
     raw: tuple[int, list[tuple[str, str]], bytes] | None = None
+    connection: Any = None
+    _defer_start = True
+
+    def __init__(self, url: str, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)  # does not start the thread yet: see start()
+
+        def trigger(*_: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(self._dispatch_result, 0)
+            except RuntimeError:  # the loop is closed: drop what nobody can receive
+                self._queue.clear()
+
+        # Results are dispatched on the awaiting loop rather than on Kivy's Clock, so requests
+        # work before Kivy's loop starts (and without a window); under App.async_run it is the
+        # same thread anyway.
+        self._trigger_result = trigger
+        self._defer_start = False
+        self.start()
+
+    def start(self) -> None:
+        if not self._defer_start:
+            super().start()
+
+    def _get_connection_for_scheme(self, scheme: str) -> Any:
+        base = super()._get_connection_for_scheme(scheme)
+        owner = self
+
+        class Tracked(base):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                owner.connection = self
+                super().connect()
+                if owner._cancel_event.is_set():  # aborted while connecting
+                    self.close()
+
+        return Tracked
+
+    def _fetch_url(self, url: str, body: Any, headers: Any, q: Any) -> Any:
+        try:
+            return super()._fetch_url(url, body, headers, q)
+        finally:
+            self._close_connection()
 
     def get_response(self, resp: Any) -> Any:
         body = resp.read()
         self.raw = (resp.status, list(resp.getheaders()), body)
         return body
+
+    def abort(self) -> None:
+        """Cancel, and unblock the worker thread now by shutting its socket down."""
+        self.cancel()
+        connection = self.connection
+        sock = None if connection is None else connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _close_connection(self) -> None:
+        connection = self.connection
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.close()
 
 
 class _InFlight:
@@ -109,8 +172,8 @@ class UrlRequestTransport:
 
         app = App("my-app", base_url=..., transport=UrlRequestTransport())
 
-    Needs Kivy's Clock to tick (the Kivy app running, e.g. with ``App.async_run``);
-    ``send`` must be awaited on an asyncio loop. ``ca_file`` and ``verify`` are
+    ``send`` is awaited on an asyncio loop (Kivy's, with ``App.async_run``); the
+    ``UrlRequest`` callbacks run there. ``ca_file`` and ``verify`` are
     passed to ``UrlRequest`` for HTTPS.
     """
 
@@ -140,6 +203,7 @@ class UrlRequestTransport:
         try:
             flight.request = _RawUrlRequest(
                 request.url,
+                loop=loop,
                 on_success=flight.on_done,
                 on_redirect=flight.on_done,
                 on_failure=flight.on_done,
@@ -174,7 +238,7 @@ class UrlRequestTransport:
             self._in_flight.discard(flight)
             if not answered:
                 if flight.request is not None:
-                    flight.request.cancel()  # its worker thread stops at the next chunk or socket timeout
+                    flight.request.abort()
                 future.cancel()
         # Raised outside the except blocks, so no library exception is chained to it.
         raise failure
@@ -184,7 +248,7 @@ class UrlRequestTransport:
         self._closed = True
         for flight in list(self._in_flight):
             if flight.request is not None:
-                flight.request.cancel()
+                flight.request.abort()
             if not flight.future.done():
                 flight.future.cancel()
 

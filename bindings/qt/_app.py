@@ -18,7 +18,7 @@ import shiboken6
 from PySide6.QtCore import Property, QObject, Signal, Slot
 from reactivex.disposable import CompositeDisposable
 
-from appusers import App, Credentials, User, UserState
+from appusers import App, Credentials, Profile, User, UserState
 from appusers.errors import AppError
 
 from ._loop import CoreLoop
@@ -108,13 +108,20 @@ class QtApp(QObject):
         """The App, unless it was garbage-collected."""
         return self._app_ref()
 
+    @Slot(str, result=QObject)
     def user(self, user_id: str) -> QtUser | None:
         """The :class:`QtUser` of ``user_id`` (made on first request), or None if unknown."""
         existing = self._users.get(user_id)
-        if existing is not None:
+        if existing is not None and shiboken6.isValid(existing):
             return existing
         if self._current is not None and self._current.user_id == user_id:
             return self._user_for(self._current)
+        for row in self._model.rows:
+            if row.user_id == user_id:
+                # A first picture from the row; the user's stream replays the full one at once.
+                shown = {key: value for key, value in (("name", row.name), ("email", row.email)) if value}
+                snapshot = UserSnapshot(row.user_id, row.state, Profile(shown), {}, (), row.ref)
+                return self._user_for(snapshot)
         return None
 
     # -- running operations -------------------------------------------------------------
@@ -139,11 +146,15 @@ class QtApp(QObject):
         async def call(target: App) -> _T:
             return await operation(target)
 
+        try:
+            future = self._core.submit(call(app))  # holds the App only while it runs
+        except RuntimeError:
+            self._fail(name, "the core loop is stopped")
+            return None
+        del app
         self._set_busy(+1)
         this = weakref.ref(self)
         scheduler = self._scheduler
-        future = self._core.submit(call(app))  # holds the App only while it runs
-        del app
 
         def finished(done: concurrent.futures.Future[_T]) -> None:
             # Core thread: hop to the GUI thread before touching anything Qt.
@@ -242,7 +253,7 @@ class QtApp(QObject):
 
     @staticmethod
     def _state_of(snapshot: UserSnapshot | None) -> str:
-        return UserState.LOGGED_OUT.value if snapshot is None else snapshot.state.value
+        return str(UserState.LOGGED_OUT.value if snapshot is None else snapshot.state.value)
 
     def _user_for(self, snapshot: UserSnapshot) -> QtUser:
         qt_user = self._users.get(snapshot.user_id)

@@ -38,8 +38,8 @@ def dispose_with(owner: QObject, *disposables: abc.DisposableBase) -> CompositeD
 
 def _weak_callable(fn: Callable[[_T], Any]) -> Callable[[], Callable[[_T], Any] | None]:
     if hasattr(fn, "__self__") and hasattr(fn, "__func__"):
-        method = weakref.WeakMethod(fn)  # type: ignore[arg-type]
-        return method  # type: ignore[return-value]
+        method = weakref.WeakMethod(fn)
+        return method
     return lambda: fn
 
 

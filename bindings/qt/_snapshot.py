@@ -68,6 +68,7 @@ class Row:
     name: str
     email: str
     provider_type: str
+    ref: weakref.ReferenceType[User] = attrs.field(eq=False, repr=False)
 
     @classmethod
     def of(cls, user: User) -> Row:
@@ -79,4 +80,5 @@ class Row:
             profile.name or "",
             profile.email or "",
             identities[0].provider_type if identities else "",
+            weakref.ref(user),
         )

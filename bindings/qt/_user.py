@@ -46,7 +46,10 @@ class QtUser(QObject):
         self._subscriptions = CompositeDisposable()
         subscriptions = self._subscriptions
         self.destroyed.connect(lambda *_: subscriptions.dispose())
-        owner.core.call_soon(self._subscribe_on_core, weakref.ref(self), snapshot.ref, owner.scheduler)
+        try:
+            owner.core.call_soon(self._subscribe_on_core, weakref.ref(self), snapshot.ref, owner.scheduler)
+        except RuntimeError:
+            pass  # the core loop is stopped (shutting down): the object shows its last snapshot
 
     def __repr__(self) -> str:
         return f"<QtUser id={self._snapshot.user_id!r} state={self._snapshot.state.value}>"
@@ -151,7 +154,7 @@ class QtUser(QObject):
         return self._snapshot.user_id
 
     def _state(self) -> str:
-        return self._snapshot.state.value
+        return str(self._snapshot.state.value)
 
     def _is_logged_in(self) -> bool:
         return self._snapshot.state is UserState.LOGGED_IN
@@ -182,7 +185,8 @@ class QtUser(QObject):
     name = Property(str, _name, notify=profileChanged)
     email = Property(str, _email, notify=profileChanged)
     pictureUrl = Property(str, _picture_url, notify=profileChanged)
-    profile = Property("QVariantMap", _profile, notify=profileChanged)
-    customData = Property("QVariantMap", _custom_data, notify=customDataChanged)
-    identities = Property("QVariantList", _identities, notify=identitiesChanged)
+    # Qt type names as strings are how PySide declares QVariantMap/List; its stubs only know types.
+    profile = Property("QVariantMap", _profile, notify=profileChanged)  # type: ignore[arg-type]
+    customData = Property("QVariantMap", _custom_data, notify=customDataChanged)  # type: ignore[arg-type]
+    identities = Property("QVariantList", _identities, notify=identitiesChanged)  # type: ignore[arg-type]
 

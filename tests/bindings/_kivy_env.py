@@ -25,6 +25,8 @@ def import_kivy_or_skip() -> None:
     # Kivy's own log mode rewires the root logger; PYTHON mode leaves logging to pytest.
     os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
     os.environ.setdefault("KIVY_EVENTLOOP", "asyncio")
+    # No window provider: a test that touched Kivy's Window by mistake fails instead of opening one.
+    os.environ.setdefault("KIVY_WINDOW", "")
     try:
         import kivy  # noqa: F401
     except ImportError as exc:

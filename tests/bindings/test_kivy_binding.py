@@ -25,6 +25,10 @@ from ._kivy_env import import_kivy_or_skip
 import_kivy_or_skip()
 
 from aiohttp import web  # noqa: E402
+from kivy.clock import Clock  # noqa: E402
+from reactivex import operators as ops  # noqa: E402
+from reactivex.subject import Subject  # noqa: E402
+
 from appusers import App, Credentials, UserState  # noqa: E402
 from appusers.adapters import FileStorage  # noqa: E402
 from appusers.adapters.transport_contract import (  # noqa: E402
@@ -41,9 +45,6 @@ from appusers.bindings.kivy import (  # noqa: E402
     storage_for,
 )
 from appusers.transport import Request  # noqa: E402
-from kivy.clock import Clock  # noqa: E402
-from reactivex import operators as ops  # noqa: E402
-from reactivex.subject import Subject  # noqa: E402
 
 from ._workers import worker_app  # noqa: E402
 
@@ -88,7 +89,8 @@ class TestUrlRequestTransport(TransportContract):
     TIMEOUT = 0.5
 
     @pytest.fixture
-    async def serve(self, aiohttp_server: AiohttpServer, kivy_clock: None) -> AsyncIterator[ServeFactory]:
+    async def serve(self, aiohttp_server: AiohttpServer) -> AsyncIterator[ServeFactory]:
+        # No Clock ticking here: the transport dispatches on the awaiting loop by itself.
         transports: list[UrlRequestTransport] = []
 
         async def factory(handler: ServerHandler) -> Served:
@@ -119,7 +121,7 @@ class TestUrlRequestTransport(TransportContract):
             await transport.aclose()
 
 
-async def test_an_app_logs_in_and_out_over_urlrequest(server: Any, kivy_clock: None) -> None:
+async def test_an_app_logs_in_and_out_over_urlrequest(server: Any) -> None:
     async with App(server.app_id, base_url=server.url, transport=UrlRequestTransport()) as app:
         user = await app.log_in(Credentials.anonymous())
         assert await user.functions.sum(1, 2) == 3
@@ -146,7 +148,7 @@ async def test_scheduler_runs_worker_thread_emissions_on_the_clock_thread(kivy_c
     await until(lambda: len(seen) == 100)
     subscription.dispose()
     assert {thread for _, thread in seen} == {kivy_thread}
-    assert scheduler.pending == 0
+    await until(lambda: scheduler.pending == 0)  # nothing is held once run or disposed
 
 
 async def test_scheduler_holds_actions_strongly_and_disposal_cancels(kivy_clock: None) -> None:
@@ -166,7 +168,9 @@ async def test_scheduler_holds_actions_strongly_and_disposal_cancels(kivy_clock:
 # -- the models ------------------------------------------------------------------------------------
 
 
-async def test_properties_follow_a_worker_thread_app_on_the_kivy_thread(server: Any, kivy_clock: None) -> None:
+async def test_properties_follow_a_worker_thread_app_on_the_kivy_thread(
+    server: Any, kivy_clock: None
+) -> None:
     kivy_thread = threading.get_ident()
     async with worker_app(server) as worker:
         model = AppModel(worker.app)
@@ -272,7 +276,7 @@ async def test_a_screen_that_goes_away_ends_its_subscriptions(app: App, kivy_clo
 async def test_storage_lives_in_the_kivy_apps_user_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Any
 ) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     from kivy.app import App as KivyApp
 
     class UsersDemoApp(KivyApp):  # type: ignore[misc]

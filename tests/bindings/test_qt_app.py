@@ -170,6 +170,13 @@ def test_switch_user_and_the_model_roles(
     assert [model.data(model.index(i), UsersModel.IsCurrentRole) for i in range(2)] == [True, False]
     assert model.rowOf(ana_id) == 0 and model.rowOf("nobody") == -1
 
+    # Any row's user is available as a QtUser, with its full data once its stream replays.
+    bob = qt_app.user(model.userId(1))
+    assert bob is not None and bob.email == "bob@example.com"
+    qtbot.waitUntil(lambda: bob.identities != [], timeout=5000)
+    assert bob.identities[0]["providerType"] == "local-userpass"
+    assert qt_app.user("nobody") is None
+
     # Removing a user drops its row.
     qt_app.removeUser(ana_id)
     qtbot.waitUntil(lambda: model.rowCount() == 1, timeout=5000)

@@ -105,12 +105,14 @@ async def register_confirmed(server: LocalServer, email: str, password: str) -> 
 
 
 def stored_tokens(session_file: Path) -> set[str]:
+    from appusers._records import load_user
+
     items = json.loads(session_file.read_text())["items"]
     tokens = set()
     for key, value in items.items():
         if ":user:" in key:
-            record = json.loads(value)
-            tokens |= {t for t in (record.get("access_token"), record.get("refresh_token")) if t}
+            record = load_user(value)
+            tokens |= {t for t in (record.access_token, record.refresh_token) if t}
     return tokens
 
 

@@ -168,11 +168,23 @@ def stored(path: Path) -> dict[str, Any]:
     """The client's FileStorage file decoded: ``{"index": {...}, "<user id>": record}``."""
     import json
 
+    from appusers._records import identities_from_raw, load_user
+
     items = json.loads(path.read_text())["items"]
     out: dict[str, Any] = {}
     for key, value in items.items():
-        name = key.rsplit(":", 1)[-1] if key.endswith(":index") else key.rsplit("user:", 1)[-1]
-        out[name] = json.loads(value)
+        if key.endswith(":index"):
+            out["index"] = json.loads(value)
+            continue
+        record = load_user(value)
+        profile = record.profile
+        out[record.id] = {
+            "state": record.state.value,
+            "access_token": record.access_token,
+            "refresh_token": record.refresh_token,
+            "identities": [[i.id, i.provider_type] for i in identities_from_raw(record.identities)],
+            "profile": None if profile is None else json.loads(profile[0]),
+        }
     return out
 
 

@@ -37,7 +37,7 @@ def xvfb_display() -> Iterator[str]:
         pytest.skip("Xvfb is not installed (run .ci/install-gui.sh as root)")
     read_end, write_end = os.pipe()
     # -displayfd: Xvfb picks a free display and writes its number once it accepts clients.
-    proc = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
+    proc = subprocess.Popen(
         [xvfb, "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
         pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -87,9 +87,9 @@ def test_example_logs_in_and_out_in_a_real_window(
 ) -> None:
     shot = tmp_path / "qt_app.png"
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, str(EXAMPLE), "--base-url", server_with_user.url, "--app-id", server_with_user.app_id,
-         "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot)],
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--base-url", server_with_user.url,
+         "--app-id", server_with_user.app_id, "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot)],
         env=env, capture_output=True, text=True, timeout=90, check=False,
     )
     output = result.stdout + result.stderr
