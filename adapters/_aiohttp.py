@@ -96,6 +96,12 @@ def _safe_url(url: URL) -> str:
         return "<invalid URL>"
 
 
+@functools.lru_cache(maxsize=64)
+def _client_timeout(timeout: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeout)
+
+
+@functools.lru_cache(maxsize=256)
 def _parse_url(raw: str) -> URL:
     # A URL that is already clean ASCII is sent byte for byte (the core percent-encodes
     # e.g. the streaming ``baas_request`` exactly as the protocol says); anything else
@@ -389,9 +395,9 @@ class AiohttpTransport:
         method = request.method.upper()  # as aiohttp sends it, so the redirect rules match
         headers = dict(request.headers)
         body = request.body
-        # Our asyncio deadline governs; aiohttp's timeout states the same bound so that
-        # no aiohttp default (300 s total) ever applies, except to a stream's body.
-        client_timeout = aiohttp.ClientTimeout(total=None if stream else timeout, sock_connect=timeout)
+        # Our asyncio deadline (in the caller) is the one total bound; aiohttp gets no total
+        # of its own (a second timer per request) but must not fall back to its 300 s default.
+        client_timeout = _client_timeout(timeout)
         for hop in range(MAX_REDIRECTS + 1):
             response = await session.request(
                 method, url, headers=headers, data=body, allow_redirects=False, timeout=client_timeout

@@ -154,6 +154,7 @@ class App:
         self.storage: Storage = storage
         self._transport = transport
         self._keys = Keys.for_app(app_id)
+        self._app_prefix = f"{_API}/app/{quote(app_id, safe='')}"
         self._device = _device_info(app_id)
         self._users: dict[str, User] = {}  # storage order
         self._current: User | None = None
@@ -636,9 +637,8 @@ class App:
         return hostname.rstrip("/")
 
     async def _url(self, path: str, *, app_scoped: bool) -> str:
-        hostname = await self._location()
-        prefix = f"{_API}/app/{quote(self.id, safe='')}" if app_scoped else _API
-        return f"{hostname}{prefix}{path}"
+        hostname = self._hostname if self._hostname is not None else await self._location()
+        return f"{hostname}{self._app_prefix if app_scoped else _API}{path}"
 
     async def _request(
         self,
@@ -703,7 +703,6 @@ class App:
         return await self._send(method, url, bearer=current, body=body, timeout=timeout)
 
     def _parse(self, response: Response, method: str, url: str, *, ejson: bool = False) -> Any:
-        path = _path_of(url)
         data: Any = None
         media_type = response.content_type.split(";", 1)[0].strip().lower()
         if response.body and media_type == "application/json":
@@ -711,13 +710,17 @@ class App:
                 data = _ejson.loads(response.body) if ejson else json.loads(response.body)
             except ValueError:
                 if response.ok:
-                    raise MalformedJsonError(f"{method} {path}: the response is not valid JSON") from None
+                    raise MalformedJsonError(
+                        f"{method} {_path_of(url)}: the response is not valid JSON"
+                    ) from None
                 data = None
-            error = service_error_from_body(data, status=response.status, method=method, url=path)
+            error = service_error_from_body(data, status=response.status, method=method)
             if error is not None:
+                error.url = _path_of(url)  # without the query: a streaming URL may carry a token
                 raise error
         if not response.ok:
             kind = "server error" if response.status >= 500 else "client error"
+            path = _path_of(url)
             raise HTTPStatusError(
                 f"{method} {path} failed: HTTP {response.status} ({kind})",
                 status=response.status, method=method, url=path,

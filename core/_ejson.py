@@ -55,7 +55,7 @@ def dumps(value: Any) -> str:
     (ObjectId, datetime, Decimal128, Int64, big ints...) is written canonically.
     """
     if _plain(value):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return _ENCODER.encode(value)
     return json_util.dumps(value, json_options=_CANONICAL, separators=(",", ":"))
 
 
@@ -66,11 +66,16 @@ def _hook(document: dict[str, Any]) -> Any:
     return document
 
 
+# Built once: json.dumps/json.loads with any option build a new encoder/decoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder(object_hook=_hook)
+
+
 def loads(text: str | bytes) -> Any:
     """EJSON text (canonical or relaxed) to Python/BSON values. Raises ``ValueError``."""
     # bson's own loads runs its (slow) hook on every object; most objects have no $-keys.
     try:
-        return json.loads(text, object_hook=_hook)
+        return _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
     except ValueError:
         raise
     except Exception as exc:  # a bad wrapper: bson raises InvalidId, TypeError, InvalidOperation...

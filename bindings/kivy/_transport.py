@@ -22,20 +22,44 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import socket
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from kivy.network.urlrequest import UrlRequestUrllib
 
-from appusers.errors import AppClosedError, RequestTimeoutError, TransportError
+from appusers.errors import AppClosedError, InvalidArgumentError, RequestTimeoutError, TransportError
 from appusers.transport import Request, Response
 
-__all__ = ["UrlRequestTransport"]
+__all__ = ["MAX_REDIRECTS", "UrlRequestTransport"]
 
 _DEFAULT_SOCKET_TIMEOUT = 60.0
+MAX_REDIRECTS = 10
+"""Redirect hops followed before giving up with a ``TransportError`` (as ``AiohttpTransport``)."""
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_BODY_HEADERS = frozenset(
+    {"content-type", "content-length", "content-encoding", "content-language", "content-location"}
+)
+# Credentials belong to the origin they were sent to (fetch drops them on a cross-origin hop).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _ids = itertools.count(1)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default)
 
 
 def _safe_url(url: str) -> str:
@@ -175,11 +199,20 @@ class UrlRequestTransport:
     ``send`` is awaited on an asyncio loop (Kivy's, with ``App.async_run``); the
     ``UrlRequest`` callbacks run there. ``ca_file`` and ``verify`` are
     passed to ``UrlRequest`` for HTTPS.
+
+    As ``AiohttpTransport``: redirects follow fetch's rules (credentials never reach
+    another origin, https never falls back to http, at most :data:`MAX_REDIRECTS` hops),
+    plain ``http://`` is refused except to loopback unless ``allow_insecure_http=True``,
+    and ``request.timeout`` bounds the whole exchange, redirects included. There is
+    no ``open_stream``: watching a collection needs ``AiohttpTransport``.
     """
 
-    def __init__(self, *, ca_file: str | None = None, verify: bool = True) -> None:
+    def __init__(
+        self, *, ca_file: str | None = None, verify: bool = True, allow_insecure_http: bool = False
+    ) -> None:
         self._ca_file = ca_file
         self._verify = verify
+        self._allow_insecure_http = allow_insecure_http
         self._closed = False
         self._in_flight: set[_InFlight] = set()
         self._id = next(_ids)
@@ -193,33 +226,15 @@ class UrlRequestTransport:
         where = f"{request.method} {_safe_url(request.url)}"
         if self._closed:
             raise AppClosedError(f"{where}: the transport is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Response] = loop.create_future()
-        flight = _InFlight(loop, future, request.url)
-        self._in_flight.add(flight)
-        socket_timeout = request.timeout if request.timeout is not None else _DEFAULT_SOCKET_TIMEOUT
-        failure: BaseException | None = None
-        answered = False
+        problem = self._url_problem(request.url)
+        if problem is not None:
+            raise InvalidArgumentError(f"{where}: {problem}")
+        failure: BaseException
         try:
-            flight.request = _RawUrlRequest(
-                request.url,
-                loop=loop,
-                on_success=flight.on_done,
-                on_redirect=flight.on_done,
-                on_failure=flight.on_done,
-                on_error=flight.on_error,
-                on_cancel=flight.on_cancel,
-                req_body=request.body,
-                req_headers=dict(request.headers),
-                timeout=socket_timeout,
-                method=request.method,
-                decode=False,
-                ca_file=self._ca_file,
-                verify=self._verify,
-            )
-            response = await asyncio.wait_for(future, request.timeout)
-            answered = True
-            return response
+            async with asyncio.timeout(request.timeout):
+                return await self._follow(request)
+        except TransportError:
+            raise  # ours (a refused redirect), already safe to show
         except TimeoutError:
             failure = RequestTimeoutError(
                 f"{where} timed out after {request.timeout:g} s",
@@ -234,14 +249,104 @@ class UrlRequestTransport:
             failure = TransportError(
                 f"{where} failed: {type(exc).__name__}", method=request.method, url=_safe_url(request.url)
             )
+        # Raised outside the except blocks, so no library exception is chained to it.
+        raise failure
+
+    async def _follow(self, request: Request) -> Response:
+        """The first response that is not a redirect to follow (fetch's rules, as AiohttpTransport).
+
+        ``UrlRequest`` (``http.client``) never follows redirects itself, so each hop is checked
+        here: credentials never go to another origin, https never falls back to http.
+        """
+        method = request.method.upper()
+        url, headers, body = request.url, dict(request.headers), request.body
+        socket_timeout = request.timeout if request.timeout is not None else _DEFAULT_SOCKET_TIMEOUT
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = await self._exchange(method, url, headers, body, socket_timeout)
+            location = response.headers.get("location") if response.status in _REDIRECT_STATUSES else None
+            if location is None:
+                return response  # a 3xx without Location is returned as is
+            target = self._redirect_target(request.method, url, location)
+            if _origin(target) != _origin(url):
+                # For the rest of the chain: fetch removes them, it does not restore them.
+                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+            # fetch: 301/302 turn POST into GET, 303 turns anything but GET/HEAD into GET;
+            # 307/308 keep method and body.
+            status = response.status
+            to_get = status == 303 and method not in ("GET", "HEAD")
+            if to_get or (status in (301, 302) and method == "POST"):
+                method, body = "GET", None
+                headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
+            url = target
+        first = _safe_url(request.url)
+        raise TransportError(
+            f"{request.method} {first} failed: more than {MAX_REDIRECTS} redirects",
+            method=request.method, url=first,
+        )
+
+    async def _exchange(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, socket_timeout: float
+    ) -> Response:
+        """One request/response with ``UrlRequest``; its own exceptions pass through."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Response] = loop.create_future()
+        flight = _InFlight(loop, future, url)
+        self._in_flight.add(flight)
+        answered = False
+        try:
+            flight.request = _RawUrlRequest(
+                url,
+                loop=loop,
+                on_success=flight.on_done,
+                on_redirect=flight.on_done,
+                on_failure=flight.on_done,
+                on_error=flight.on_error,
+                on_cancel=flight.on_cancel,
+                req_body=body,
+                req_headers=dict(headers),
+                timeout=socket_timeout,
+                method=method,
+                decode=False,
+                ca_file=self._ca_file,
+                verify=self._verify,
+            )
+            response = await future
+            answered = True
+            return response
         finally:
             self._in_flight.discard(flight)
             if not answered:
                 if flight.request is not None:
                     flight.request.abort()
                 future.cancel()
-        # Raised outside the except blocks, so no library exception is chained to it.
-        raise failure
+
+    def _url_problem(self, url: str) -> str | None:
+        """Why ``url`` may not be requested (asked of the request and of every redirect)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "only absolute http:// and https:// URLs can be requested"
+        if parts.scheme == "http" and not self._allow_insecure_http and not _is_loopback(parts.hostname):
+            return (
+                "plain http is only allowed to loopback hosts; use https "
+                "or opt in with allow_insecure_http=True"
+            )
+        return None
+
+    def _redirect_target(self, method: str, url: str, location: str) -> str:
+        def refuse(why: str) -> TransportError:
+            return TransportError(f"{method} {_safe_url(url)}: {why}", method=method, url=_safe_url(url))
+
+        try:
+            target = urljoin(url, location.strip())
+            urlsplit(target).port  # noqa: B018 - raises ValueError for a malformed port
+        except ValueError:
+            raise refuse("redirected to an invalid Location") from None
+        if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http":
+            raise refuse("refused a redirect from https to plain http")
+        problem = self._url_problem(target)
+        if problem is not None:
+            raise refuse(f"refused a redirect to {_safe_url(target)}: {problem}")
+        return target
 
     async def aclose(self) -> None:
         """Cancel what is in flight; later sends raise ``AppClosedError``. Idempotent."""

@@ -44,6 +44,7 @@ from appusers.bindings.kivy import (  # noqa: E402
     UserModel,
     storage_for,
 )
+from appusers.errors import InvalidArgumentError, TransportError  # noqa: E402
 from appusers.transport import Request  # noqa: E402
 
 from ._workers import worker_app  # noqa: E402
@@ -291,3 +292,60 @@ async def test_storage_lives_in_the_kivy_apps_user_data_dir(
     async with App(server.app_id, base_url=server.url, storage=storage_for(kivy_app)) as second:
         assert list(second.all_users) == [user.id]
     assert any(Path(kivy_app.user_data_dir).iterdir())
+
+
+# -- what the transport adds on top of UrlRequest: redirects and the http rule ---------------
+
+
+@pytest.fixture
+async def two_origins(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[str, str, list[dict[str, Any]]]]:
+    """Two servers on 127.0.0.1 (so two origins) that record what reached them."""
+    seen: list[dict[str, Any]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append({"origin": request.host, "method": request.method, "path": request.path,
+                     "authorization": request.headers.get("Authorization"), "body": await request.read()})
+        if request.path == "/loop":
+            return web.Response(status=301, headers={"Location": "/loop"})
+        if "to" in request.query:
+            status, location = int(request.query["status"]), request.query["to"]
+            return web.Response(status=status, headers={"Location": location})
+        return web.Response(text="landed")
+
+    apps = []
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        apps.append(await aiohttp_server(app))
+    first, second = (str(server.make_url("")).rstrip("/") for server in apps)
+    yield first, second, seen
+
+
+async def test_redirects_follow_fetch_rules(two_origins: tuple[str, str, list[dict[str, Any]]]) -> None:
+    first, second, seen = two_origins
+    auth = {"Authorization": "Bearer not-for-others"}
+    async with UrlRequestTransport() as transport:
+        kept = await transport.send(Request("POST", f"{first}/a?status=307&to=/b", auth, b"body"))
+        assert (kept.status, kept.body) == (200, b"landed")
+        hops = [(s["method"], s["path"], s["body"]) for s in seen]
+        assert hops == [("POST", "/a", b"body"), ("POST", "/b", b"body")]
+        seen.clear()
+        await transport.send(Request("POST", f"{first}/a?status=302&to=/b", auth, b"body"))
+        assert [(s["method"], s["body"]) for s in seen] == [("POST", b"body"), ("GET", b"")]
+        seen.clear()
+        await transport.send(Request("GET", f"{first}/a?status=308&to={second}/c", auth))
+        assert [s["authorization"] for s in seen] == ["Bearer not-for-others", None]
+        assert seen[1]["path"] == "/c"
+        seen.clear()
+        with pytest.raises(TransportError, match="redirects"):
+            await transport.send(Request("GET", f"{first}/loop"))
+        assert len(seen) == 11  # the request and MAX_REDIRECTS hops
+
+
+async def test_plain_http_is_only_for_loopback() -> None:
+    async with UrlRequestTransport() as transport:
+        # Refused before any connection is attempted.
+        with pytest.raises(InvalidArgumentError, match="loopback"):
+            await transport.send(Request("GET", "http://example.com/api"))
+        with pytest.raises(InvalidArgumentError):
+            await transport.send(Request("GET", "ftp://127.0.0.1/x"))
