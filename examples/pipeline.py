@@ -71,6 +71,12 @@ class Report:
         self.changed.set()
 
 
+def _visible_custom_data(event: UserEvent) -> dict[str, Any]:
+    """The custom data a screen would show: without the document's own id and owner field."""
+    assert isinstance(event, CustomDataRefreshed)
+    return {k: v for k, v in event.custom_data.items() if k not in ("_id", "user_id")}
+
+
 class Session:
     """The pipeline of one logged-in session of ``user``; ``ended`` resolves with the log-out cause."""
 
@@ -91,7 +97,7 @@ class Session:
         self._subscriptions = CompositeDisposable(
             events.pipe(
                 ops.filter(lambda e: isinstance(e, CustomDataRefreshed)),
-                ops.map(lambda e: {k: v for k, v in e.custom_data.items() if k not in ("_id", "user_id")}),
+                ops.map(_visible_custom_data),
                 ops.distinct_until_changed(),
                 ops.take_until(logged_out),
             ).subscribe(self._on_custom_data),

@@ -26,6 +26,7 @@ from reactivex import operators as ops
 
 from appusers import App, Credentials, User
 from appusers.bindings.kivy._scheduler import KivyClockScheduler
+from appusers.errors import AppError, UserNotFoundError
 
 __all__ = ["AppModel", "UserModel"]
 
@@ -41,10 +42,12 @@ def _subscribe_weakly(
         if target is not None:
             method(target, value)
 
-    subscription = source.pipe(ops.observe_on(scheduler)).subscribe(on_next=deliver)
-    # A model collected without dispose() still ends its subscription.
-    weakref.finalize(owner, subscription.dispose)
-    return subscription
+    return source.pipe(ops.observe_on(scheduler)).subscribe(on_next=deliver)
+
+
+def _dispose_all(subscriptions: list[abc.DisposableBase]) -> None:
+    while subscriptions:
+        subscriptions.pop().dispose()
 
 
 class UserModel(EventDispatcher):  # type: ignore[misc]
@@ -66,7 +69,10 @@ class UserModel(EventDispatcher):  # type: ignore[misc]
         super().__init__(**kwargs)
         self._scheduler = scheduler if scheduler is not None else KivyClockScheduler()
         self._user: weakref.ref[User] | None = None
+        # Mutated in place, never replaced: the finalizer below disposes what is in it when a
+        # model is collected without dispose() (it holds the list, not the model).
         self._subscriptions: list[abc.DisposableBase] = []
+        weakref.finalize(self, _dispose_all, self._subscriptions)
         self.follow(user)
 
     @property
@@ -82,10 +88,10 @@ class UserModel(EventDispatcher):  # type: ignore[misc]
         self._unsubscribe()
         self._user = None if user is None else weakref.ref(user)
         if user is not None:
-            self._subscriptions = [
+            self._subscriptions.extend([
                 _subscribe_weakly(user.state_changes, self._scheduler, self, UserModel._on_change),
                 _subscribe_weakly(user.events, self._scheduler, self, UserModel._on_change),
-            ]
+            ])
         self.refresh()
 
     def refresh(self) -> None:
@@ -114,9 +120,7 @@ class UserModel(EventDispatcher):  # type: ignore[misc]
             self.refresh()
 
     def _unsubscribe(self) -> None:
-        subscriptions, self._subscriptions = self._subscriptions, []
-        for subscription in subscriptions:
-            subscription.dispose()
+        _dispose_all(self._subscriptions)
 
 
 class AppModel(EventDispatcher):  # type: ignore[misc]
@@ -148,6 +152,7 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
         self._subscription: abc.DisposableBase | None = _subscribe_weakly(
             app.events, self._scheduler, self, AppModel._on_app_event
         )
+        weakref.finalize(self, self._subscription.dispose)  # collected without dispose()
         self.refresh()
 
     @property
@@ -225,8 +230,6 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
     def _require(app: App, user_id: str) -> User:
         user = app.all_users.get(user_id)
         if user is None:
-            from appusers.errors import UserNotFoundError
-
             raise UserNotFoundError(f"no user {user_id} on this device")
         return user
 
@@ -255,6 +258,4 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
 
 def _describe(exc: BaseException) -> str:
     # SDK messages never carry tokens or passwords; the type alone for anything else.
-    from appusers.errors import AppError
-
     return str(exc) if isinstance(exc, AppError) else type(exc).__name__
