@@ -13,18 +13,15 @@ there any more.
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from collections.abc import Callable
 
-from reactivex import abc, typing
-from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 from reactivex.scheduler.eventloop import AsyncIOThreadSafeScheduler
+
+from appusers.bindings._host_scheduler import HostScheduling
 
 __all__ = ["AsyncioScheduler"]
 
-_TState = TypeVar("_TState")
-
-
-class AsyncioScheduler(AsyncIOThreadSafeScheduler):
+class AsyncioScheduler(HostScheduling, AsyncIOThreadSafeScheduler):
     """Schedules actions on ``loop`` (default: the running loop); safe from any thread.
 
     Use it with ``observe_on`` to move a stream onto the loop::
@@ -40,65 +37,38 @@ class AsyncioScheduler(AsyncIOThreadSafeScheduler):
         """The loop every action runs on."""
         return self._loop
 
-    def schedule(
-        self, action: typing.ScheduledAction[_TState], state: _TState | None = None
-    ) -> abc.DisposableBase:
-        """Run ``action`` on the loop as soon as possible."""
-        return self.schedule_relative(0.0, action, state)
-
-    def schedule_relative(
-        self,
-        duetime: typing.RelativeTime,
-        action: typing.ScheduledAction[_TState],
-        state: _TState | None = None,
-    ) -> abc.DisposableBase:
-        """Run ``action`` on the loop after ``duetime``."""
-        seconds = max(0.0, self.to_seconds(duetime))
+    def _call_later(self, seconds: float, fn: Callable[[], None]) -> Callable[[], None] | None:
         loop = self._loop
-        inner = SingleAssignmentDisposable()
-        disposed = False
         timer: list[asyncio.TimerHandle] = []
-
-        def run() -> None:
-            if not disposed:
-                inner.disposable = self.invoke_action(action, state=state)
+        cancelled = False
 
         def start() -> None:
-            if disposed:
+            if cancelled:
                 return
             if seconds > 0:
-                timer.append(loop.call_later(seconds, run))
+                timer.append(loop.call_later(seconds, fn))
             else:
-                run()
+                fn()
 
         try:
             loop.call_soon_threadsafe(start)
         except RuntimeError:  # the loop is closed: the action can never run
-            return Disposable()
+            return None
 
         def cancel_timer() -> None:
             while timer:
                 timer.pop().cancel()
 
-        def dispose() -> None:
-            nonlocal disposed
-            disposed = True
+        def cancel() -> None:
+            nonlocal cancelled
+            cancelled = True
             if timer:
                 try:
                     loop.call_soon_threadsafe(cancel_timer)
                 except RuntimeError:
                     pass  # closed: its timers are gone with it
 
-        return CompositeDisposable(inner, Disposable(dispose))
-
-    def schedule_absolute(
-        self,
-        duetime: typing.AbsoluteTime,
-        action: typing.ScheduledAction[_TState],
-        state: _TState | None = None,
-    ) -> abc.DisposableBase:
-        """Run ``action`` on the loop at ``duetime``."""
-        return self.schedule_relative(self.to_datetime(duetime) - self.now, action, state)
+        return cancel
 
     def __repr__(self) -> str:
         return f"<AsyncioScheduler loop={self._loop!r}>"

@@ -10,19 +10,17 @@ that, a callback whose only owner is the Clock could vanish before its frame.
 from __future__ import annotations
 
 import threading
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from kivy.clock import Clock
-from reactivex import abc, typing
-from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
 from reactivex.scheduler.periodicscheduler import PeriodicScheduler
+
+from appusers.bindings._host_scheduler import HostScheduling
 
 __all__ = ["KivyClockScheduler"]
 
-_TState = TypeVar("_TState")
-
-
-class KivyClockScheduler(PeriodicScheduler):
+class KivyClockScheduler(HostScheduling, PeriodicScheduler):
     """Schedules actions on Kivy's Clock; safe to call from any thread.
 
     ::
@@ -40,48 +38,21 @@ class KivyClockScheduler(PeriodicScheduler):
         """How many actions wait for their frame (for tests and diagnostics)."""
         return len(self._pending)
 
-    def schedule(
-        self, action: typing.ScheduledAction[_TState], state: _TState | None = None
-    ) -> abc.DisposableBase:
-        """Run ``action`` on Kivy's thread before the next frame."""
-        return self.schedule_relative(0.0, action, state)
-
-    def schedule_relative(
-        self,
-        duetime: typing.RelativeTime,
-        action: typing.ScheduledAction[_TState],
-        state: _TState | None = None,
-    ) -> abc.DisposableBase:
-        """Run ``action`` on Kivy's thread after ``duetime``."""
-        seconds = max(0.0, self.to_seconds(duetime))
-        inner = SingleAssignmentDisposable()
-        disposed = False
+    def _call_later(self, seconds: float, fn: Callable[[], None]) -> Callable[[], None] | None:
         pending, lock = self._pending, self._lock
 
         def run(_dt: float) -> None:
             with lock:
                 pending.discard(run)
-            if not disposed:
-                inner.disposable = self.invoke_action(action, state=state)
+            fn()
 
         with lock:
-            pending.add(run)
+            pending.add(run)  # the strong reference Kivy's Clock does not keep
         event = Clock.schedule_once(run, seconds)
 
-        def dispose() -> None:
-            nonlocal disposed
-            disposed = True
+        def cancel() -> None:
             event.cancel()
             with lock:
                 pending.discard(run)
 
-        return CompositeDisposable(inner, Disposable(dispose))
-
-    def schedule_absolute(
-        self,
-        duetime: typing.AbsoluteTime,
-        action: typing.ScheduledAction[_TState],
-        state: _TState | None = None,
-    ) -> abc.DisposableBase:
-        """Run ``action`` on Kivy's thread at ``duetime``."""
-        return self.schedule_relative(self.to_datetime(duetime) - self.now, action, state)
+        return cancel

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any, ClassVar, TypeVar
 
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QThread, QTimer
 from reactivex import abc, typing
-from reactivex.disposable import CompositeDisposable, Disposable, SingleAssignmentDisposable
+from reactivex.disposable import Disposable
 from reactivex.scheduler.periodicscheduler import PeriodicScheduler
+
+from appusers.bindings._host_scheduler import HostScheduling
 
 from ._invoker import Invoker
 
@@ -35,7 +36,7 @@ __all__ = ["GuiScheduler"]
 _TState = TypeVar("_TState")
 
 
-class GuiScheduler(PeriodicScheduler):
+class GuiScheduler(HostScheduling, PeriodicScheduler):
     """Schedules reactivex actions on the thread of the ``QCoreApplication``.
 
     Safe to call from any thread. Actions run in the order they were scheduled from
@@ -82,63 +83,17 @@ class GuiScheduler(PeriodicScheduler):
 
     # -- reactivex scheduler interface -----------------------------------------------
 
-    def schedule(
-        self, action: typing.ScheduledAction[_TState], state: _TState | None = None
-    ) -> abc.DisposableBase:
-        """Run ``action(scheduler, state)`` on the GUI thread as soon as it is free."""
-        sad = SingleAssignmentDisposable()
-        disposed = False
-
-        def invoke() -> None:
-            if not disposed:
-                sad.disposable = self.invoke_action(action, state=state)
-
-        def dispose() -> None:
-            nonlocal disposed
-            disposed = True
-
-        self.post(invoke)
-        return CompositeDisposable(sad, Disposable(dispose))
-
-    def schedule_relative(
-        self,
-        duetime: typing.RelativeTime,
-        action: typing.ScheduledAction[_TState],
-        state: _TState | None = None,
-    ) -> abc.DisposableBase:
-        """Run ``action`` on the GUI thread after ``duetime`` (seconds or a timedelta)."""
-        msecs = max(0, int(self.to_seconds(duetime) * 1000.0))
+    def _call_later(self, seconds: float, fn: Callable[[], None]) -> Callable[[], None] | None:
+        msecs = int(seconds * 1000.0)
         if msecs == 0:
-            return self.schedule(action, state)
-        sad = SingleAssignmentDisposable()
-        disposed = False
-
-        def invoke() -> None:
-            if not disposed:
-                sad.disposable = self.invoke_action(action, state=state)
-
-        def start_timer() -> None:
-            # On the GUI thread now, where QTimer works; the invoker is the context
-            # object, so the timer dies with it instead of firing into a torn-down GUI.
-            if not disposed:
-                QTimer.singleShot(msecs, self._invoker, invoke)
-
-        def dispose() -> None:
-            nonlocal disposed
-            disposed = True
-
-        self.post(start_timer)
-        return CompositeDisposable(sad, Disposable(dispose))
-
-    def schedule_absolute(
-        self,
-        duetime: typing.AbsoluteTime,
-        action: typing.ScheduledAction[_TState],
-        state: _TState | None = None,
-    ) -> abc.DisposableBase:
-        """Run ``action`` on the GUI thread at ``duetime``."""
-        delta: timedelta = self.to_datetime(duetime) - self.now
-        return self.schedule_relative(delta, action, state=state)
+            posted = self.post(fn)
+        else:
+            # QTimer only works on a thread with a Qt loop: start it on the GUI thread, with
+            # the invoker as context object so it dies with it instead of firing into a
+            # torn-down GUI.
+            posted = self.post(lambda: QTimer.singleShot(msecs, self._invoker, fn))
+        # A disposed action is skipped when it runs: nothing to cancel on the GUI side.
+        return (lambda: None) if posted else None
 
     def schedule_periodic(
         self,
