@@ -31,7 +31,10 @@ import pytest
 from appusers.errors import AppClosedError, RequestTimeoutError, TransportError
 from appusers.transport import Request, Response, Transport
 
-__all__ = ["CANARY", "ServeFactory", "Served", "ServerHandler", "TransportContract"]
+__all__ = [
+    "CANARY", "LoopbackTransportContract", "ServeFactory", "Served", "ServerHandler", "TransportContract",
+    "free_port",
+]
 
 # Stands in for a token: it must never show up in a repr, a message or a chained error.
 CANARY = "eyJcanary.dHJhbnNwb3J0LXNlY3JldA.sig-91c0de"
@@ -276,3 +279,61 @@ class TransportContract:
         await served.transport.aclose()
         with pytest.raises(AppClosedError):
             await served.transport.send(Request("GET", f"{served.base_url}/after"))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LoopbackTransportContract(TransportContract):
+    """The contract with ``serve`` already provided: a real aiohttp server on 127.0.0.1.
+
+    A subclass only says how to make its transport::
+
+        class TestMyTransport(LoopbackTransportContract):
+            def make_transport(self) -> Transport:
+                return MyTransport()
+
+    Needs pytest-aiohttp (for its ``aiohttp_server`` fixture).
+    """
+
+    def make_transport(self) -> Transport:
+        raise NotImplementedError("a LoopbackTransportContract subclass must provide make_transport")
+
+    @pytest.fixture
+    async def serve(self, aiohttp_server: Any) -> Any:
+        from aiohttp import web
+
+        transports: list[Transport] = []
+
+        async def factory(handler: ServerHandler) -> Served:
+            base_url = ""
+
+            async def adapter(web_request: web.Request) -> web.StreamResponse:
+                request = Request(
+                    web_request.method,
+                    base_url + web_request.raw_path,
+                    dict(web_request.headers),
+                    await web_request.read(),
+                )
+                response = await handler(request)
+                return web.Response(
+                    status=response.status, headers=dict(response.headers), body=response.body or None
+                )
+
+            app = web.Application(client_max_size=4 * 1024 * 1024)
+            app.router.add_route("*", "/{tail:.*}", adapter)
+            server = await aiohttp_server(app)
+            base_url = str(server.make_url("")).rstrip("/")
+            transport = self.make_transport()
+            transports.append(transport)
+            return Served(transport, base_url, refused_url=f"http://127.0.0.1:{free_port()}/")
+
+        yield factory
+        for transport in transports:
+            await transport.aclose()

@@ -32,13 +32,10 @@ from appusers.adapters import AiohttpTransport
 from appusers.adapters._aiohttp import MAX_REDIRECTS, _is_loopback
 from appusers.adapters.transport_contract import (
     CANARY,
-    Served,
-    ServeFactory,
-    ServerHandler,
-    TransportContract,
+    LoopbackTransportContract,
 )
 from appusers.errors import AppClosedError, InvalidArgumentError, RequestTimeoutError, TransportError
-from appusers.transport import Request
+from appusers.transport import Request, Transport
 
 AiohttpServer = Callable[..., Awaitable[Any]]
 TIMEOUT = 0.5  # short enough for a fast suite, long enough that +10 % is 50 ms of slack
@@ -70,39 +67,11 @@ async def transport() -> AsyncIterator[AiohttpTransport]:
 # -- the contract -------------------------------------------------------------------
 
 
-class TestAiohttpTransport(TransportContract):
+class TestAiohttpTransport(LoopbackTransportContract):
     TIMEOUT = TIMEOUT
 
-    @pytest.fixture
-    async def serve(self, aiohttp_server: AiohttpServer) -> AsyncIterator[ServeFactory]:
-        transports: list[AiohttpTransport] = []
-
-        async def factory(handler: ServerHandler) -> Served:
-            base_url = ""
-
-            async def adapter(web_request: web.Request) -> web.StreamResponse:
-                request = Request(
-                    web_request.method,
-                    base_url + web_request.raw_path,
-                    dict(web_request.headers),
-                    await web_request.read(),
-                )
-                response = await handler(request)
-                return web.Response(
-                    status=response.status, headers=dict(response.headers), body=response.body or None
-                )
-
-            app = web.Application(client_max_size=4 * 1024 * 1024)
-            app.router.add_route("*", "/{tail:.*}", adapter)
-            server = await aiohttp_server(app)
-            base_url = str(server.make_url("")).rstrip("/")
-            transport = AiohttpTransport()
-            transports.append(transport)
-            return Served(transport, base_url, refused_url=f"http://127.0.0.1:{free_port()}/")
-
-        yield factory
-        for transport in transports:
-            await transport.aclose()
+    def make_transport(self) -> Transport:
+        return AiohttpTransport()
 
 
 # -- raw servers for misbehaviour -----------------------------------------------------

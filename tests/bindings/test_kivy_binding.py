@@ -32,10 +32,7 @@ from reactivex.subject import Subject  # noqa: E402
 from appusers import App, Credentials, UserState  # noqa: E402
 from appusers.adapters import FileStorage  # noqa: E402
 from appusers.adapters.transport_contract import (  # noqa: E402
-    Served,
-    ServeFactory,
-    ServerHandler,
-    TransportContract,
+    LoopbackTransportContract,
 )
 from appusers.bindings.kivy import (  # noqa: E402
     AppModel,
@@ -45,7 +42,7 @@ from appusers.bindings.kivy import (  # noqa: E402
     storage_for,
 )
 from appusers.errors import InvalidArgumentError, TransportError  # noqa: E402
-from appusers.transport import Request  # noqa: E402
+from appusers.transport import Request, Transport  # noqa: E402
 
 from ._workers import worker_app  # noqa: E402
 
@@ -86,40 +83,12 @@ def free_port() -> int:
 # -- the UrlRequest transport passes the transport contract ------------------------------------
 
 
-class TestUrlRequestTransport(TransportContract):
+class TestUrlRequestTransport(LoopbackTransportContract):
     TIMEOUT = 0.5
 
-    @pytest.fixture
-    async def serve(self, aiohttp_server: AiohttpServer) -> AsyncIterator[ServeFactory]:
+    def make_transport(self) -> Transport:
         # No Clock ticking here: the transport dispatches on the awaiting loop by itself.
-        transports: list[UrlRequestTransport] = []
-
-        async def factory(handler: ServerHandler) -> Served:
-            base_url = ""
-
-            async def adapter(web_request: web.Request) -> web.StreamResponse:
-                request = Request(
-                    web_request.method,
-                    base_url + web_request.raw_path,
-                    dict(web_request.headers),
-                    await web_request.read(),
-                )
-                response = await handler(request)
-                return web.Response(
-                    status=response.status, headers=dict(response.headers), body=response.body or None
-                )
-
-            app = web.Application(client_max_size=4 * 1024 * 1024)
-            app.router.add_route("*", "/{tail:.*}", adapter)
-            server = await aiohttp_server(app)
-            base_url = str(server.make_url("")).rstrip("/")
-            transport = UrlRequestTransport()
-            transports.append(transport)
-            return Served(transport, base_url, refused_url=f"http://127.0.0.1:{free_port()}/")
-
-        yield factory
-        for transport in transports:
-            await transport.aclose()
+        return UrlRequestTransport()
 
 
 async def test_an_app_logs_in_and_out_over_urlrequest(server: Any) -> None:

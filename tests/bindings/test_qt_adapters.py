@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,11 @@ from aiohttp import web
 
 from appusers import App, Credentials
 from appusers.adapters.storage_contract import StorageContract
-from appusers.adapters.transport_contract import Served, ServeFactory, ServerHandler, TransportContract
+from appusers.adapters.transport_contract import LoopbackTransportContract
 from appusers.bindings.qt import QSettingsStorage, QtNetworkTransport
 from appusers.errors import InvalidArgumentError
 from appusers.server import LocalServer, load_config
-from appusers.transport import Request
+from appusers.transport import Request, Transport
 
 pytestmark = pytest.mark.usefixtures("qapp")
 AiohttpServer = Callable[..., Awaitable[Any]]
@@ -68,39 +68,11 @@ def test_qsettings_storage_arguments() -> None:
         QSettingsStorage("x.ini", group="a/b")
 
 
-class TestQtNetworkTransport(TransportContract):
+class TestQtNetworkTransport(LoopbackTransportContract):
     TIMEOUT = 0.5
 
-    @pytest.fixture
-    async def serve(self, aiohttp_server: AiohttpServer) -> AsyncIterator[ServeFactory]:
-        transports: list[QtNetworkTransport] = []
-
-        async def factory(handler: ServerHandler) -> Served:
-            base_url = ""
-
-            async def adapter(web_request: web.Request) -> web.StreamResponse:
-                request = Request(
-                    web_request.method,
-                    base_url + web_request.raw_path,
-                    dict(web_request.headers),
-                    await web_request.read(),
-                )
-                response = await handler(request)
-                return web.Response(
-                    status=response.status, headers=dict(response.headers), body=response.body or None
-                )
-
-            app = web.Application(client_max_size=4 * 1024 * 1024)
-            app.router.add_route("*", "/{tail:.*}", adapter)
-            server = await aiohttp_server(app)
-            base_url = str(server.make_url("")).rstrip("/")
-            transport = QtNetworkTransport()
-            transports.append(transport)
-            return Served(transport, base_url, refused_url=f"http://127.0.0.1:{free_port()}/")
-
-        yield factory
-        for transport in transports:
-            await transport.aclose()
+    def make_transport(self) -> Transport:
+        return QtNetworkTransport()
 
 
 async def test_cookies_are_neither_stored_nor_sent(aiohttp_server: AiohttpServer) -> None:
