@@ -44,6 +44,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(.*\.)?(_T\w*|TokenKind|SSLContext)"),
     # ServerConfig's settings tables are private: the server is configured with TOML (server.md).
     (r"py:class", r"appusers\.server\._config\.(\w+Settings|ProvidersConfig)"),
+    # The bindings' schedulers share a private mixin; their pages document what it provides.
+    (r"py:class", r"appusers\.bindings\._host_scheduler\.HostScheduling"),
     # Exceptions the standard library defines, named as bases of the error tree.
     (r"py:.*", r"(Exception|ValueError|LookupError|KeyError|OSError|TimeoutError|RuntimeError)"),
 ]

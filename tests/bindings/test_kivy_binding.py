@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from reactivex.subject import Subject  # noqa: E402
 from appusers import App, Credentials, UserState  # noqa: E402
 from appusers.adapters import FileStorage  # noqa: E402
 from appusers.adapters.transport_contract import (  # noqa: E402
+    CANARY,
     LoopbackTransportContract,
 )
 from appusers.bindings.kivy import (  # noqa: E402
@@ -41,7 +42,13 @@ from appusers.bindings.kivy import (  # noqa: E402
     UserModel,
     storage_for,
 )
-from appusers.errors import InvalidArgumentError, TransportError  # noqa: E402
+from appusers.bindings.kivy._transport import _BUFFERED_CHUNKS  # noqa: E402
+from appusers.errors import (  # noqa: E402
+    AppClosedError,
+    InvalidArgumentError,
+    RequestTimeoutError,
+    TransportError,
+)
 from appusers.transport import Request, Transport  # noqa: E402
 
 from ._workers import worker_app  # noqa: E402
@@ -97,6 +104,192 @@ async def test_an_app_logs_in_and_out_over_urlrequest(server: Any) -> None:
         assert await user.functions.sum(1, 2) == 3
         await user.log_out()
         assert user.state is UserState.REMOVED
+
+
+async def test_an_app_watches_a_collection_over_urlrequest(server: Any) -> None:
+    async with App(server.app_id, base_url=server.url, transport=UrlRequestTransport()) as app:
+        user = await app.log_in(Credentials.anonymous())
+        coll = user.mongo_client("mongodb-atlas").db("d").collection("c")
+        async with coll.watch() as changes:
+            inserted = (await coll.insert_one({"n": 1})).inserted_id
+            async with asyncio.timeout(5):
+                change = await anext(changes)
+        assert change.operation_type == "insert"
+        assert change.full_document == {"_id": inserted, "n": 1}
+        assert change.namespace == {"db": "d", "coll": "c"}
+        # The server learns of the closed connection at its next write.
+        await coll.insert_one({"n": 2})
+        await until(lambda: len(server._server_app.streams) == 0)
+
+
+# -- streaming over UrlRequest: pieces as they arrive, bounded waits, prompt closing ----------------
+
+
+class HeldStream:
+    """A server-side event stream the test drives: it writes what is put in ``outbox`` and
+    sets ``gone`` when the client's connection ends (the test server cancels the handler)."""
+
+    def __init__(self) -> None:
+        self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self.gone = asyncio.Event()
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        try:
+            await response.prepare(request)
+            while True:
+                await response.write(await self.outbox.get())
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.gone.set()
+            raise
+
+
+@pytest.fixture
+async def held(aiohttp_server: AiohttpServer) -> tuple[HeldStream, str]:
+    stream = HeldStream()
+    app = web.Application()
+    app.router.add_get("/events", stream.handler)
+    test_server = await aiohttp_server(app)
+    return stream, str(test_server.make_url("/events"))
+
+
+async def test_stream_pieces_arrive_as_sent_and_leaving_closes_the_connection(
+    held: tuple[HeldStream, str],
+) -> None:
+    stream, url = held
+    async with UrlRequestTransport() as transport:
+        async with transport.open_stream(Request("GET", url, timeout=5)) as response:
+            assert (response.status, response.headers["content-type"]) == (200, "text/event-stream")
+            assert response.url == url
+            lines = response.iter_lines()
+            for n in range(3):  # each event is read while the body is still open
+                stream.outbox.put_nowait(f"data: {n}\n\n".encode())
+                async with asyncio.timeout(5):
+                    assert [await anext(lines), await anext(lines)] == [f"data: {n}".encode(), b""]
+            assert "1 streams open" in repr(transport)
+            left = time.monotonic()
+        async with asyncio.timeout(1):
+            await stream.gone.wait()
+        assert time.monotonic() - left < 1.0
+        assert "0 in flight, 0 streams open" in repr(transport)
+
+
+async def test_idle_timeout_bounds_each_wait_for_the_next_piece(held: tuple[HeldStream, str]) -> None:
+    stream, url = held
+    async with UrlRequestTransport() as transport:
+        request = Request("GET", f"{url}?baas_at={CANARY}", timeout=5)
+        async with transport.open_stream(request, idle_timeout=0.3) as response:
+            lines = response.iter_lines()
+            stream.outbox.put_nowait(b"data: a\n")
+            assert await anext(lines) == b"data: a"
+            started = time.monotonic()
+            with pytest.raises(RequestTimeoutError) as caught:
+                await anext(lines)
+            assert 0.29 <= time.monotonic() - started <= 0.45
+            assert url in str(caught.value) and CANARY not in str(caught.value)
+            stream.outbox.put_nowait(b"data: b\n")  # an idle expiry does not end the stream
+            assert await anext(lines) == b"data: b"
+        with pytest.raises(InvalidArgumentError, match="idle_timeout"):
+            async with transport.open_stream(request, idle_timeout=0):
+                raise AssertionError("unreachable")
+
+
+async def test_cancelling_a_reader_closes_its_connection(held: tuple[HeldStream, str]) -> None:
+    stream, url = held
+    opened = asyncio.Event()
+
+    async def reader(transport: UrlRequestTransport) -> None:
+        async with transport.open_stream(Request("GET", url)) as response:
+            opened.set()
+            async for _line in response.iter_lines():
+                pass
+
+    async with UrlRequestTransport() as transport:
+        task = asyncio.create_task(reader(transport))
+        async with asyncio.timeout(5):
+            await opened.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(1):
+            await stream.gone.wait()
+
+
+async def test_aclose_interrupts_an_open_stream(held: tuple[HeldStream, str]) -> None:
+    stream, url = held
+    transport = UrlRequestTransport()
+    async with transport.open_stream(Request("GET", url)) as response:
+        reading = asyncio.ensure_future(anext(response.iter_lines()))
+        await asyncio.sleep(0)  # the reader is now waiting for a piece
+        await transport.aclose()
+        async with asyncio.timeout(1):
+            with pytest.raises(AppClosedError):
+                await reading
+    async with asyncio.timeout(1):
+        await stream.gone.wait()
+    with pytest.raises(AppClosedError):
+        async with transport.open_stream(Request("GET", url)):
+            raise AssertionError("unreachable")
+
+
+@pytest.fixture
+async def cut_short() -> AsyncIterator[Callable[[bytes], Awaitable[str]]]:
+    """Raw HTTP servers that send a response head and part of its body, then hang up."""
+    servers: list[asyncio.Server] = []
+
+    async def start(raw: bytes) -> str:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(raw)
+            await writer.drain()
+            writer.close()
+
+        srv = await asyncio.start_server(answer, "127.0.0.1", 0)
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/events"
+
+    yield start
+    for srv in servers:
+        srv.close()
+        await srv.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 100\r\n\r\ndata: 1\n", b"Transfer-Encoding: chunked\r\n\r\n8\r\ndata: 1\n\r\n"],
+    ids=["content-length", "chunked"],
+)
+async def test_a_body_cut_short_is_an_error_not_an_end(
+    cut_short: Callable[[bytes], Awaitable[str]], framing: bytes
+) -> None:
+    url = await cut_short(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" + framing)
+    async with UrlRequestTransport() as transport:
+        async with transport.open_stream(Request("GET", f"{url}?baas_at={CANARY}", timeout=5)) as response:
+            lines = response.iter_lines()
+            assert await anext(lines) == b"data: 1"
+            with pytest.raises(TransportError) as caught:
+                await anext(lines)
+    assert not isinstance(caught.value, RequestTimeoutError)
+    assert "IncompleteRead" in str(caught.value) and CANARY not in repr(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+
+
+async def test_a_slow_reader_holds_back_the_worker(aiohttp_server: AiohttpServer) -> None:
+    payload = bytes(range(256)) * 32768  # 8 MiB: many more pieces than may wait unread
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=payload, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    url = str((await aiohttp_server(app)).make_url("/big"))
+    async with UrlRequestTransport() as transport:
+        async with transport.open_stream(Request("GET", url, timeout=5)) as response:
+            waiting = response._feed._queue
+            await until(lambda: waiting.qsize() >= _BUFFERED_CHUNKS)
+            await asyncio.sleep(0.05)  # the worker had time to read on, had it not been held back
+            assert waiting.qsize() == _BUFFERED_CHUNKS
+            assert b"".join([chunk async for chunk in response.iter_chunks()]) == payload
 
 
 # -- the scheduler -------------------------------------------------------------------------------
@@ -309,6 +502,31 @@ async def test_redirects_follow_fetch_rules(two_origins: tuple[str, str, list[di
         with pytest.raises(TransportError, match="redirects"):
             await transport.send(Request("GET", f"{first}/loop"))
         assert len(seen) == 11  # the request and MAX_REDIRECTS hops
+
+
+async def test_streams_follow_the_same_redirect_rules(
+    two_origins: tuple[str, str, list[dict[str, Any]]],
+) -> None:
+    first, second, seen = two_origins
+    auth = {"Authorization": "Bearer not-for-others"}
+    async with UrlRequestTransport() as transport:
+        hop = Request("GET", f"{first}/a?status=308&to={second}/c", auth)
+        async with transport.open_stream(hop) as stream:
+            assert (stream.status, stream.url) == (200, f"{second}/c")
+            assert await stream.read() == b"landed"
+        assert [s["authorization"] for s in seen] == ["Bearer not-for-others", None]
+        seen.clear()
+        with pytest.raises(TransportError, match="redirects"):
+            async with transport.open_stream(Request("GET", f"{first}/loop")):
+                raise AssertionError("unreachable")
+        assert len(seen) == 11
+        with pytest.raises(TransportError, match="plain http"):  # refused before connecting
+            async with transport.open_stream(Request("GET", f"{first}/a?status=302&to=http://example.com/x")):
+                raise AssertionError("unreachable")
+        with pytest.raises(InvalidArgumentError, match="loopback"):
+            async with transport.open_stream(Request("GET", "http://example.com/api")):
+                raise AssertionError("unreachable")
+        assert "0 in flight, 0 streams open" in repr(transport)
 
 
 async def test_plain_http_is_only_for_loopback() -> None:
