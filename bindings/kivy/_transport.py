@@ -30,8 +30,10 @@ order of arrival). Everything else stays ``UrlRequest``'s: the thread, the
 connection set-up (TLS, ``ca_file``, ``verify``), and failures, which still reach
 the loop through its ``on_error`` dispatch, after the pieces already posted.
 Rejected alternatives: a thread of our own around ``http.client`` (a second HTTP
-stack beside ``UrlRequest``), and ``UrlRequestRequests`` (needs ``requests``,
-which Kivy does not default to and mobile builds may not ship).
+stack beside ``UrlRequest``, with its own TLS set-up to keep in step), and
+``UrlRequestRequests`` (not Kivy's default implementation; ``requests`` pools
+its connections out of reach, so closing a stream promptly would mean reaching
+into urllib3).
 
 * Once the head is in, the socket's own timeout is lifted: a change stream may
   be silent for hours; ``idle_timeout`` bounds each wait on the asyncio side.

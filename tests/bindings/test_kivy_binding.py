@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -49,7 +52,7 @@ from appusers.errors import (  # noqa: E402
     RequestTimeoutError,
     TransportError,
 )
-from appusers.transport import Request, Transport  # noqa: E402
+from appusers.transport import Request, StreamingTransport, Transport  # noqa: E402
 
 from ._workers import worker_app  # noqa: E402
 
@@ -107,7 +110,9 @@ async def test_an_app_logs_in_and_out_over_urlrequest(server: Any) -> None:
 
 
 async def test_an_app_watches_a_collection_over_urlrequest(server: Any) -> None:
-    async with App(server.app_id, base_url=server.url, transport=UrlRequestTransport()) as app:
+    transport = UrlRequestTransport()
+    assert isinstance(transport, StreamingTransport)
+    async with App(server.app_id, base_url=server.url, transport=transport) as app:
         user = await app.log_in(Credentials.anonymous())
         coll = user.mongo_client("mongodb-atlas").db("d").collection("c")
         async with coll.watch() as changes:
@@ -192,6 +197,67 @@ async def test_idle_timeout_bounds_each_wait_for_the_next_piece(held: tuple[Held
         with pytest.raises(InvalidArgumentError, match="idle_timeout"):
             async with transport.open_stream(request, idle_timeout=0):
                 raise AssertionError("unreachable")
+
+
+async def test_the_open_timeout_does_not_bound_a_quiet_stream(held: tuple[HeldStream, str]) -> None:
+    stream, url = held
+    async with UrlRequestTransport() as transport:
+        async with transport.open_stream(Request("GET", url, timeout=0.2)) as response:
+            await asyncio.sleep(0.4)  # quiet for twice the timeout that bounded the opening
+            stream.outbox.put_nowait(b"data: late\n")
+            async with asyncio.timeout(5):
+                assert await anext(response.iter_lines()) == b"data: late"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-signed certificate for 127.0.0.1, its key appended (one PEM file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "appusers kivy test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path_factory.mktemp("tls") / "cert.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return path
+
+
+async def test_a_tls_stream_verifies_reads_and_closes(
+    aiohttp_server: AiohttpServer, certificate: Path
+) -> None:
+    stream = HeldStream()
+    app = web.Application()
+    app.router.add_get("/events", stream.handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate)
+    url = str((await aiohttp_server(app, ssl=context)).make_url("/events"))
+    assert url.startswith("https://127.0.0.1:")
+    async with UrlRequestTransport() as untrusting:
+        with pytest.raises(TransportError, match="SSLCertVerificationError"):
+            async with untrusting.open_stream(Request("GET", url, timeout=5)):
+                raise AssertionError("unreachable")
+    async with UrlRequestTransport(ca_file=str(certificate)) as transport:
+        async with transport.open_stream(Request("GET", url, timeout=5)) as response:
+            stream.outbox.put_nowait(b"data: sealed\n")
+            async with asyncio.timeout(5):
+                assert await anext(response.iter_lines()) == b"data: sealed"
+        async with asyncio.timeout(1):
+            await stream.gone.wait()
 
 
 async def test_cancelling_a_reader_closes_its_connection(held: tuple[HeldStream, str]) -> None:
