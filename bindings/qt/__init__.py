@@ -26,7 +26,7 @@ from ._app import QtApp
 from ._lifetime import bind, dispose_with
 from ._loop import CoreLoop
 from ._model import UsersModel
-from ._network import QtNetworkTransport
+from ._network import QtNetworkTransport, QtStreamResponse
 from ._scheduler import GuiScheduler
 from ._settings import QSettingsStorage
 from ._snapshot import Row, UserSnapshot
@@ -38,6 +38,7 @@ __all__ = [
     "QSettingsStorage",
     "QtApp",
     "QtNetworkTransport",
+    "QtStreamResponse",
     "QtUser",
     "Row",
     "UserSnapshot",
