@@ -48,6 +48,8 @@ from appusers.errors import (
 )
 from appusers.transport import Request, Response
 
+from ._reading import Chunks, Lines
+
 __all__ = ["MAX_REDIRECTS", "AiohttpStreamResponse", "AiohttpTransport"]
 
 _T = TypeVar("_T")
@@ -68,7 +70,6 @@ _CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-author
 _METHOD_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_HEADER_CHARS: Final = re.compile(r"[\r\n\x00]")
 # A Server-Sent Events line longer than this is a broken or hostile server, not data.
-MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 
 
 class _State(enum.Enum):
@@ -481,11 +482,11 @@ class AiohttpStreamResponse:
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, in chunks of any size."""
-        return _Chunks(self._next_chunk)
+        return Chunks(self._next_chunk)
 
     def iter_lines(self) -> AsyncIterator[bytes]:
         """The body's lines as they arrive, without their LF or CRLF ending."""
-        return _Lines(self._next_chunk, self._method, self._url)
+        return Lines(self._next_chunk, self._method, _safe_url(self._url))
 
     async def _next_chunk(self) -> bytes:
         return await self._guarded(self._response.content.readany, self._idle_timeout)
@@ -522,59 +523,3 @@ class AiohttpStreamResponse:
             self._response.close()  # an open stream: drop the connection
 
 
-class _Chunks:
-    def __init__(self, next_chunk: Callable[[], Awaitable[bytes]]) -> None:
-        self._next_chunk = next_chunk
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = await self._next_chunk()
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
-
-
-class _Lines:
-    # A class rather than an async generator: a generator abandoned by ``break``
-    # lingers until the loop's asyncgen hook closes it; this holds nothing to close.
-    def __init__(self, next_chunk: Callable[[], Awaitable[bytes]], method: str, url: URL) -> None:
-        self._next_chunk = next_chunk
-        self._method = method
-        self._url = url
-        self._buffer = bytearray()
-        self._scanned = 0
-        self._eof = False
-
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while True:
-            end = self._buffer.find(b"\n", self._scanned)
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
-                self._scanned = 0
-                return line.removesuffix(b"\r")
-            self._scanned = len(self._buffer)
-            if self._eof:
-                if not self._buffer:
-                    raise StopAsyncIteration
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                self._scanned = 0
-                return line.removesuffix(b"\r")
-            if len(self._buffer) > MAX_LINE_BYTES:
-                raise TransportError(
-                    f"{self._method} {_safe_url(self._url)} failed: a line longer than "
-                    f"{MAX_LINE_BYTES} bytes",
-                    method=self._method,
-                    url=_safe_url(self._url),
-                )
-            chunk = await self._next_chunk()
-            if chunk:
-                self._buffer += chunk
-            else:
-                self._eof = True

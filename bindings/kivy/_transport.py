@@ -59,6 +59,7 @@ from urllib.parse import urljoin, urlsplit
 
 from kivy.network.urlrequest import UrlRequestUrllib
 
+from appusers.adapters._reading import MAX_LINE_BYTES, Chunks, Lines
 from appusers.errors import (
     AppClosedError,
     AppError,
@@ -75,8 +76,6 @@ _T = TypeVar("_T")
 _DEFAULT_SOCKET_TIMEOUT = 60.0
 MAX_REDIRECTS = 10
 """Redirect hops followed before giving up with a ``TransportError`` (as ``AiohttpTransport``)."""
-MAX_LINE_BYTES = 16 * 1024 * 1024
-"""A Server-Sent Events line longer than this is a broken or hostile server (as ``AiohttpTransport``)."""
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _BODY_HEADERS = frozenset(
     {"content-type", "content-length", "content-encoding", "content-language", "content-location"}
@@ -398,11 +397,11 @@ class UrlRequestStreamResponse:
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, in pieces of any size."""
-        return _Chunks(self._next_chunk)
+        return Chunks(self._next_chunk)
 
     def iter_lines(self) -> AsyncIterator[bytes]:
         """The body's lines as they arrive, without their LF or CRLF ending."""
-        return _Lines(self._next_chunk, self._method, self._requested)
+        return Lines(self._next_chunk, self._method, _safe_url(self._requested))
 
     async def _next_chunk(self) -> bytes:
         return await self._guarded(self._feed.next_chunk, self._idle_timeout)
@@ -431,63 +430,6 @@ class UrlRequestStreamResponse:
         if not self._closed:
             self._closed = True
             self._transport._release(self._feed)
-
-
-class _Chunks:
-    def __init__(self, next_chunk: Callable[[], Awaitable[bytes]]) -> None:
-        self._next_chunk = next_chunk
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = await self._next_chunk()
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
-
-
-class _Lines:
-    # A class rather than an async generator: a generator abandoned by ``break``
-    # lingers until the loop's asyncgen hook closes it; this holds nothing to close.
-    def __init__(self, next_chunk: Callable[[], Awaitable[bytes]], method: str, url: str) -> None:
-        self._next_chunk = next_chunk
-        self._method = method
-        self._url = url
-        self._buffer = bytearray()
-        self._scanned = 0
-        self._eof = False
-
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while True:
-            end = self._buffer.find(b"\n", self._scanned)
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
-                self._scanned = 0
-                return line.removesuffix(b"\r")
-            self._scanned = len(self._buffer)
-            if self._eof:
-                if not self._buffer:
-                    raise StopAsyncIteration
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                self._scanned = 0
-                return line.removesuffix(b"\r")
-            if len(self._buffer) > MAX_LINE_BYTES:
-                safe = _safe_url(self._url)
-                raise TransportError(
-                    f"{self._method} {safe} failed: a line longer than {MAX_LINE_BYTES} bytes",
-                    method=self._method, url=safe,
-                )
-            chunk = await self._next_chunk()
-            if chunk:
-                self._buffer += chunk
-            else:
-                self._eof = True
 
 
 # -- the transport ------------------------------------------------------------------------------

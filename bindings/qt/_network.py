@@ -27,7 +27,7 @@ import contextlib
 import ipaddress
 import math
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ import shiboken6
 from PySide6.QtCore import QByteArray, QCoreApplication, QEventLoop, QUrl
 from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequest
 
+from appusers.adapters._reading import Chunks, Lines
 from appusers.errors import (
     AppClosedError,
     AppError,
@@ -50,8 +51,6 @@ from ._invoker import Invoker
 __all__ = ["QtNetworkTransport", "QtStreamResponse"]
 
 MAX_REDIRECTS: Final = 10
-# A Server-Sent Events line longer than this is a broken or hostile server, not data.
-MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 # A followed redirect's own headers are not the response's: wait for the final ones.
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 
@@ -564,11 +563,11 @@ class QtStreamResponse:
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, in chunks of any size."""
-        return _Chunks(self._next_chunk)
+        return Chunks(self._next_chunk)
 
     def iter_lines(self) -> AsyncIterator[bytes]:
         """The body's lines as they arrive, without their LF or CRLF ending."""
-        return _Lines(self._next_chunk, self._method, self._where)
+        return Lines(self._next_chunk, self._method, self._where)
 
     async def _next_chunk(self) -> bytes:
         return await self._next(self._idle_timeout)
@@ -619,57 +618,3 @@ class QtStreamResponse:
         self._transport._net.post(lambda: self._transport._abort(exchange))
 
 
-class _Chunks:
-    def __init__(self, next_chunk: Callable[[], Awaitable[bytes]]) -> None:
-        self._next_chunk = next_chunk
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = await self._next_chunk()
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
-
-
-class _Lines:
-    # A class rather than an async generator: a generator abandoned by ``break``
-    # lingers until the loop's asyncgen hook closes it; this holds nothing to close.
-    def __init__(self, next_chunk: Callable[[], Awaitable[bytes]], method: str, where: str) -> None:
-        self._next_chunk = next_chunk
-        self._method = method
-        self._where = where
-        self._buffer = bytearray()
-        self._scanned = 0
-        self._eof = False
-
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while True:
-            end = self._buffer.find(b"\n", self._scanned)
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
-                self._scanned = 0
-                return line.removesuffix(b"\r")
-            self._scanned = len(self._buffer)
-            if self._eof:
-                if not self._buffer:
-                    raise StopAsyncIteration
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                self._scanned = 0
-                return line.removesuffix(b"\r")
-            if len(self._buffer) > MAX_LINE_BYTES:
-                raise TransportError(
-                    f"{self._method} {self._where} failed: a line longer than {MAX_LINE_BYTES} bytes",
-                    method=self._method, url=self._where,
-                )
-            chunk = await self._next_chunk()
-            if chunk:
-                self._buffer += chunk
-            else:
-                self._eof = True
