@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import enum
 import functools
-import ipaddress
 import math
 import os
 import re
@@ -48,6 +47,7 @@ from appusers.errors import (
 )
 from appusers.transport import Request, Response
 
+from ._loopback import is_loopback
 from ._reading import Chunks, Lines
 
 __all__ = ["MAX_REDIRECTS", "AiohttpStreamResponse", "AiohttpTransport"]
@@ -76,16 +76,6 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPENED = "opened"
     CLOSED = "closed"
-
-
-@functools.lru_cache(maxsize=256)
-def _is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _safe_url(url: URL) -> str:
@@ -332,7 +322,7 @@ class AiohttpTransport:
         """Why ``url`` may not be requested (asked of the request and of every redirect)."""
         if url.scheme not in ("http", "https") or not url.host:
             return "only absolute http:// and https:// URLs can be requested"
-        if url.scheme == "http" and not self._allow_insecure_http and not _is_loopback(url.host):
+        if url.scheme == "http" and not self._allow_insecure_http and not is_loopback(url.host):
             return (
                 "plain http is only allowed to loopback hosts; use https "
                 "or opt in with allow_insecure_http=True"

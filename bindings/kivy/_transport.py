@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
-import ipaddress
 import itertools
 import math
 import socket
@@ -59,6 +58,7 @@ from urllib.parse import urljoin, urlsplit
 
 from kivy.network.urlrequest import UrlRequestUrllib
 
+from appusers.adapters._loopback import is_loopback
 from appusers.adapters._reading import MAX_LINE_BYTES, Chunks, Lines
 from appusers.errors import (
     AppClosedError,
@@ -85,15 +85,6 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization
 _CHUNK_BYTES = 64 * 1024
 _BUFFERED_CHUNKS = 64
 _ids = itertools.count(1)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -682,7 +673,7 @@ class UrlRequestTransport:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return "only absolute http:// and https:// URLs can be requested"
-        if parts.scheme == "http" and not self._allow_insecure_http and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not self._allow_insecure_http and not is_loopback(parts.hostname):
             return (
                 "plain http is only allowed to loopback hosts; use https "
                 "or opt in with allow_insecure_http=True"

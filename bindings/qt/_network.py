@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import math
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -36,6 +35,7 @@ import shiboken6
 from PySide6.QtCore import QByteArray, QCoreApplication, QEventLoop, QUrl
 from PySide6.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequest
 
+from appusers.adapters._loopback import is_loopback
 from appusers.adapters._reading import Chunks, Lines
 from appusers.errors import (
     AppClosedError,
@@ -74,15 +74,6 @@ def _safe_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _reason(reply: QNetworkReply) -> str:
@@ -350,7 +341,7 @@ class QtNetworkTransport:
         if self._closed:
             raise AppClosedError("the transport is closed")
         parts = urlsplit(request.url)
-        insecure = parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+        insecure = parts.scheme == "http" and not is_loopback(parts.hostname or "")
         if insecure and not self._allow_insecure_http:
             raise InvalidArgumentError(
                 f"{request.method} {_safe_url(request.url)}: plain http is only allowed to loopback "

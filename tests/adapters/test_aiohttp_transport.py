@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from appusers.adapters import AiohttpTransport
-from appusers.adapters._aiohttp import MAX_REDIRECTS, _is_loopback
+from appusers.adapters._aiohttp import MAX_REDIRECTS
+from appusers.adapters._loopback import is_loopback
 from appusers.adapters.transport_contract import (
     CANARY,
     LoopbackTransportContract,
@@ -323,7 +324,7 @@ async def test_refused_urls_raise_before_any_io(url: str) -> None:
     ],
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 def test_allow_insecure_http_opts_in() -> None:
