@@ -15,7 +15,7 @@ want=()
 # on Debian 12, keeping the packages that a minimal image lacks; the rest (libxcb-render0,
 # libxcb-xkb1, libxcb-util1, ...) come in as their dependencies.
 want+=(
-    xvfb
+    xvfb xfonts-base xauth
     libgl1 libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3
     libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
     libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 libxcb-xfixes0
@@ -47,7 +47,8 @@ install_missing() {
     echo "install-gui: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # With recommends, as the tests were proven: Xvfb needs xfonts-base (its "fixed" font).
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 install_missing "${want[@]}"
