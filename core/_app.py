@@ -747,6 +747,10 @@ class App:
         for key in ("user_id", "access_token", "refresh_token", "device_id"):
             if not isinstance(data.get(key), str):
                 raise MissingJsonKeyError(key)
+        for key in ("user_id", "device_id"):
+            value = data[key]
+            if not value.isprintable() or " " in value or (key == "user_id" and not value):
+                raise ResponseError(f"the login response's {key} is not a usable identifier")
         try:
             access_claims = _jwt.decode_payload(data["access_token"], what="access token")
             _jwt.decode_payload(data["refresh_token"], what="refresh token")
@@ -913,5 +917,7 @@ def _parse_profile(data: Any) -> tuple[tuple[Identity, ...], Profile]:
     if not isinstance(profile_data, dict):
         raise MissingJsonKeyError("data")
     kind = data.get("type")
-    return tuple(identities), Profile(profile_data, kind if isinstance(kind, str) else "normal")
+    if not isinstance(kind, str) or not kind or not kind.isprintable():
+        kind = "normal"
+    return tuple(identities), Profile(profile_data, kind)
 
