@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _configs import PROFILE_CONFIG  # tests/interop is on sys.path (no __init__.py)
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -477,39 +478,6 @@ async def test_mongodb(start_server: ServerFactory) -> None:
             "mongo.unknown_service_fails",
         ],
     )
-
-
-PROFILE_CONFIG = """\
-    # Non-demo settings: custom-token claims mapped to profile data, with an audience,
-    # and a server API key (whose users have profile type "server").
-    app_id = "interop-profile"
-
-    [functions]
-    module = "demo"
-
-    [providers.anon-user]
-    [providers.local-userpass]
-
-    [providers.api-key]
-    server_keys = [{{ name = "interop-ci", key = "{server_key}" }}]
-
-    [providers.custom-token]
-    algorithm = "HS256"
-    key = "{secret}"
-    audience = "{audience}"
-    metadata_fields = [
-        {{ path = "name" }},
-        {{ path = "email" }},
-        {{ path = "given_name", field_name = "first_name" }},
-        {{ path = "family_name", field_name = "last_name" }},
-        {{ path = "picture" }},
-        {{ path = "details.gender", field_name = "gender" }},
-        {{ path = "details.birthday", field_name = "birthday" }},
-        {{ path = "details.min_age", field_name = "min_age" }},
-        {{ path = "details.max_age", field_name = "max_age" }},
-        {{ path = "department", required = true }},
-    ]
-"""
 
 
 async def test_profile_fields(start_server: ServerFactory) -> None:
