@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import pytest
-from _configs import PROFILE_CONFIG
+from _scenarios import PROFILE_CONFIG, STEPS
 from bson import ObjectId, json_util
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
@@ -459,17 +459,7 @@ async def test_anonymous(scenario: Scenario) -> None:
         assert status == 401
         assert body["error_code"] == "InvalidSession"
 
-    scenario.finish([
-        "anonymous.login",
-        "anonymous.tokens",
-        "anonymous.profile",
-        "anonymous.function_call",
-        "anonymous.reuse",
-        "anonymous.logout",
-        "anonymous.new_login_after_logout",
-        "anonymous.call_after_logout_fails",
-        "anonymous.garbage_refresh_token_rejected",
-    ])
+    scenario.finish(STEPS["anonymous"])
     # Two distinct anonymous users logged in; the reuse in between sent nothing.
     assert running.count("login") == 2, dict(running.server.stats)
 
@@ -588,27 +578,7 @@ async def test_email_password(scenario: Scenario) -> None:
         with pytest.raises(ServiceUserNotFoundError):
             await auth.send_reset_password_email(unique_email("nobody"))
 
-    scenario.finish([
-        "email.register",
-        "email.register_duplicate_fails",
-        "email.login_before_confirm_fails",
-        "email.confirm_bad_token_fails",
-        "email.resend_confirmation",
-        "email.confirm_from_outbox",
-        "email.resend_confirmation_after_confirm_fails",
-        "email.login",
-        "email.wrong_password_fails",
-        "email.send_reset_email",
-        "email.reset_bad_token_fails",
-        "email.reset_password_from_outbox",
-        "email.reset_token_single_use",
-        "email.logout",
-        "email.login_new_password",
-        "email.login_old_password_fails",
-        "email.reset_via_function",
-        "email.reset_function_refusal_fails",
-        "email.reset_send_unknown_user_fails",
-    ])
+    scenario.finish(STEPS["email_password"])
     # Registration and the resend mailed confirmations (the resend after confirming was
     # refused), reset/send mailed one reset; reset/call ran the function, no mail.
     assert [m["kind"] for m in running.mails_for(email)] == ["confirm", "confirm", "reset"]
@@ -713,23 +683,7 @@ async def test_api_keys(scenario: Scenario) -> None:
             await stranger.api_keys.fetch(other.id)
         await stranger.log_out()
 
-    scenario.finish([
-        "keys.owner_login",
-        "keys.create",
-        "keys.create_second",
-        "keys.list",
-        "keys.fetch",
-        "keys.login_with_key",
-        "keys.disable",
-        "keys.login_with_disabled_key_fails",
-        "keys.other_key_still_works",
-        "keys.enable",
-        "keys.delete",
-        "keys.fetch_deleted_fails",
-        "keys.login_with_deleted_key_fails",
-        "keys.garbage_key_fails",
-        "keys.other_users_key_not_found",
-    ])
+    scenario.finish(STEPS["api_keys"])
     # create x2, list, fetch, disable+fetch, enable+fetch, delete+list, fetch deleted,
     # the stranger's fetch: every user API-key request reached the server once.
     assert running.count("api_keys") == 12, dict(running.server.stats)
@@ -794,16 +748,7 @@ async def test_custom_token(scenario: Scenario) -> None:
             await app.log_in(Credentials.jwt(sign_jwt(no_sub, secret)))
         assert is_4xx(missing.value)
 
-    scenario.finish([
-        "jwt.login",
-        "jwt.function_call",
-        "jwt.same_subject_same_user",
-        "jwt.other_subject_other_user",
-        "jwt.wrong_secret_fails",
-        "jwt.expired_fails",
-        "jwt.alg_none_fails",
-        "jwt.missing_sub_fails",
-    ])
+    scenario.finish(STEPS["custom_token"])
 
 
 # --------------------------------------------------------------------------- link_identity.mjs
@@ -856,15 +801,7 @@ async def test_link_identity(scenario: Scenario) -> None:
         assert is_4xx(refused.value)
         assert [i.provider_type for i in stranger.identities] == ["anon-user"]
 
-    scenario.finish([
-        "link.anonymous_login",
-        "link.register_and_confirm",
-        "link.link_email_password",
-        "link.identities_after_link",
-        "link.function_call_after_link",
-        "link.login_with_linked_credentials",
-        "link.identity_of_another_user_fails",
-    ])
+    scenario.finish(STEPS["link_identity"])
 
 
 # --------------------------------------------------------------------------- refresh.mjs
@@ -937,14 +874,7 @@ async def test_refresh_after_forced_401(scenario: Scenario) -> None:
         assert user.state is UserState.REMOVED
         assert app.all_users == {}
 
-    scenario.finish([
-        "refresh.login",
-        "refresh.revoke_then_call",
-        "refresh.refresh_token_not_rotated",
-        "refresh.concurrent_calls_after_revoke",
-        "refresh.server_error_keeps_user",
-        "refresh.revoked_session_logs_out",
-    ])
+    scenario.finish(STEPS["refresh"])
     # Refreshes seen by the server over the whole run: the forced one, the explicit one,
     # the concurrent storm, the injected 500, its successful retry and the refused one at
     # the end. Client and server counts agree.
@@ -1014,15 +944,7 @@ async def test_delete_user(scenario: Scenario) -> None:
         fresh = await app.log_in(Credentials.email_password(email, password))
         assert fresh.id != first_id
 
-    scenario.finish([
-        "delete.register_login",
-        "delete.logout",
-        "delete.logout_twice_is_harmless",
-        "delete.login_again",
-        "delete.delete_user",
-        "delete.login_after_delete_fails",
-        "delete.register_again_is_new_user",
-    ])
+    scenario.finish(STEPS["delete_user"])
 
 
 # --------------------------------------------------------------------------- mongodb.mjs
@@ -1243,30 +1165,7 @@ async def test_mongodb(scenario: Scenario) -> None:
             await user.mongo_client("no-such-service").db("interop").collection("x").find_one({})
         assert is_4xx(unknown.value)
 
-    scenario.finish([
-        "mongo.insertOne",
-        "mongo.insertOne_with_id",
-        "mongo.insertMany",
-        "mongo.find_filter_projection_sort_limit",
-        "mongo.find_all_types_roundtrip",
-        "mongo.findOne",
-        "mongo.count",
-        "mongo.updateOne",
-        "mongo.updateOne_upsert",
-        "mongo.updateMany",
-        "mongo.updateMany_upsert",
-        "mongo.aggregate",
-        "mongo.findOneAndUpdate",
-        "mongo.findOneAndReplace",
-        "mongo.findOneAndDelete",
-        "mongo.deleteOne",
-        "mongo.deleteMany",
-        "mongo.watch_insert",
-        "mongo.watch_ids_update_delete",
-        "mongo.watch_filter",
-        "mongo.bad_operator_fails",
-        "mongo.unknown_service_fails",
-    ])
+    scenario.finish(STEPS["mongodb"])
     # Three streams were opened, one per watch step.
     assert running.count("stream") == 3, dict(running.server.stats)
 
@@ -1365,15 +1264,7 @@ async def test_profile_fields(scenario: Scenario) -> None:
         again = await other_app.log_in(Credentials.api_key(server_key))
         assert again.id == server_user.id, "a server key always logs in the same user"
 
-    scenario.finish([
-        "profile.jwt_metadata_fields",
-        "profile.jwt_required_field_missing_fails",
-        "profile.jwt_wrong_audience_fails",
-        "profile.email_password",
-        "profile.anonymous",
-        "profile.refresh_profile",
-        "profile.server_api_key",
-    ])
+    scenario.finish(STEPS["profile"])
 
 
 # --------------------------------------------------------------------------- custom_function.mjs
@@ -1417,14 +1308,7 @@ async def test_custom_function(scenario: Scenario) -> None:
             await app.log_in(Credentials.function({"nickname": "no username"}))
         assert invalid.value.status == 401
 
-    scenario.finish([
-        "function.login",
-        "function.whoami",
-        "function.same_payload_same_user",
-        "function.other_payload_other_user",
-        "function.rejected_payload_fails",
-        "function.invalid_payload_fails",
-    ])
+    scenario.finish(STEPS["custom_function"])
 
 
 # --------------------------------------------------------------------------- bson_types.mjs
@@ -1540,17 +1424,7 @@ async def test_bson_types_through_echo(scenario: Scenario) -> None:
         # int32 + double + int64 arguments are numbers to the server.
         assert await user.functions.sum(2, 2.5, Int64(10)) == 14.5
 
-    scenario.finish([
-        "bson.request_is_canonical",
-        "bson.echo_call",
-        "bson.objectid",
-        "bson.date",
-        "bson.decimal128",
-        "bson.long_as_realm_web_decodes_it",
-        "bson.long_exact_on_the_wire",
-        "bson.nested_document",
-        "bson.sum_mixed_numbers",
-    ])
+    scenario.finish(STEPS["bson_types"])
 
 
 # --------------------------------------------------------------------------- custom_data.mjs
@@ -1612,16 +1486,7 @@ async def test_custom_user_data(scenario: Scenario) -> None:
         claim = claims_of(user.access_token)["user_data"]
         assert type(claim["credits"]) is int, f"credits arrived as {claim['credits']!r}"
 
-    scenario.finish([
-        "custom_data.initially_empty",
-        "custom_data.set_via_function",
-        "custom_data.refresh",
-        "custom_data.whoami_sees_it",
-        "custom_data.merge",
-        "custom_data.write_through_mongo",
-        "custom_data.other_user_isolated",
-        "custom_data.numbers_are_plain_json",
-    ])
+    scenario.finish(STEPS["custom_data"])
     # Three explicit refreshes by the first user and one by the second.
     assert running.count("refresh") == 4, dict(running.server.stats)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _configs import PROFILE_CONFIG  # tests/interop is on sys.path (no __init__.py)
+from _scenarios import PROFILE_CONFIG, STEPS  # tests/interop is on sys.path (no __init__.py)
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -285,17 +285,7 @@ async def test_anonymous(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "anonymous.mjs")
     assert_steps(
         run,
-        [
-            "anonymous.login",
-            "anonymous.tokens",
-            "anonymous.profile",
-            "anonymous.function_call",
-            "anonymous.reuse",
-            "anonymous.logout",
-            "anonymous.new_login_after_logout",
-            "anonymous.call_after_logout_fails",
-            "anonymous.garbage_refresh_token_rejected",
-        ],
+        STEPS["anonymous"],
     )
     # Two distinct anonymous users logged in; realm-web reused the first one in between.
     assert count(server, "login") == 2, dict(server.stats)
@@ -306,27 +296,7 @@ async def test_email_password(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "email_password.mjs")
     assert_steps(
         run,
-        [
-            "email.register",
-            "email.register_duplicate_fails",
-            "email.login_before_confirm_fails",
-            "email.confirm_bad_token_fails",
-            "email.resend_confirmation",
-            "email.confirm_from_outbox",
-            "email.resend_confirmation_after_confirm_fails",
-            "email.login",
-            "email.wrong_password_fails",
-            "email.send_reset_email",
-            "email.reset_bad_token_fails",
-            "email.reset_password_from_outbox",
-            "email.reset_token_single_use",
-            "email.logout",
-            "email.login_new_password",
-            "email.login_old_password_fails",
-            "email.reset_via_function",
-            "email.reset_function_refusal_fails",
-            "email.reset_send_unknown_user_fails",
-        ],
+        STEPS["email_password"],
     )
     email = run.detail("email.register")["email"]
     kinds = mails_for(server, email)
@@ -343,23 +313,7 @@ async def test_api_keys(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "api_keys.mjs")
     assert_steps(
         run,
-        [
-            "keys.owner_login",
-            "keys.create",
-            "keys.create_second",
-            "keys.list",
-            "keys.fetch",
-            "keys.login_with_key",
-            "keys.disable",
-            "keys.login_with_disabled_key_fails",
-            "keys.other_key_still_works",
-            "keys.enable",
-            "keys.delete",
-            "keys.fetch_deleted_fails",
-            "keys.login_with_deleted_key_fails",
-            "keys.garbage_key_fails",
-            "keys.other_users_key_not_found",
-        ],
+        STEPS["api_keys"],
     )
     assert run.detail("keys.create")["status"] in (200, 201)
     # create x2, list, fetch, disable+fetch, enable+fetch, delete+list, fetch deleted,
@@ -377,16 +331,7 @@ async def test_custom_token(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "custom_token.mjs", {"CUSTOM_TOKEN_SECRET": settings.key})
     assert_steps(
         run,
-        [
-            "jwt.login",
-            "jwt.function_call",
-            "jwt.same_subject_same_user",
-            "jwt.other_subject_other_user",
-            "jwt.wrong_secret_fails",
-            "jwt.expired_fails",
-            "jwt.alg_none_fails",
-            "jwt.missing_sub_fails",
-        ],
+        STEPS["custom_token"],
     )
 
 
@@ -395,15 +340,7 @@ async def test_link_identity(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "link_identity.mjs")
     assert_steps(
         run,
-        [
-            "link.anonymous_login",
-            "link.register_and_confirm",
-            "link.link_email_password",
-            "link.identities_after_link",
-            "link.function_call_after_link",
-            "link.login_with_linked_credentials",
-            "link.identity_of_another_user_fails",
-        ],
+        STEPS["link_identity"],
     )
     assert run.detail("link.link_email_password")["userId"] == run.detail("link.anonymous_login")["userId"]
 
@@ -413,14 +350,7 @@ async def test_refresh_after_forced_401(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "refresh.mjs")
     assert_steps(
         run,
-        [
-            "refresh.login",
-            "refresh.revoke_then_call",
-            "refresh.refresh_token_not_rotated",
-            "refresh.concurrent_calls_after_revoke",
-            "refresh.server_error_keeps_user",
-            "refresh.revoked_session_logs_out",
-        ],
+        STEPS["refresh"],
     )
     detail = run.detail("refresh.revoke_then_call")
     assert detail["refreshStatAfter"] - detail["refreshStatBefore"] == 1
@@ -436,15 +366,7 @@ async def test_delete_user(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "delete_user.mjs")
     assert_steps(
         run,
-        [
-            "delete.register_login",
-            "delete.logout",
-            "delete.logout_twice_is_harmless",
-            "delete.login_again",
-            "delete.delete_user",
-            "delete.login_after_delete_fails",
-            "delete.register_again_is_new_user",
-        ],
+        STEPS["delete_user"],
     )
 
 
@@ -453,30 +375,7 @@ async def test_mongodb(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "mongodb.mjs")
     assert_steps(
         run,
-        [
-            "mongo.insertOne",
-            "mongo.insertOne_with_id",
-            "mongo.insertMany",
-            "mongo.find_filter_projection_sort_limit",
-            "mongo.find_all_types_roundtrip",
-            "mongo.findOne",
-            "mongo.count",
-            "mongo.updateOne",
-            "mongo.updateOne_upsert",
-            "mongo.updateMany",
-            "mongo.updateMany_upsert",
-            "mongo.aggregate",
-            "mongo.findOneAndUpdate",
-            "mongo.findOneAndReplace",
-            "mongo.findOneAndDelete",
-            "mongo.deleteOne",
-            "mongo.deleteMany",
-            "mongo.watch_insert",
-            "mongo.watch_ids_update_delete",
-            "mongo.watch_filter",
-            "mongo.bad_operator_fails",
-            "mongo.unknown_service_fails",
-        ],
+        STEPS["mongodb"],
     )
 
 
@@ -495,15 +394,7 @@ async def test_profile_fields(start_server: ServerFactory) -> None:
     )
     assert_steps(
         run,
-        [
-            "profile.jwt_metadata_fields",
-            "profile.jwt_required_field_missing_fails",
-            "profile.jwt_wrong_audience_fails",
-            "profile.email_password",
-            "profile.anonymous",
-            "profile.refresh_profile",
-            "profile.server_api_key",
-        ],
+        STEPS["profile"],
     )
 
 
@@ -512,14 +403,7 @@ async def test_custom_function(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "custom_function.mjs")
     assert_steps(
         run,
-        [
-            "function.login",
-            "function.whoami",
-            "function.same_payload_same_user",
-            "function.other_payload_other_user",
-            "function.rejected_payload_fails",
-            "function.invalid_payload_fails",
-        ],
+        STEPS["custom_function"],
     )
 
 
@@ -528,17 +412,7 @@ async def test_bson_types_through_echo(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "bson_types.mjs")
     assert_steps(
         run,
-        [
-            "bson.request_is_canonical",
-            "bson.echo_call",
-            "bson.objectid",
-            "bson.date",
-            "bson.decimal128",
-            "bson.long_as_realm_web_decodes_it",
-            "bson.long_exact_on_the_wire",
-            "bson.nested_document",
-            "bson.sum_mixed_numbers",
-        ],
+        STEPS["bson_types"],
     )
 
 
@@ -547,16 +421,7 @@ async def test_custom_user_data(start_server: ServerFactory) -> None:
     run = await run_scenario(server, "custom_data.mjs")
     assert_steps(
         run,
-        [
-            "custom_data.initially_empty",
-            "custom_data.set_via_function",
-            "custom_data.refresh",
-            "custom_data.whoami_sees_it",
-            "custom_data.merge",
-            "custom_data.write_through_mongo",
-            "custom_data.other_user_isolated",
-            "custom_data.numbers_are_plain_json",
-        ],
+        STEPS["custom_data"],
     )
     # Three explicit refreshes by the first user and one by the second.
     assert count(server, "refresh") == 4, dict(server.stats)
