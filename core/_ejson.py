@@ -12,7 +12,7 @@ from typing import Any
 
 from bson import json_util
 
-__all__ = ["decode", "dumps", "from_json_value", "loads"]
+__all__ = ["decode", "dumps", "loads"]
 
 _CANONICAL = json_util.JSONOptions(
     json_mode=json_util.JSONMode.CANONICAL,
@@ -88,7 +88,3 @@ def decode(value: Any) -> Any:
         return loads(json.dumps(value))
     return value
 
-
-def from_json_value(value: Any) -> Any:
-    """Alias of :func:`decode` kept for readability at call sites."""
-    return decode(value)

@@ -19,7 +19,7 @@ fields mean "none"; tokens, ids and types never contain tabs (checked on write).
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import attrs
 
@@ -70,8 +70,8 @@ class UserRecord(NamedTuple):
     access_token: str | None
     refresh_token: str | None
     device_id: str | None
-    identities: tuple[Identity, ...] | list[Any] | str
-    profile: Profile | tuple[dict[str, Any] | str, str] | None
+    identities: tuple[Identity, ...] | str
+    profile: Profile | tuple[str, str] | None
     provider_type: str | None
     last_used: float
 
@@ -108,19 +108,17 @@ def _field(value: str | None) -> str:
 def dump_user(record: UserRecord) -> str:
     """The record as one tab-separated line (see the module docstring)."""
     identities = record.identities
-    if isinstance(identities, str):
-        raw_identities = identities
-    else:
-        pairs = [[i.id, i.provider_type] for i in identities] if isinstance(identities, tuple) else identities
-        raw_identities = json.dumps(pairs)
+    raw_identities = (
+        identities if isinstance(identities, str)
+        else json.dumps([[i.id, i.provider_type] for i in identities])
+    )
     profile = record.profile
     if isinstance(profile, Profile):
         raw_profile, profile_type = json.dumps(dict(profile.data), default=str), profile.type
     elif profile is None:
         raw_profile, profile_type = "", ""
     else:
-        raw, profile_type = profile
-        raw_profile = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+        raw_profile, profile_type = profile
     return "\t".join(
         (
             _TAG,
@@ -171,17 +169,16 @@ def load_user(text: str) -> UserRecord:
     )
 
 
-def identities_from_raw(raw: str | list[Any]) -> tuple[Identity, ...]:
+def identities_from_raw(raw: str) -> tuple[Identity, ...]:
     """Stored ``[[id, provider_type], ...]`` as Identity values; malformed entries are dropped."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return ()
-        if not isinstance(raw, list):
-            return ()
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        return ()
+    if not isinstance(items, list):
+        return ()
     return tuple(
         Identity(item[0], item[1])
-        for item in raw
+        for item in items
         if type(item) is list and len(item) == 2 and type(item[0]) is str and type(item[1]) is str
     )

@@ -36,9 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["User"]
 
 
-def _profile_data(raw: dict[str, Any] | str) -> dict[str, Any]:
-    if isinstance(raw, dict):
-        return raw
+def _profile_data(raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
@@ -84,8 +82,8 @@ class User:
         access_token: str | None,
         refresh_token: str | None,
         device_id: str | None = None,
-        identities: tuple[Identity, ...] | list[Any] | str = (),
-        profile: Profile | tuple[dict[str, Any] | str, str] | None = None,
+        identities: tuple[Identity, ...] | str = (),
+        profile: Profile | tuple[str, str] | None = None,
         provider_type: str | None = None,
         last_used: float = 0.0,
     ) -> None:
@@ -98,8 +96,8 @@ class User:
         self._access_deadline: float | None = None
         self.device_id = device_id
         # Restored users keep identities and profile as raw JSON until first read.
-        self._identities: tuple[Identity, ...] | list[Any] | str = identities
-        self._profile: Profile | tuple[dict[str, Any] | str, str] | None = profile
+        self._identities: tuple[Identity, ...] | str = identities
+        self._profile: Profile | tuple[str, str] | None = profile
         self._provider_type = provider_type
         self.last_used = last_used
         #: Bumped by every log-in and log-out, so a late refresh result can tell it is stale.
