@@ -172,8 +172,6 @@ class App:
         self._published_users: tuple[str, ...] = ()
         self._listeners: dict[Callable[[AppEvent], Any], abc.DisposableBase] = {}
         self.storage_issues: list[StorageIssue] = []
-        self._pending_purge: dict[str, str | None] = {}
-        self._pending_issues: list[StorageIssue] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -819,13 +817,14 @@ class App:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            self._load(items)
+            purge, issues = self._load(items)
         finally:
             if gc_was_enabled:
                 gc.enable()
-        await self._after_restore()
+        await self._after_restore(purge, issues)
 
-    def _load(self, items: Mapping[str, str]) -> None:
+    def _load(self, items: Mapping[str, str]) -> tuple[dict[str, str | None], list[StorageIssue]]:
+        """Build the users; return the records to purge and what was repaired."""
         issues = list(self.storage.drain_issues())
         index = Index()
         raw_index = items.get(self._keys.index)
@@ -874,12 +873,9 @@ class App:
             )
         if index.current is not None:
             self._current = self._users.get(index.current)
-        self._pending_purge = purge
-        self._pending_issues = issues
+        return purge, issues
 
-    async def _after_restore(self) -> None:
-        purge, issues = self._pending_purge, self._pending_issues
-        self._pending_purge, self._pending_issues = {}, []
+    async def _after_restore(self, purge: dict[str, str | None], issues: list[StorageIssue]) -> None:
         if purge:
             purge[self._keys.index] = self._index()
             try:
