@@ -239,10 +239,16 @@ async def test_stream_timeouts_bound_the_headers_and_each_idle_wait(aiohttp_serv
 
 
 async def test_a_stream_cut_short_raises_transport_error(aiohttp_server: AiohttpServer) -> None:
+    # The cut comes after the client has read the first line, as when a live stream dies.
+    # Closing in the same breath as the write lets Qt, now and then, see data and FIN as
+    # one event and re-send the GET, then report a clean end: a Qt race noted in the docs.
+    consumed = asyncio.Event()
+
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)  # chunked: a clean end has a terminating chunk
         await response.write(b"data: partial\n")
+        await consumed.wait()
         assert request.transport is not None
         request.transport.close()
         # Not returning: aiohttp would squeeze the terminating chunk in before the close.
@@ -253,6 +259,7 @@ async def test_a_stream_cut_short_raises_transport_error(aiohttp_server: Aiohttp
     async with QtNetworkTransport() as transport, transport.open_stream(Request("GET", f"{base}/")) as stream:
         lines = stream.iter_lines()
         assert await anext(lines) == b"data: partial"
+        consumed.set()
         with pytest.raises(TransportError) as caught:
             await anext(lines)
         assert not isinstance(caught.value, RequestTimeoutError)
