@@ -21,6 +21,9 @@ __all__ = [
     "DEMO_CUSTOM_TOKEN_SECRET",
     "DEMO_FUNCTIONS_MODULE",
     "DEMO_SERVER_API_KEY",
+    "AdminKey",
+    "AdminSettings",
+    "AnonymousPurgeSettings",
     "ApiKeySettings",
     "ConfigError",
     "CustomDataSettings",
@@ -36,6 +39,7 @@ __all__ = [
     "ServerKey",
     "ThrottleSettings",
     "UserpassSettings",
+    "admin_key_from_file",
     "load_config",
 ]
 
@@ -194,6 +198,47 @@ class LimitSettings:
 
 
 @attrs.frozen
+class AdminKey:
+    """An Admin API key pair the server accepts: the public key and the sha256 hex digest
+    of the private key (the private key itself is never kept)."""
+
+    public_key: str
+    private_key_sha256: str = attrs.field(repr=False)
+
+    @classmethod
+    def from_private(cls, public_key: str, private_key: str) -> AdminKey:
+        import hashlib
+
+        return cls(public_key, hashlib.sha256(private_key.encode("utf-8")).hexdigest())
+
+
+@attrs.frozen
+class AdminSettings:
+    """The Admin API (``/api/admin/v3.0``): off (every admin route 404) without a key."""
+
+    keys: tuple[AdminKey, ...] = ()
+    #: App Services' lifetimes: admin access tokens 30 minutes, refresh tokens 60 days.
+    access_token_lifetime: int = 1800
+    refresh_token_lifetime: int = 60 * 24 * 3600
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any key pair is configured."""
+        return bool(self.keys)
+
+
+@attrs.frozen
+class AnonymousPurgeSettings:
+    """Anonymous users inactive (no log-in, no refresh) for ``inactive_days`` are deleted,
+    as App Services does after 90 days; every ``interval`` seconds by a server task
+    (0: only on request, e.g. ``appusers admin purge-anonymous``). ``inactive_days = 0``
+    turns the purge off."""
+
+    inactive_days: float = 90.0
+    interval: float = 3600.0
+
+
+@attrs.frozen
 class ServerConfig:
     """Everything the server needs besides its data directory and address."""
 
@@ -207,6 +252,8 @@ class ServerConfig:
     limits: LimitSettings = LimitSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     scrypt: ScryptSettings = ScryptSettings()
+    admin: AdminSettings = AdminSettings()
+    anonymous_purge: AnonymousPurgeSettings = AnonymousPurgeSettings()
 
     @classmethod
     def demo(cls) -> ServerConfig:
@@ -236,6 +283,57 @@ def load_config(path: str | Path | None) -> ServerConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     return _from_mapping(raw, path.parent)
+
+
+def admin_key_from_file(path: str | Path) -> AdminKey:
+    """The :class:`AdminKey` of a key file (see ``appusers._admin_key``); ConfigError otherwise."""
+    from appusers._admin_key import AdminKeyError, read_admin_key_file
+
+    try:
+        pair = read_admin_key_file(path)
+    except AdminKeyError as exc:
+        raise ConfigError(str(exc)) from None
+    return AdminKey.from_private(pair.public_key, pair.private_key)
+
+
+def _admin(table: Mapping[str, Any], base: Path) -> AdminSettings:
+    where = "admin"
+    keys: list[AdminKey] = []
+    key_file = _path(_get(table, "key_file", str, None, where), base)
+    if key_file is not None:
+        keys.append(admin_key_from_file(key_file))
+    public = _get(table, "public_key", str, None, where)
+    private = _get(table, "private_key", str, None, where)
+    private_sha = _get(table, "private_key_sha256", str, None, where)
+    if public is not None:
+        if (private is None) == (private_sha is None):
+            raise ConfigError("admin.public_key needs exactly one of private_key or private_key_sha256")
+        if private_sha is not None:
+            if len(private_sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in private_sha):
+                raise ConfigError("admin.private_key_sha256 must be 64 hex digits")
+            keys.append(AdminKey(public, private_sha.lower()))
+        else:
+            assert private is not None
+            keys.append(AdminKey.from_private(public, private))
+    elif private is not None or private_sha is not None:
+        raise ConfigError("admin.private_key given without admin.public_key")
+    if not all(k.public_key.strip() for k in keys):
+        raise ConfigError("admin.public_key must not be empty")
+    access = _get(table, "access_lifetime", int, 1800, where)
+    refresh = _get(table, "refresh_lifetime", int, 60 * 24 * 3600, where)
+    if access <= 0 or refresh <= 0:
+        raise ConfigError("admin.access_lifetime and admin.refresh_lifetime must be positive")
+    return AdminSettings(keys=tuple(keys), access_token_lifetime=access, refresh_token_lifetime=refresh)
+
+
+def _anonymous_purge(table: Mapping[str, Any]) -> AnonymousPurgeSettings:
+    where = "users"
+    number = (int, float)
+    days = float(_get(table, "anonymous_inactive_days", number, 90.0, where))
+    interval = float(_get(table, "purge_interval", number, 3600.0, where))
+    if days < 0 or interval < 0:
+        raise ConfigError("users.anonymous_inactive_days and users.purge_interval must not be negative")
+    return AnonymousPurgeSettings(inactive_days=days, interval=interval)
 
 
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -318,6 +416,8 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
             r=_get(security, "scrypt_r", int, 8, "security"),
             p=_get(security, "scrypt_p", int, 1, "security"),
         ),
+        admin=_admin(_table(raw, "admin"), base),
+        anonymous_purge=_anonymous_purge(_table(raw, "users")),
     )
 
 
