@@ -17,7 +17,13 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["AdminKeyError", "AdminKeyPair", "new_admin_key_pair", "read_admin_key_file", "write_admin_key_file"]
+__all__ = [
+    "AdminKeyError",
+    "AdminKeyPair",
+    "new_admin_key_pair",
+    "read_admin_key_file",
+    "write_admin_key_file",
+]
 
 #: Longer fields are refused: a key file is a few dozen bytes, anything else is the wrong file.
 _MAX_FIELD = 256
@@ -54,7 +60,9 @@ def read_admin_key_file(path: str | os.PathLike[str]) -> AdminKeyPair:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise AdminKeyError(f"cannot read admin key file {path}: {exc.strerror or type(exc).__name__}") from None
+        raise AdminKeyError(
+            f"cannot read admin key file {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
     if len(raw) > 4096:
         raise AdminKeyError(f"admin key file {path} is too large to be a key file")
     try:
@@ -74,7 +82,9 @@ def read_admin_key_file(path: str | os.PathLike[str]) -> AdminKeyPair:
 
 def new_admin_key_pair() -> AdminKeyPair:
     """A fresh pair: an 8-letter public key (as Atlas shows them) and a random private key."""
-    return AdminKeyPair(public_key=secrets.token_hex(4), private_key=str(uuid.UUID(bytes=secrets.token_bytes(16))))
+    return AdminKeyPair(
+        public_key=secrets.token_hex(4), private_key=str(uuid.UUID(bytes=secrets.token_bytes(16)))
+    )
 
 
 def write_admin_key_file(path: str | os.PathLike[str], pair: AdminKeyPair) -> None:

@@ -39,7 +39,14 @@ _log = logging.getLogger("appusers.cli.admin")
 ADMIN_PREFIX = "/api/admin/v3.0"
 #: Server answers that mean the caller named something that is not there (exit 2).
 _NOT_FOUND_CODES = frozenset(
-    {"UserNotFound", "GroupNotFound", "AppNotFound", "AccountNameInUse", "InvalidParameter", "MissingParameter"}
+    {
+        "UserNotFound",
+        "GroupNotFound",
+        "AppNotFound",
+        "AccountNameInUse",
+        "InvalidParameter",
+        "MissingParameter",
+    }
 )
 #: ``users list --all`` stops here: a runaway loop must not page forever.
 _MAX_PAGES = 10_000
@@ -85,25 +92,58 @@ def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         return value if top else argparse.SUPPRESS
 
     group = parser.add_argument_group("admin options")
-    group.add_argument("--base-url", metavar="URL", default=default(None),
-                       help=f"server URL (env APPUSERS_ADMIN_URL, APPUSERS_BASE_URL; default {DEFAULT_LOCAL_URL})")
-    group.add_argument("--key-file", metavar="FILE", default=default(None),
-                       help="admin key pair file (env APPUSERS_ADMIN_KEY_FILE)")
-    group.add_argument("--group-id", metavar="ID", default=default(None),
-                       help="the group (project) id `appusers serve` prints (env APPUSERS_GROUP_ID)")
-    group.add_argument("--app-id", metavar="ID", default=default(None),
-                       help="the app's _id (env APPUSERS_ADMIN_APP_ID; default: the group's first app)")
-    group.add_argument("--json", action="store_true", default=default(False),
-                       help="print one machine-readable JSON document on stdout")
-    group.add_argument("--debug", action="store_true", default=default(False),
-                       help="log requests (never tokens) and show tracebacks")
-    group.add_argument("--timeout", metavar="SECONDS", type=_positive, default=default(30.0),
-                       help="per-request timeout (default 30)")
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=default(None),
+        help=f"server URL (env APPUSERS_ADMIN_URL, APPUSERS_BASE_URL; default {DEFAULT_LOCAL_URL})",
+    )
+    group.add_argument(
+        "--key-file",
+        metavar="FILE",
+        default=default(None),
+        help="admin key pair file (env APPUSERS_ADMIN_KEY_FILE)",
+    )
+    group.add_argument(
+        "--group-id",
+        metavar="ID",
+        default=default(None),
+        help="the group (project) id `appusers serve` prints (env APPUSERS_GROUP_ID)",
+    )
+    group.add_argument(
+        "--app-id",
+        metavar="ID",
+        default=default(None),
+        help="the app's _id (env APPUSERS_ADMIN_APP_ID; default: the group's first app)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print one machine-readable JSON document on stdout",
+    )
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="log requests (never tokens) and show tracebacks",
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive,
+        default=default(30.0),
+        help="per-request timeout (default 30)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="appusers admin", description="Manage a server's users through its Admin API.",
-                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="appusers admin",
+        description="Manage a server's users through its Admin API.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_common(parser, top=True)
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
 
@@ -168,8 +208,10 @@ class AdminClient:
         self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
             data = await self.request(
-                "POST", "/auth/providers/mongodb-cloud/login",
-                body={"username": pair.public_key, "apiKey": pair.private_key}, auth=False,
+                "POST",
+                "/auth/providers/mongodb-cloud/login",
+                body={"username": pair.public_key, "apiKey": pair.private_key},
+                auth=False,
             )
             access, refresh = data.get("access_token"), data.get("refresh_token")
             if not isinstance(access, str) or not isinstance(refresh, str):
@@ -215,7 +257,9 @@ class AdminClient:
                 self._http, method, path, body, self._access if auth else None
             )
         except TimeoutError:
-            raise RequestTimeoutError(f"{method} {path}: no answer in time", method=method, url=path) from None
+            raise RequestTimeoutError(
+                f"{method} {path}: no answer in time", method=method, url=path
+            ) from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}", method=method, url=path) from None
         data: Any = None
@@ -227,8 +271,9 @@ class AdminClient:
         if status >= 400:
             error = service_error_from_body(data, status=status, method=method, url=path)
             if error is None:
-                error = ServiceError(f"{method} {path} failed: HTTP {status}", status=status,
-                                     method=method, url=path)
+                error = ServiceError(
+                    f"{method} {path} failed: HTTP {status}", status=status, method=method, url=path
+                )
             raise error
         return data
 
@@ -243,7 +288,8 @@ def _q(value: str) -> str:
 def _user_row(user: Mapping[str, Any]) -> str:
     identities = user.get("identities") or []
     providers = ",".join(sorted({str(i.get("provider_type")) for i in identities if isinstance(i, Mapping)}))
-    data = user.get("data") if isinstance(user.get("data"), Mapping) else {}
+    data = user.get("data")
+    data = data if isinstance(data, Mapping) else {}
     who = data.get("email") or data.get("name") or ""
     flag = "disabled" if user.get("disabled") else "enabled"
     return f"{user.get('_id')}  {user.get('type', ''):<6}  {flag:<8}  {providers or '-':<22}  {who}".rstrip()
@@ -253,7 +299,9 @@ def _user_text(user: Mapping[str, Any]) -> str:
     return json.dumps(user, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-async def _pages(client: AdminClient, path: str, after: str | None, follow: bool, extra: str = "") -> list[Any]:
+async def _pages(
+    client: AdminClient, path: str, after: str | None, follow: bool, extra: str = ""
+) -> list[Any]:
     items: list[Any] = []
     for _ in range(_MAX_PAGES):
         query = ([f"after={_q(after)}"] if after else []) + ([extra] if extra else [])
@@ -286,12 +334,14 @@ async def _run(args: argparse.Namespace, settings: Mapping[str, Any]) -> Outcome
             body = {} if args.inactive_days is None else {"inactive_days": args.inactive_days}
             result = await client.request("POST", f"{app}/x-appusers/purge_anonymous", body=body)
             count = result.get("purged") if isinstance(result, Mapping) else None
-            return Outcome({"purged": count, "user_ids": result.get("user_ids", [])},
-                           f"purged {count} anonymous users")
+            return Outcome(
+                {"purged": count, "user_ids": result.get("user_ids", [])}, f"purged {count} anonymous users"
+            )
         if args.group == "users":
             if args.action == "list":
-                users = await _pages(client, f"{app}/users", args.after, args.all,
-                                     "desc=true" if args.desc else "")
+                users = await _pages(
+                    client, f"{app}/users", args.after, args.all, "desc=true" if args.desc else ""
+                )
                 return Outcome({"users": users}, "\n".join(_user_row(u) for u in users) or "(no users)")
             path = f"{app}/users/{_q(args.user_id)}"
             if args.action == "get":
@@ -302,14 +352,16 @@ async def _run(args: argparse.Namespace, settings: Mapping[str, Any]) -> Outcome
             else:
                 await client.request("PUT", f"{path}/{args.action}")
             done = {"disable": "disabled", "enable": "enabled", "delete": "deleted", "logout": "logged out"}
-            return Outcome({"user_id": args.user_id, "action": args.action},
-                           f"{done[args.action]} user {args.user_id}")
+            return Outcome(
+                {"user_id": args.user_id, "action": args.action}, f"{done[args.action]} user {args.user_id}"
+            )
         # pending
         if args.action == "list":
             pending = await _pages(client, f"{app}/user_registrations/pending_users", args.after, args.all)
             rows = [
                 f"{p.get('_id')}  {(p.get('login_ids') or [{}])[0].get('id', '')}"
-                for p in pending if isinstance(p, Mapping)
+                for p in pending
+                if isinstance(p, Mapping)
             ]
             return Outcome({"pending_users": pending}, "\n".join(rows) or "(no pending users)")
         path = f"{app}/user_registrations/by_email/{_q(args.email)}"
@@ -317,23 +369,35 @@ async def _run(args: argparse.Namespace, settings: Mapping[str, Any]) -> Outcome
             await client.request("POST", f"{path}/confirm")
         else:
             await client.request("DELETE", path)
-        return Outcome({"email": args.email, "action": args.action},
-                       f"{'confirmed' if args.action == 'confirm' else 'deleted'} pending user {args.email}")
+        return Outcome(
+            {"email": args.email, "action": args.action},
+            f"{'confirmed' if args.action == 'confirm' else 'deleted'} pending user {args.email}",
+        )
 
 
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
-    base_url = args.base_url or env.get("APPUSERS_ADMIN_URL") or env.get("APPUSERS_BASE_URL") or DEFAULT_LOCAL_URL
+    base_url = (
+        args.base_url or env.get("APPUSERS_ADMIN_URL") or env.get("APPUSERS_BASE_URL") or DEFAULT_LOCAL_URL
+    )
     if not base_url.startswith(("http://", "https://")):
         raise CliError(f"--base-url must be an http:// or https:// URL, not {base_url!r}", ExitCode.USAGE)
     key_file = args.key_file or env.get("APPUSERS_ADMIN_KEY_FILE")
     if not key_file:
-        raise CliError("an admin key file is required: --key-file FILE or $APPUSERS_ADMIN_KEY_FILE", ExitCode.USAGE)
+        raise CliError(
+            "an admin key file is required: --key-file FILE or $APPUSERS_ADMIN_KEY_FILE", ExitCode.USAGE
+        )
     group_id = args.group_id or env.get("APPUSERS_GROUP_ID")
     if not group_id:
-        raise CliError("a group id is required: --group-id ID or $APPUSERS_GROUP_ID "
-                       "(`appusers serve` prints it)", ExitCode.USAGE)
-    return {"base_url": base_url, "key_file": key_file, "group_id": group_id,
-            "app_id": args.app_id or env.get("APPUSERS_ADMIN_APP_ID") or None}
+        raise CliError(
+            "a group id is required: --group-id ID or $APPUSERS_GROUP_ID (`appusers serve` prints it)",
+            ExitCode.USAGE,
+        )
+    return {
+        "base_url": base_url,
+        "key_file": key_file,
+        "group_id": group_id,
+        "app_id": args.app_id or env.get("APPUSERS_ADMIN_APP_ID") or None,
+    }
 
 
 def _exit_code(exc: BaseException) -> ExitCode:
@@ -359,8 +423,13 @@ def _message(exc: BaseException, base_url: str) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)"
 
 
-def admin_main(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-               stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def admin_main(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     """Run ``appusers admin ARGV``; the exit code."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
@@ -385,8 +454,10 @@ def admin_main(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                 write_admin_key_file(args.file, pair)
             except AdminKeyError as exc:
                 raise CliError(str(exc), ExitCode.USAGE) from None
-            outcome = Outcome({"key_file": args.file, "public_key": pair.public_key},
-                              f"wrote a new admin key pair to {args.file} (public key {pair.public_key})")
+            outcome = Outcome(
+                {"key_file": args.file, "public_key": pair.public_key},
+                f"wrote a new admin key pair to {args.file} (public key {pair.public_key})",
+            )
         else:
             settings = _settings(args, environ)
             base_url = settings["base_url"]

@@ -113,7 +113,9 @@ class AdminAuth:
             user_id=user_id, session_id=session_id, device_id=ADMIN_DEVICE_ID
         )
         await self._store.create_admin_session(
-            AdminSessionRecord(id=session_id, public_key=public, refresh_digest=digest(refresh), expires_at=expires)
+            AdminSessionRecord(
+                id=session_id, public_key=public, refresh_digest=digest(refresh), expires_at=expires
+            )
         )
         return AdminLogin(self._access(user_id, session_id), refresh, user_id, ADMIN_DEVICE_ID)
 

@@ -32,13 +32,22 @@ from ._functions import FunctionContext, FunctionRegistry, FunctionUser, Service
 from ._http import empty_response, error_response, finish_headers
 from ._mongo import store_errors
 from ._outbox import Outbox
-from ._providers import Providers
+from ._providers import Providers, provider_id
 from ._secrets import digest
 from ._store import SessionRecord, UserRecord, UserStore
 from ._throttle import LoginThrottle
 from ._tokens import TokenClaims, TokenIssuer
+from ._user_admin import UserAdmin
 from ._userpass import EmailPassword
-from .routes import ApiKeyRoutes, FunctionRoutes, HookRoutes, SessionRoutes, UserpassRoutes
+from .routes import (
+    AdminAccess,
+    AdminRoutes,
+    ApiKeyRoutes,
+    FunctionRoutes,
+    HookRoutes,
+    SessionRoutes,
+    UserpassRoutes,
+)
 
 __all__ = ["ROUTE_NAMES", "ServerApp"]
 
@@ -70,6 +79,8 @@ class ServerApp:
         outbox: Outbox,
         url: Callable[[], str],
         admin_token: str | None = None,
+        admin: AdminAccess | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.config = config
         self.store = store
@@ -90,6 +101,17 @@ class ServerApp:
             context=lambda: self.context(None),
             outbox=outbox,
             scrypt=config.scrypt,
+        )
+        self.admin = admin
+        self.user_admin = UserAdmin(
+            store=store,
+            app_id=config.app_id,
+            purge=config.anonymous_purge,
+            scrypt=config.scrypt,
+            userpass_provider_id=lambda: (
+                provider_id(config.app_id, "local-userpass") if config.providers.local_userpass else None
+            ),
+            clock=clock,
         )
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = False
@@ -127,6 +149,8 @@ class ServerApp:
         ]
         if self.admin_token is not None:
             groups.append(HookRoutes(self))
+        if self.admin is not None:
+            groups.append(AdminRoutes(self, self.admin))
         for group in groups:
             app.router.add_routes(group.routes())
         return app
@@ -204,13 +228,15 @@ class ServerApp:
             raise ApiError.must_authenticate()
         claims = self.issuer.verify(token, "access")
         user = await self.store.get_user(claims.user_id)
+        # A disabled user's tokens (signed by us, so really its own) say so, before the
+        # revocation checks: clients tell "account disabled" from "session expired" by it.
+        if user is not None and user.disabled:
+            raise ApiError.user_disabled()
         if user is None or user.generation != claims.generation:
             raise ApiError.invalid_session("invalid session: access token revoked")
         session = await self.store.get_session(claims.session_id)
         if session is None or session.user_id != user.id:
             raise ApiError.invalid_session("invalid session: session revoked")
-        if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
         return claims, user
 
     async def refresh_session(
@@ -221,6 +247,9 @@ class ServerApp:
         if token is None:
             raise ApiError.must_authenticate()
         claims = self.issuer.verify(token, "refresh", not_found=missing)
+        owner = await self.store.get_user(claims.user_id)
+        if owner is not None and owner.disabled:
+            raise ApiError.user_disabled()
         session = await self.store.get_session(claims.session_id)
         if session is None or not hmac.compare_digest(session.refresh_digest, digest(token)):
             raise ApiError.invalid_session(missing)

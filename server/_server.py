@@ -8,19 +8,22 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from ._admin_auth import AdminAuth
 from ._app import ServerApp
 from ._config import ServerConfig
 from ._outbox import Outbox
 from ._sqlite_store import SqliteUserStore
 from ._store import UserStore
 from ._tokens import TokenIssuer
+from .routes import AdminAccess
 
 __all__ = ["LocalServer"]
 
@@ -32,7 +35,10 @@ class LocalServer:
 
     ``config=None`` uses the demo settings; ``data_dir=None`` uses a temporary
     directory deleted on close; ``port=0`` picks a free port. With ``admin_token``
-    the test hooks are also served over HTTP under ``/_appusers/admin/``.
+    the test hooks are also served over HTTP under ``/_appusers/admin/``. With admin
+    keys in ``config.admin`` the Admin API is served under ``/api/admin/v3.0``
+    (:attr:`group_id`, :attr:`app_object_id`). ``clock`` (epoch seconds) dates user
+    activity and the anonymous-user purge; tests pass a fake one.
     """
 
     def __init__(
@@ -42,8 +48,11 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
         admin_token: str | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.config = config if config is not None else ServerConfig.demo()
+        self._clock = clock
+        self._ids: tuple[str, str] | None = None
         self._requested_dir = Path(data_dir) if data_dir is not None else None
         self._host = host
         self._port = port
@@ -77,6 +86,20 @@ class LocalServer:
         if self._data_dir is None:
             raise RuntimeError("server not started")
         return self._data_dir
+
+    @property
+    def group_id(self) -> str:
+        """The Admin API's group (project) id: stable per data directory."""
+        if self._ids is None:
+            raise RuntimeError("server not started")
+        return self._ids[0]
+
+    @property
+    def app_object_id(self) -> str:
+        """The app's ``_id`` in the Admin API (not the client app id): stable per data directory."""
+        if self._ids is None:
+            raise RuntimeError("server not started")
+        return self._ids[1]
 
     @property
     def stats(self) -> collections.Counter[str]:
@@ -113,6 +136,21 @@ class LocalServer:
                 self.config.access_token_lifetime,
                 self.config.refresh_token_lifetime,
             )
+            self._ids = (await self._store.stable_id("admin/group"), await self._store.stable_id("admin/app"))
+            admin = None
+            if self.config.admin.enabled:
+                admin = AdminAccess(
+                    auth=AdminAuth(
+                        settings=self.config.admin,
+                        throttle=self.config.throttle,
+                        store=self._store,
+                        signing_secret=await self._store.signing_secret(),
+                        group_id=self._ids[0],
+                        clock=self._clock,
+                    ),
+                    group_id=self._ids[0],
+                    app_object_id=self._ids[1],
+                )
             self._app = ServerApp(
                 config=self.config,
                 store=self._store,
@@ -121,6 +159,8 @@ class LocalServer:
                 outbox=Outbox(self._data_dir / "outbox.jsonl"),
                 url=lambda: self.url,
                 admin_token=self._admin_token,
+                admin=admin,
+                clock=self._clock,
             )
             self._runner = web.AppRunner(self._app.build(), access_log=None, handle_signals=False)
             await self._runner.setup()
@@ -131,6 +171,7 @@ class LocalServer:
             sock = server.sockets[0].getsockname()  # type: ignore[attr-defined]
             host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
             self._url = f"http://{host}:{sock[1]}"
+            self._app.user_admin.start()
         except BaseException:
             await self.close()
             raise
@@ -143,6 +184,7 @@ class LocalServer:
         app, self._app = self._app, None
         if app is not None:
             app.closing = True
+            await app.user_admin.stop()
             for task in list(app.streams):
                 task.cancel()
             if app.streams:
@@ -182,6 +224,18 @@ class LocalServer:
     async def revoke_sessions(self, user_id: str) -> None:
         """End every session of the user: refresh tokens and access tokens stop working."""
         await self._server_app.revoke_sessions(user_id)
+
+    async def disable_user(self, user_id: str) -> None:
+        """Disable the user as the Admin API does (log-ins refused, sessions ended)."""
+        await self._server_app.user_admin.disable(user_id)
+
+    async def enable_user(self, user_id: str) -> None:
+        """Enable a disabled user."""
+        await self._server_app.user_admin.enable(user_id)
+
+    async def purge_anonymous(self, inactive_days: float | None = None) -> list[str]:
+        """Run the anonymous-user purge now (``clock``'s time); the deleted user ids."""
+        return await self._server_app.user_admin.purge_anonymous(inactive_days=inactive_days)
 
     def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
         """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (None = empty body)."""

@@ -232,7 +232,8 @@ class SqliteUserStore:
         return cur.rowcount > 0
 
     async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
-        return self._db.execute("UPDATE users SET disabled=? WHERE id=?", (int(disabled), user_id)).rowcount > 0
+        cur = self._db.execute("UPDATE users SET disabled=? WHERE id=?", (int(disabled), user_id))
+        return cur.rowcount > 0
 
     async def touch_user(self, user_id: str, now: int, *, login: bool) -> None:
         if login:
@@ -392,14 +393,15 @@ class SqliteUserStore:
             self._db.execute("DELETE FROM email_tokens WHERE email=?", (email,))
 
     async def list_pending(self, after: str | None, limit: int) -> list[UserpassRecord]:
-        where, args = ("", ()) if after is None else ("AND identity_id > ?", (after,))
         rows = self._db.execute(
             "SELECT email, identity_id, password_hash, confirmed, created FROM userpass"
-            f" WHERE confirmed=0 {where} ORDER BY identity_id LIMIT ?",  # noqa: S608
-            (*args, limit),
+            " WHERE confirmed=0 AND identity_id > ? ORDER BY identity_id LIMIT ?",
+            ("" if after is None else after, limit),
         ).fetchall()
         return [
-            UserpassRecord(email=r[0], identity_id=r[1], password_hash=r[2], confirmed=bool(r[3]), created=r[4])
+            UserpassRecord(
+                email=r[0], identity_id=r[1], password_hash=r[2], confirmed=bool(r[3]), created=r[4]
+            )
             for r in rows
         ]
 

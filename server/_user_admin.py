@@ -91,7 +91,11 @@ class UserAdmin:
         """The Admin API's User object."""
         identities = []
         for i in user.identities:
-            entry: dict[str, Any] = {"id": i.id, "provider_type": i.provider_type, "provider_id": i.provider_id}
+            entry: dict[str, Any] = {
+                "id": i.id,
+                "provider_type": i.provider_type,
+                "provider_id": i.provider_id,
+            }
             if i.provider_data:
                 entry["provider_data"] = dict(i.provider_data)
             identities.append(entry)
@@ -176,7 +180,10 @@ class UserAdmin:
         except DuplicateError:
             raise ApiError(409, "AccountNameInUse", "name already in use") from None
         identity = IdentityRecord(
-            id=identity_id, provider_type="local-userpass", provider_id=provider_id, provider_data={"email": email}
+            id=identity_id,
+            provider_type="local-userpass",
+            provider_id=provider_id,
+            provider_data={"email": email},
         )
         try:
             return await self._store.create_user("normal", {"email": email}, identity)

@@ -199,7 +199,9 @@ class AdminRoutes:
         """``GET user_registrations/pending_users?after=``: ≤ 50 unconfirmed accounts."""
         await self._authorized(request)
         admin = self.server.user_admin
-        return json_response([admin.pending_document(r) for r in await admin.pending_page(self._after(request))])
+        return json_response(
+            [admin.pending_document(r) for r in await admin.pending_page(self._after(request))]
+        )
 
     async def confirm_pending(self, request: web.Request) -> web.StreamResponse:
         """``POST user_registrations/by_email/{email}/confirm``: 204."""
@@ -222,6 +224,8 @@ class AdminRoutes:
         if days is not None and (
             isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= _MAX_DAYS
         ):
-            raise ApiError.invalid_parameter(f"inactive_days must be a number above 0 and at most {_MAX_DAYS}")
+            raise ApiError.invalid_parameter(
+                f"inactive_days must be a number above 0 and at most {_MAX_DAYS}"
+            )
         purged = await self.server.user_admin.purge_anonymous(inactive_days=days)
         return plain_json_response({"purged": len(purged), "user_ids": purged})

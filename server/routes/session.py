@@ -80,20 +80,25 @@ class SessionRoutes:
             return await self._link(linked, resolved)
         user = await self._user_for(resolved)
         if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
+            raise ApiError.user_disabled()
         device_id = _device_id(body)
         refresh_session_id = new_object_id()
         refresh, expires = self.server.issuer.refresh_token(
             user_id=user.id, session_id=refresh_session_id, device_id=device_id
         )
+        # A user API key's sessions end when the key is disabled or deleted.
+        identity = resolved.identity
+        key_id = identity.id if resolved.owner and identity.provider_type == "api-key" else None
         session = SessionRecord(
             id=refresh_session_id,
             user_id=user.id,
             device_id=device_id,
             refresh_digest=digest(refresh),
             expires_at=expires,
+            api_key_id=key_id,
         )
         await self.server.store.create_session(session)
+        await self.server.user_admin.touched(user.id, login=True)
         return json_response(
             {
                 "access_token": await self.server.access_token(user, session),
@@ -176,7 +181,8 @@ class SessionRoutes:
             return fault
         session, user = await self.server.refresh_session(request, "invalid session: invalid refresh token")
         if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
+            raise ApiError.user_disabled()
+        await self.server.user_admin.touched(user.id, login=False)
         return json_response({"access_token": await self.server.access_token(user, session)}, 201)
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
