@@ -146,7 +146,6 @@ class LocalServer:
                         store=self._store,
                         signing_secret=await self._store.signing_secret(),
                         group_id=self._ids[0],
-                        clock=self._clock,
                     ),
                     group_id=self._ids[0],
                     app_object_id=self._ids[1],

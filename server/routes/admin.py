@@ -21,7 +21,7 @@ from aiohttp import web
 
 from .._admin_auth import AdminAuth
 from .._errors import ApiError
-from .._http import empty_response, json_response, plain_json_response
+from .._http import empty_response, plain_json_response
 from .._user_admin import check_email
 from .._userpass import validate_password
 
@@ -121,11 +121,13 @@ class AdminRoutes:
             raise ApiError(404, "AuthProviderNotFound", f"authentication provider {provider!r} not found")
         body = await self.server.read_body(request)
         result = await self.access.auth.login(body, request.remote or "unknown")
-        return json_response(result.body())
+        return plain_json_response(result.body())
 
     async def refresh(self, request: web.Request) -> web.StreamResponse:
         """``POST /auth/session``: a new admin access token for the refresh token."""
-        return json_response({"access_token": await self.access.auth.refresh(self._token(request))}, 201)
+        return plain_json_response(
+            {"access_token": await self.access.auth.refresh(self._token(request))}, 201
+        )
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         """``DELETE /auth/session``: end the admin session."""
@@ -139,12 +141,12 @@ class AdminRoutes:
         products = {p for p in request.query.get("product", "").split(",") if p}
         if not products <= _PRODUCTS:
             raise ApiError.invalid_parameter(f"product must be among {', '.join(sorted(_PRODUCTS))}")
-        return json_response([self._app_document()])
+        return plain_json_response([self._app_document()])
 
     async def get_app(self, request: web.Request) -> web.StreamResponse:
         """``GET /groups/{groupId}/apps/{appId}``."""
         await self._authorized(request)
-        return json_response(self._app_document())
+        return plain_json_response(self._app_document())
 
     # ------------------------------------------------------------------ users
     async def list_users(self, request: web.Request) -> web.StreamResponse:
@@ -158,7 +160,7 @@ class AdminRoutes:
             raise ApiError.invalid_parameter("desc must be true or false")
         admin = self.server.user_admin
         users = await admin.page(self._after(request), descending=desc == "true")
-        return json_response([admin.user_document(u) for u in users])
+        return plain_json_response([admin.user_document(u) for u in users])
 
     async def create_user(self, request: web.Request) -> web.StreamResponse:
         """``POST users {"email", "password"}``: a confirmed email/password user, 201."""
@@ -172,13 +174,13 @@ class AdminRoutes:
         password = validate_password(body)
         admin = self.server.user_admin
         user = await admin.create_email_user(check_email(email), password)
-        return json_response(admin.user_document(user), 201)
+        return plain_json_response(admin.user_document(user), 201)
 
     async def get_user(self, request: web.Request) -> web.StreamResponse:
         """``GET users/{userId}``."""
         await self._authorized(request)
         admin = self.server.user_admin
-        return json_response(admin.user_document(await admin.get(request.match_info["user_id"])))
+        return plain_json_response(admin.user_document(await admin.get(request.match_info["user_id"])))
 
     async def delete_user(self, request: web.Request) -> web.StreamResponse:
         """``DELETE users/{userId}``: 204; sessions end, documents stay."""
@@ -199,7 +201,7 @@ class AdminRoutes:
         """``GET user_registrations/pending_users?after=``: ≤ 50 unconfirmed accounts."""
         await self._authorized(request)
         admin = self.server.user_admin
-        return json_response(
+        return plain_json_response(
             [admin.pending_document(r) for r in await admin.pending_page(self._after(request))]
         )
 
