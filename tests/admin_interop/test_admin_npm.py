@@ -55,7 +55,9 @@ STEPS = [
 
 pytestmark = [
     pytest.mark.interop,
-    pytest.mark.skipif(NODE is None, reason="node is not installed; the Admin API npm suite needs Node >= 20"),
+    pytest.mark.skipif(
+        NODE is None, reason="node is not installed; the Admin API npm suite needs Node >= 20"
+    ),
 ]
 
 
@@ -71,7 +73,9 @@ def admin_client_modules() -> Path:
     package = HERE / "node_modules" / "atlas-app-services-admin-api" / "package.json"
     if not package.is_file():
         if os.environ.get("CI") == "true":
-            pytest.fail("tests/admin_interop/node_modules is missing: CI must run .ci/install-admin-interop.sh")
+            pytest.fail(
+                "tests/admin_interop/node_modules is missing: CI must run .ci/install-admin-interop.sh"
+            )
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail("node is installed but npm is not: cannot install tests/admin_interop/node_modules")
@@ -164,7 +168,9 @@ async def test_npm_admin_client_drives_the_user_routes(admin_client_modules: Pat
         seen = [r["step"] for r in run.steps]
         assert not failed and seen == STEPS and run.returncode == 0, run.report()
         detail = {r["step"]: r["detail"] for r in run.steps}
-        assert detail["users.list_client_defect"]["requested"].endswith("/groups/%7BgroupId%7D/apps/%7BappId%7D/users")
+        assert detail["users.list_client_defect"]["requested"].endswith(
+            "/groups/%7BgroupId%7D/apps/%7BappId%7D/users"
+        )
         assert detail["session.wrong_key"]["errorCode"] == "InvalidPassword"
         assert detail["session.client_token_refused"]["otherGroup"] == "GroupNotFound"
         # Server side: the pending user that was deleted is gone, the confirmed one is a

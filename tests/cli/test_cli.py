@@ -201,7 +201,13 @@ async def test_a_whole_session_across_separate_runs(server: LocalServer, tmp_pat
     by_key = (await cli("login", "--api-key-stdin", "--json", stdin=secret + "\n")).json()["user"]
     assert by_key["id"] == ana_id and "api-key" in by_key["providers"]
     tokens |= stored_tokens(cli.session_file)
-    await asyncio.gather(cli("api-keys", "delete", key_id), cli("api-keys", "delete", other_id))
+    await cli("api-keys", "delete", other_id)
+    # The key this session logged in with: deleting it ends the session too (issue 9 item 6).
+    await cli("api-keys", "delete", key_id)
+    ended = await cli("api-keys", "list", expect=3)
+    assert "the session expired or was revoked" in ended.err
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin=PASSWORD + "\n")
+    tokens |= stored_tokens(cli.session_file)
     remaining, _, _ = await asyncio.gather(
         cli("api-keys", "list", "--json"),
         cli("api-keys", "delete", key_id, expect=2),  # gone: bad input
