@@ -304,6 +304,5 @@ class ServerApp:
         await self.store.bump_generation(user_id)
 
     async def revoke_sessions(self, user_id: str) -> None:
-        """Every session (refresh token, and so its access tokens) of the user ends."""
-        await self.store.delete_sessions(user_id)
-        await self.store.bump_generation(user_id)
+        """Every session (refresh token, and so its access tokens and streams) of the user ends."""
+        await self.user_admin.end_sessions(user_id)

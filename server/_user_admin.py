@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._config import AnonymousPurgeSettings, ScryptSettings
@@ -82,6 +82,8 @@ class UserAdmin:
         self._userpass_provider_id = userpass_provider_id
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
+        #: Open watch streams by user: (session id, the task serving the stream).
+        self._streams: dict[str, set[tuple[str, asyncio.Task[Any]]]] = {}
 
     def __repr__(self) -> str:
         return f"UserAdmin(app_id={self._app_id!r})"
@@ -144,9 +146,42 @@ class UserAdmin:
         await self._store.set_user_disabled(user.id, False)
 
     async def end_sessions(self, user_id: str) -> None:
-        """Every refresh token and access token of the user stops working."""
+        """Every refresh token and access token of the user stops working, and every
+        watch stream it has open ends."""
         await self._store.delete_sessions(user_id)
         await self._store.bump_generation(user_id)
+        await self.end_revoked_streams(user_id)
+
+    # ------------------------------------------------------------------ open streams
+    @contextlib.contextmanager
+    def stream(self, user_id: str, session_id: str) -> Iterator[None]:
+        """Track the current task as a watch stream of the user's session while it runs."""
+        task = asyncio.current_task()
+        assert task is not None
+        entry = (session_id, task)
+        self._streams.setdefault(user_id, set()).add(entry)
+        try:
+            yield
+        finally:
+            open_ = self._streams.get(user_id)
+            if open_ is not None:
+                open_.discard(entry)
+                if not open_:
+                    del self._streams[user_id]
+
+    async def end_revoked_streams(self, user_id: str) -> int:
+        """End the user's open streams whose session ended or whose user is disabled or gone
+        (a stream is one long request: "the next request" never comes); how many."""
+        open_ = list(self._streams.get(user_id, ()))
+        if not open_:
+            return 0
+        user = await self._store.get_user(user_id)
+        ended = 0
+        for session_id, task in open_:
+            if user is None or user.disabled or await self._store.get_session(session_id) is None:
+                task.cancel()
+                ended += 1
+        return ended
 
     async def logout(self, user_id: str) -> None:
         """Revoke every session of the user (it must log in again)."""
@@ -157,6 +192,7 @@ class UserAdmin:
         """Delete the user and its sessions, keys and account (its documents stay)."""
         user = await self.get(user_id)
         await self._store.delete_user(user.id)
+        await self.end_revoked_streams(user.id)
 
     async def touched(self, user_id: str, *, login: bool) -> None:
         """Record a log-in or a refresh (what keeps an anonymous user from the purge)."""

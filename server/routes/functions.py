@@ -88,9 +88,7 @@ class FunctionRoutes:
             return fault
         self.server.check_app(request)
         header_token = self.server.bearer(request)
-        _claims, _user = await self.server.access(
-            request, header_token or request.query.get("baas_at") or None
-        )
+        claims, user = await self.server.access(request, header_token or request.query.get("baas_at") or None)
         call = decode_baas_request(request.query.get("baas_request"))
         service = call.get("service")
         if call.get("name") != "watch" or service not in self.server.config.mongo_services:
@@ -110,4 +108,6 @@ class FunctionRoutes:
             )
         except store_errors() as exc:
             raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
-        return await serve_watch(request, watcher, self.server.streams)
+        # Tracked so that disabling the user or ending the session ends the stream too.
+        with self.server.user_admin.stream(user.id, claims.session_id):
+            return await serve_watch(request, watcher, self.server.streams)

@@ -197,6 +197,7 @@ class SessionRoutes:
             # Clients look for this phrase to treat "already logged out" as success.
             raise ApiError.invalid_session("invalid session: failed to find refresh token") from None
         await self.server.store.delete_session(session.id)
+        await self.server.user_admin.end_revoked_streams(session.user_id)
         return empty_response(204)
 
     async def profile(self, request: web.Request) -> web.StreamResponse:
@@ -231,6 +232,7 @@ class SessionRoutes:
             return fault
         _claims, user = await self.server.access(request)
         await self.server.store.delete_user(user.id)
+        await self.server.user_admin.end_revoked_streams(user.id)
         return empty_response(204)
 
 

@@ -820,3 +820,80 @@ async def test_old_database_gains_the_new_columns(tmp_path: Path, http: aiohttp.
 
 def _b64(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+# --------------------------------------------------------------------------- open streams
+
+
+async def _open_watch(api: Api, token: str) -> aiohttp.ClientResponse:
+    call = {
+        "name": "watch",
+        "service": "mongodb-atlas",
+        "arguments": [{"database": "appusers", "collection": "w"}],
+    }
+    query = quote(base64.b64encode(json.dumps(call).encode()).decode(), safe="")
+    resp = await api.http.get(
+        f"{api.app}/functions/call?baas_request={query}",
+        headers={"Accept": "text/event-stream", "Authorization": f"Bearer {token}"},
+    )
+    assert resp.status == 200
+    assert (await asyncio.wait_for(resp.content.readline(), 10)).startswith(b": stream open")
+    return resp
+
+
+async def _ended(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the server ends the stream within 10 s (a clean end or a cut connection)."""
+    try:
+        while await asyncio.wait_for(resp.content.readline(), 10):
+            pass
+    except aiohttp.ClientPayloadError:
+        pass
+    except TimeoutError:
+        return False
+    finally:
+        resp.release()
+    return True
+
+
+async def test_open_streams_end_with_their_session_or_user(api: Api, admin: Admin) -> None:
+    first = await api.confirmed_user("streams@example.com")
+    second = await api.login("local-userpass", username="streams@example.com", password=PASSWORD)
+    bystander = await anonymous(api)
+    one, two, other = [await _open_watch(api, t["access_token"]) for t in (first, second, bystander)]
+    # The client logs out one session: only that session's stream ends.
+    status, _h, _b = await api.request("DELETE", f"{api.auth}/session", token=first["refresh_token"])
+    assert status == 204
+    assert await _ended(one)
+    status, _ = await api.call(
+        bystander["access_token"],
+        "insertOne",
+        {"database": "appusers", "collection": "w", "document": {"n": 1}},
+        service="mongodb-atlas",
+    )
+    assert status == 200
+    for resp in (two, other):
+        line = b""
+        while not line.startswith(b"data:"):
+            line = await asyncio.wait_for(resp.content.readline(), 10)
+    # Disabling the user ends its remaining stream at once; the bystander's goes on.
+    assert (await admin.call("PUT", f"/users/{first['user_id']}/disable"))[0] == 204
+    assert await _ended(two)
+    assert not other.content.at_eof()
+    assert (await admin.call("DELETE", f"/users/{bystander['user_id']}"))[0] == 204
+    assert await _ended(other)
+
+
+async def test_an_api_key_stream_ends_with_the_key(api: Api) -> None:
+    owner = await api.confirmed_user("keystream@example.com")
+    key, session = await _key_session(api, owner, "watcher")
+    keyed, own = (
+        await _open_watch(api, session["access_token"]),
+        await _open_watch(api, owner["access_token"]),
+    )
+    status, _h, _b = await api.request(
+        "PUT", f"{api.auth}/api_keys/{key['_id']}/disable", token=owner["refresh_token"]
+    )
+    assert status == 204
+    assert await _ended(keyed)
+    assert not own.content.at_eof()
+    own.release()
