@@ -24,7 +24,8 @@ scrypt_n = 1024         # cheap password hashing, for tests only
 async def main(workdir: Path) -> None:
     (workdir / "server.toml").write_text(SETTINGS)
     config = load_config(workdir / "server.toml")
-    async with LocalServer(config=config, data_dir=workdir / "data") as server, aiohttp.ClientSession() as http:
+    server = LocalServer(config=config, data_dir=workdir / "data")
+    async with server, aiohttp.ClientSession() as http:
         admin = f"{server.url}/api/admin/v3.0"
 
         async def call(method: str, path: str, token: str, body: object = None) -> tuple[int, object]:
@@ -46,7 +47,8 @@ async def main(workdir: Path) -> None:
         app = f"/groups/{server.group_id}/apps/{apps[0]['_id']}"
 
         # Users: create one with email/password, list (50 per page, oldest first), get.
-        status, made = await call("POST", f"{app}/users", access, {"email": "ana@example.com", "password": "pa55word"})
+        ana = {"email": "ana@example.com", "password": "pa55word"}
+        status, made = await call("POST", f"{app}/users", access, ana)
         assert status == 201
         async with App(server.app_id, base_url=server.url) as client:
             guest = await client.log_in(Credentials.anonymous())
