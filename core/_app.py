@@ -13,7 +13,8 @@ Refresh policy (behavior.md §8, extended):
   more than one refresh per request whatever the clocks say;
 * concurrent requests share one in-flight refresh (single flight);
 * a refresh the server rejects with 401 logs the user out (cause
-  ``REFRESH_TOKEN_REJECTED``) and wipes its tokens from memory and storage; a
+  ``REFRESH_TOKEN_REJECTED``, or ``USER_DISABLED`` when the server says ``UserDisabled``)
+  and wipes its tokens from memory and storage; a
   refresh failing on the network or a 5xx leaves the user logged in;
 * a log-out racing a refresh wins: the late refresh result is dropped.
 """
@@ -65,8 +66,10 @@ from .errors import (
     MissingJsonKeyError,
     RefreshTokenRejectedError,
     ResponseError,
+    ServiceError,
     StorageError,
     UserAlreadyNamedError,
+    UserDisabledError,
     UserNotFoundError,
     UserNotLoggedInError,
     service_error_from_body,
@@ -481,14 +484,9 @@ class App:
                 # Logged out (or in again) meanwhile: whatever came back must not touch the user.
                 raise UserNotLoggedInError("the user logged out while its token was being refreshed")
             if response.status == 401:
-                await self._end_session(user, "reject_refresh", LogoutCause.REFRESH_TOKEN_REJECTED)
-                raise RefreshTokenRejectedError(
-                    "the server rejected the refresh token; the user was logged out",
-                    status=401,
-                    error_code="InvalidSession",
-                    method="POST",
-                    url=_path_of(url),
-                )
+                disabled = _says_user_disabled(response)
+                await self._end_session(user, "reject_refresh", _rejection_cause(disabled))
+                raise _session_rejected_error(disabled, "POST", _path_of(url))
             data = self._parse(response, "POST", url)
             token = data.get("access_token") if isinstance(data, dict) else None
             if not isinstance(token, str):
@@ -669,11 +667,9 @@ class App:
             assert sent is not None
             response = await self._send(method, url, bearer=sent, body=body, timeout=timeout)
             if response.status == 401 and user.is_logged_in and user._refresh_token == sent:
-                await self._end_session(user, "reject_refresh", LogoutCause.REFRESH_TOKEN_REJECTED)
-                raise RefreshTokenRejectedError(
-                    "the server rejected the refresh token; the user was logged out",
-                    status=401, error_code="InvalidSession", method=method, url=_path_of(url),
-                )
+                disabled = _says_user_disabled(response)
+                await self._end_session(user, "reject_refresh", _rejection_cause(disabled))
+                raise _session_rejected_error(disabled, method, _path_of(url))
         else:
             response = await self._send(method, url, bearer=bearer, body=body, timeout=timeout)
         return self._parse(response, method, url, ejson=ejson)
@@ -917,3 +913,29 @@ def _parse_profile(data: Any) -> tuple[tuple[Identity, ...], Profile]:
         kind = "normal"
     return tuple(identities), Profile(profile_data, kind)
 
+
+
+def _says_user_disabled(response: Response) -> bool:
+    """Whether a 401 carries App Services' ``UserDisabled`` error code."""
+    try:
+        body = json.loads(response.body) if response.body else None
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error_code") == "UserDisabled"
+
+
+def _rejection_cause(disabled: bool) -> LogoutCause:
+    return LogoutCause.USER_DISABLED if disabled else LogoutCause.REFRESH_TOKEN_REJECTED
+
+
+def _session_rejected_error(disabled: bool, method: str, path: str) -> ServiceError:
+    """What a refresh the server refused raises (the user has been logged out already)."""
+    if disabled:
+        return UserDisabledError(
+            "the user is disabled; it was logged out", status=401, error_code="UserDisabled",
+            method=method, url=path,
+        )
+    return RefreshTokenRejectedError(
+        "the server rejected the refresh token; the user was logged out",
+        status=401, error_code="InvalidSession", method=method, url=path,
+    )
