@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -897,3 +898,28 @@ async def test_an_api_key_stream_ends_with_the_key(api: Api) -> None:
     assert await _ended(keyed)
     assert not own.content.at_eof()
     own.release()
+
+
+async def test_admin_routes_refuse_wrong_methods_and_huge_bodies(
+    api: Api, admin: Admin, server: LocalServer
+) -> None:
+    status, _h, err = await api.request(
+        "PATCH", admin.app + f"/users/{'0' * 24}", token=admin.access, body={}
+    )
+    assert_error(status, err, 405, "MethodNotAllowed")
+    huge = b'{"username": "' + b"a" * (server.config.limits.max_body_bytes + 10) + b'"}'
+    async with api.http.post(
+        f"{admin.base}/auth/providers/mongodb-cloud/login",
+        data=io.BytesIO(huge),
+        headers={"Content-Type": "application/json"},
+    ) as resp:
+        status, err = resp.status, await resp.json()
+    assert_error(status, err, 413, "RequestTooLarge")
+    status, headers, _b = await api.request(
+        "OPTIONS",
+        admin.app + "/users",
+        headers={"Origin": "http://x.test", "Access-Control-Request-Method": "GET"},
+    )
+    assert status == 204 and "Access-Control-Allow-Methods" in headers
+    # Nothing above left the admin session or the throttle in a bad state.
+    assert (await admin.call("GET", "/users"))[0] == 200
