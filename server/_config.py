@@ -17,6 +17,9 @@ from typing import Any
 
 import attrs
 
+from ._errors import ConfigError
+from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings, from_toml
+
 __all__ = [
     "DEMO_CUSTOM_TOKEN_SECRET",
     "DEMO_FUNCTIONS_MODULE",
@@ -46,10 +49,6 @@ DEMO_CUSTOM_TOKEN_SECRET = "appusers-local-demo-secret-NOT-FOR-PRODUCTION"
 DEMO_SERVER_API_KEY = "appusers-local-demo-server-key-NOT-FOR-PRODUCTION"
 #: The functions module the demo settings load.
 DEMO_FUNCTIONS_MODULE = Path(__file__).with_name("demo_functions.py")
-
-
-class ConfigError(ValueError):
-    """The TOML file is unreadable or holds a setting of the wrong shape."""
 
 
 @attrs.frozen
@@ -144,6 +143,23 @@ class ProvidersConfig:
         value = getattr(self, attr)
         return value is not None and value is not False
 
+    def hook_functions(self) -> frozenset[str]:
+        """Functions the enabled providers call at log-in, confirmation or reset time.
+
+        They are private unless a function setting says otherwise: a client must not be
+        able to call a password-reset or authentication hook directly.
+        """
+        hooks: set[str | None] = set()
+        if self.local_userpass is not None:
+            hooks |= {self.local_userpass.confirmation_function, self.local_userpass.reset_function}
+        if self.custom_function is not None:
+            hooks.add(self.custom_function.function)
+        if self.oauth2_google is not None:
+            hooks.add(self.oauth2_google.code_exchange_function)
+        if self.oauth2_facebook is not None:
+            hooks.add(self.oauth2_facebook.verifier_function)
+        return frozenset(h for h in hooks if h is not None)
+
 
 @attrs.frozen
 class CustomDataSettings:
@@ -207,6 +223,14 @@ class ServerConfig:
     limits: LimitSettings = LimitSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     scrypt: ScryptSettings = ScryptSettings()
+    #: Per-function settings (``functions/config.json`` / ``[[functions.config]]``). A function
+    #: not listed is public and runs as its caller, except provider hooks, which are private.
+    function_settings: tuple[FunctionSettings, ...] = ()
+    #: ``context.values`` / ``%%values``: name -> value.
+    values: Mapping[str, Any] = attrs.field(factory=dict)
+    environment: EnvironmentSettings = attrs.field(factory=EnvironmentSettings)
+    #: Authentication triggers (CREATE / LOGIN / DELETE).
+    triggers: tuple[AuthTrigger, ...] = ()
 
     @classmethod
     def demo(cls) -> ServerConfig:
@@ -222,6 +246,9 @@ class ServerConfig:
                 oauth2_google=OpenIdSettings(code_exchange_function="exchange_google_code"),
             ),
             functions_module=DEMO_FUNCTIONS_MODULE,
+            # The demo's provider hooks are private already; confirm_user is a hook for
+            # configurations that switch function confirmation on.
+            function_settings=(FunctionSettings("confirm_user", private=True),),
         )
 
 
@@ -318,6 +345,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
             r=_get(security, "scrypt_r", int, 8, "security"),
             p=_get(security, "scrypt_p", int, 1, "security"),
         ),
+        **from_toml(raw, base),
     )
 
 
