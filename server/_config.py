@@ -246,9 +246,6 @@ class ServerConfig:
                 oauth2_google=OpenIdSettings(code_exchange_function="exchange_google_code"),
             ),
             functions_module=DEMO_FUNCTIONS_MODULE,
-            # The demo's provider hooks are private already; confirm_user is a hook for
-            # configurations that switch function confirmation on.
-            function_settings=(FunctionSettings("confirm_user", private=True),),
         )
 
 
