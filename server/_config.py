@@ -10,6 +10,7 @@ providers apply. Relative paths in the file are relative to the file.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,14 @@ import attrs
 
 from ._errors import ConfigError
 from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings, from_toml
+from .rules import (
+    DefaultRule,
+    NamespaceRule,
+    Role,
+    RuleConfigError,
+    parse_default_rule,
+    parse_namespace_rule,
+)
 
 __all__ = [
     "DEMO_CUSTOM_TOKEN_SECRET",
@@ -39,7 +48,10 @@ __all__ = [
     "ServerKey",
     "ThrottleSettings",
     "UserpassSettings",
+    "demo_rules",
     "load_config",
+    "read_default_rule",
+    "read_namespace_rule",
 ]
 
 #: HS256 secret of the demo custom-token provider. LOCAL DEMO ONLY: anyone who
@@ -231,6 +243,11 @@ class ServerConfig:
     environment: EnvironmentSettings = attrs.field(factory=EnvironmentSettings)
     #: Authentication triggers (CREATE / LOGIN / DELETE).
     triggers: tuple[AuthTrigger, ...] = ()
+    #: Rules of the MongoDB services (App Services semantics, see ``appusers.server.rules``):
+    #: one per namespace, and at most one default rule per service (``service`` None = every
+    #: service). A namespace with neither is denied to app users.
+    rules: tuple[NamespaceRule, ...] = ()
+    default_rules: tuple[DefaultRule, ...] = ()
 
     @classmethod
     def demo(cls) -> ServerConfig:
@@ -246,7 +263,87 @@ class ServerConfig:
                 oauth2_google=OpenIdSettings(code_exchange_function="exchange_google_code"),
             ),
             functions_module=DEMO_FUNCTIONS_MODULE,
+            **demo_rules(),
         )
+
+
+def demo_rules(custom_data: CustomDataSettings | None = None) -> dict[str, Any]:
+    """The demo settings' rules as ``ServerConfig`` keyword arguments.
+
+    Each user may read and write only their own custom-data document
+    (``user_id_field`` = ``%%user.id``) and, in every other collection, only the
+    documents whose ``owner_id`` is their id (the default rule).
+    """
+    cd = custom_data or CustomDataSettings()
+    own_data = Role(name="own custom data", apply_when={cd.user_id_field: "%%user.id"}, read=True, write=True)
+    owner = Role(name="owner", apply_when={"owner_id": "%%user.id"}, read=True, write=True)
+    return {
+        "rules": (NamespaceRule(database=cd.database, collection=cd.collection, roles=(own_data,)),),
+        "default_rules": (DefaultRule(roles=(owner,)),),
+    }
+
+
+def read_namespace_rule(
+    path: str | Path,
+    *,
+    service: str | None = None,
+    database: str | None = None,
+    collection: str | None = None,
+) -> NamespaceRule:
+    """Parse an exported ``rules.json`` (``data_sources/<svc>/<db>/<coll>/rules.json``).
+
+    ``database``/``collection`` (from the path) win over the file's own keys; a
+    ConfigError names the file and the key path.
+    """
+    data = _json_file(path)
+    try:
+        return parse_namespace_rule(
+            data, service=service, database=database, collection=collection, where="rules.json"
+        )
+    except RuleConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_default_rule(path: str | Path, *, service: str | None = None) -> DefaultRule:
+    """Parse an exported ``data_sources/<svc>/default_rule.json``; ConfigError names file and key."""
+    data = _json_file(path)
+    try:
+        return parse_default_rule(data, service=service, where="default_rule.json")
+    except RuleConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _json_file(path: str | Path) -> Any:
+    try:
+        with Path(path).open("rb") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read rule file {path}: {exc}") from None
+
+
+def _rules(raw: Mapping[str, Any], custom_data: CustomDataSettings) -> dict[str, Any]:
+    """``[[rules]]`` and ``[default_rule]``; neither present -> the demo rules (like providers)."""
+    if "rules" not in raw and "default_rule" not in raw:
+        return demo_rules(custom_data)
+    entries = raw.get("rules", [])
+    if not isinstance(entries, list):
+        raise ConfigError("rules must be an array of tables ([[rules]])")
+    rules: list[NamespaceRule] = []
+    seen: set[tuple[str | None, str, str]] = set()
+    try:
+        for i, entry in enumerate(entries):
+            rule = parse_namespace_rule(entry, where=f"rules[{i}]")
+            key = (rule.service, rule.database, rule.collection)
+            if key in seen:
+                raise ConfigError(f"rules[{i}] repeats the rule for {rule.database}.{rule.collection}")
+            seen.add(key)
+            rules.append(rule)
+        defaults: tuple[DefaultRule, ...] = ()
+        if "default_rule" in raw:
+            defaults = (parse_default_rule(raw["default_rule"], where="default_rule"),)
+    except RuleConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return {"rules": tuple(rules), "default_rules": defaults}
 
 
 def load_config(path: str | Path | None) -> ServerConfig:
@@ -343,6 +440,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
             p=_get(security, "scrypt_p", int, 1, "security"),
         ),
         **from_toml(raw, base),
+        **_rules(raw, custom_data),
     )
 
 
