@@ -90,7 +90,7 @@ class CustomTokenSettings:
     """``custom-token``: how to verify the caller's JWT."""
 
     algorithm: str = "HS256"  # HS256 (key = shared secret) or RS256 (key = public key PEM)
-    key: str = DEMO_CUSTOM_TOKEN_SECRET
+    key: str = attrs.field(default=DEMO_CUSTOM_TOKEN_SECRET, repr=False)  # a secret: never in a repr
     audience: str | None = None
     metadata_fields: tuple[MetadataField, ...] = ()
 

@@ -204,7 +204,7 @@ _TRIGGER_KEYS = frozenset(
 def parse_auth_trigger(entry: Any, where: str) -> AuthTrigger:
     """An ``AUTHENTICATION`` trigger document (``triggers/<name>.json`` shape)."""
     if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where} must be an object")
+        raise ConfigError(f"{where or 'a trigger'} must be an object")
     _check_keys(entry, _TRIGGER_KEYS, where)
     name = entry.get("name")
     if not isinstance(name, str) or not _TRIGGER_NAME.match(name):
@@ -244,7 +244,8 @@ def parse_auth_trigger(entry: Any, where: str) -> AuthTrigger:
 def _trigger_function(entry: Mapping[str, Any], where: str) -> str:
     processors = entry.get("event_processors")
     if processors is not None and "function_name" in entry:
-        raise ConfigError(f"{where}: give either function_name or event_processors, not both")
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}give either function_name or event_processors, not both")
     if processors is None:
         return check_function_name(entry.get("function_name"), _where(where, "function_name"))
     at = _where(where, "event_processors")

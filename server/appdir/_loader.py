@@ -309,10 +309,10 @@ class _Loader:
                         file = self.file(path)
                         try:
                             defaults.append(
-                                parse_default_rule(file.json(), service=folder.name, where="")
+                                parse_default_rule(file.json(), service=folder.name, where=file.name)
                             )
                         except RuleConfigError as exc:
-                            raise file.error(None, str(exc)) from None
+                            raise ConfigError(str(exc)) from None
                     elif path.name != "config.json":
                         raise self.unknown(path)
                     continue
@@ -335,10 +335,14 @@ class _Loader:
             if path.name == "rules.json":
                 try:
                     rule = parse(
-                        file.json(), service=service, database=database, collection=folder.name, where=""
+                        file.json(),
+                        service=service,
+                        database=database,
+                        collection=folder.name,
+                        where=file.name,
                     )
                 except error as exc:
-                    raise file.error(None, str(exc)) from None
+                    raise ConfigError(str(exc)) from None
             elif path.name == "schema.json":
                 file.json()
                 self.warn(f"{file.name}: schema validation is not enforced by this server")
