@@ -37,7 +37,7 @@ from ._secrets import digest
 from ._store import SessionRecord, UserRecord, UserStore
 from ._throttle import LoginThrottle
 from ._tokens import TokenClaims, TokenIssuer
-from ._triggers import AuthTriggers
+from ._triggers import AuthTriggers, auth_event_user
 from ._userpass import EmailPassword
 from .routes import ApiKeyRoutes, FunctionRoutes, HookRoutes, SessionRoutes, UserpassRoutes
 
@@ -81,15 +81,21 @@ class ServerApp:
         self.admin_token = admin_token
         self.faults = Faults()
         self.throttle = LoginThrottle(config.throttle)
+        on_creation = config.custom_data.on_user_creation_function
+        hooks = config.providers.hook_functions() | ({on_creation} if on_creation else set())
         self.registry = FunctionRegistry(
             config.functions_module,
             config.limits.function_timeout,
             settings=config.function_settings,
-            hooks=config.providers.hook_functions(),
+            hooks=hooks,
         )
         for trigger in config.triggers:
             if trigger.function not in self.registry:
                 raise ConfigError(f"trigger {trigger.name!r}: function {trigger.function!r} is not defined")
+        if on_creation is not None and on_creation not in self.registry:
+            raise ConfigError(
+                f"custom_data.on_user_creation_function: function {on_creation!r} is not defined"
+            )
         self.values = Values(config.values)
         self.triggers = AuthTriggers(config.triggers, lambda: self.context(None))
         self.services = Services(documents, config.mongo_services)
@@ -122,6 +128,22 @@ class ServerApp:
             environment=self.config.environment,
             request=request,
         )
+
+    async def user_created(self, user: UserRecord) -> None:
+        """Run the user creation function (if configured) for a user a log-in just created.
+
+        Raises the function's ApiError after deleting the user again: App Services fails the
+        account creation when that function fails.
+        """
+        name = self.config.custom_data.on_user_creation_function
+        if name is None:
+            return
+        context = self.context(None)
+        try:
+            await self.registry.invoke(name, context, [auth_event_user(user)])
+        except ApiError:
+            await self.store.delete_user(user.id)
+            raise
 
     def user_deleted(self, user: UserRecord) -> None:
         """Fire the ``DELETE`` authentication triggers for ``user`` (already deleted from the store).

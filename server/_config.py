@@ -183,6 +183,9 @@ class CustomDataSettings:
     user_id_field: str = "user_id"
     #: The mongo service whose store holds the collection.
     service: str = "mongodb-atlas"
+    #: Run as system with the new user (``{id, type, data, identities}``) right after a log-in
+    #: created it; if it fails, the user is deleted again and the log-in fails.
+    on_user_creation_function: str | None = None
 
 
 @attrs.frozen
@@ -402,6 +405,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         collection=_get(cd, "collection", str, "custom_data", "custom_data"),
         user_id_field=_get(cd, "user_id_field", str, "user_id", "custom_data"),
         service=_get(cd, "service", str, "mongodb-atlas", "custom_data"),
+        on_user_creation_function=_get(cd, "on_user_creation_function", str, None, "custom_data"),
     )
 
     mongo = _table(raw, "mongodb")

@@ -240,7 +240,7 @@ _CUSTOM_DATA_KEYS = frozenset(
 def custom_data_settings(
     file: AppFile, data: Mapping[str, Any], services: tuple[str, ...], where: str = ""
 ) -> tuple[CustomDataSettings, str | None]:
-    """Custom user data settings and the user-creation function's name (if any)."""
+    """Custom user data settings and the user creation function's name (if any)."""
     file.check_keys(data, _CUSTOM_DATA_KEYS, where)
     enabled = file.get(data, "enabled", bool, False, where)
     if not enabled:
@@ -266,6 +266,7 @@ def custom_data_settings(
             collection=values["collection_name"],
             user_id_field=values["user_id_field"],
             service=values["mongo_service_name"],
+            on_user_creation_function=on_creation,
         ),
         on_creation,
     )

@@ -167,17 +167,17 @@ class _Loader:
         services = self._data_source_names()
         providers = self._providers()
         custom_data, on_creation = self._custom_data(services)
-        if on_creation is not None:
-            self.warn(
-                f"auth/custom_user_data.json: on_user_creation_function_name: {on_creation!r} is not run "
-                "by this server (user creation functions are not supported; use a CREATE trigger)"
-            )
         rules, default_rules = self._rules(services)
         functions = self._functions()
         values = self._values()
         env = self._environment(environment if environment is not None else env_name, values)
         triggers = self._triggers()
         self._check_references(functions, providers, triggers)
+        if on_creation is not None and on_creation not in {f.name for f in functions}:
+            raise ConfigError(
+                "auth/custom_user_data.json: on_user_creation_function_name: "
+                f"function {on_creation!r} is not in functions/config.json"
+            )
         for folder, what in _NOT_SERVED.items():
             if (root / folder).exists():
                 self._not_served(root / folder, what)

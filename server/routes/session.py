@@ -119,6 +119,7 @@ class SessionRoutes:
                 created = await self.server.store.create_user(
                     resolved.user_type, _clean_data(resolved.data), identity
                 )
+                await self.server.user_created(created)
                 return created, True
             except DuplicateError:  # a concurrent first login created it meanwhile
                 owner = await self.server.store.find_identity_owner(identity.provider_type, identity.id)

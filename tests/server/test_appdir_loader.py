@@ -61,6 +61,7 @@ def test_the_fixture_maps_onto_server_settings() -> None:
         "tracker",
         "profiles",
     )
+    assert config.custom_data.on_user_creation_function == "onUserCreation"
     assert config.mongo_services == ("mongodb-atlas",)
     assert sorted((r.database, r.collection) for r in config.rules) == [
         ("tracker", "profiles"),
@@ -282,6 +283,12 @@ JSON_CASES = [
         ["collection_name"],
         _DELETE,
         "auth/custom_user_data.json: collection_name: is required",
+    ),
+    (
+        "auth/custom_user_data.json",
+        ["on_user_creation_function_name"],
+        "ghost",
+        "auth/custom_user_data.json: on_user_creation_function_name: function 'ghost' is not in",
     ),
     (
         "auth/custom_user_data.json",

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import jwt
 import pytest
-from _server_testkit import Api, assert_error, fast
+from _server_testkit import Api, assert_error, fast, jwt_payload
 
 from appusers import App, Credentials
 from appusers.errors import FunctionExecutionError, FunctionNotFoundError, ServiceError
@@ -266,3 +266,18 @@ async def test_disabled_trigger_does_not_run(
     await api.login("anon-user")  # retiredOnLogin (disabled) would raise for anonymous log-ins
     await server.wait_for_triggers()
     assert not any("retiredOnLogin" in r.getMessage() for r in caplog.records)
+
+
+async def test_user_creation_function(api: Api) -> None:
+    tokens = await api.login("custom-function", username="new-user")
+    # It ran before the first token: the profile it wrote is already the custom user data.
+    assert jwt_payload(tokens["access_token"])["user_data"]["plan"] == "free"
+    again = await api.login("custom-function", username="new-user")
+    assert again["user_id"] == tokens["user_id"]  # runs once: the user exists now
+    for _ in range(2):  # a failed creation leaves no user behind, so it runs (and fails) again
+        status, _h, body = await api.request(
+            "POST",
+            f"{api.app}/auth/providers/custom-function/login",
+            body={"username": "refused-at-creation"},
+        )
+        assert_error(status, body, 400, "FunctionExecutionError", "this user may not be created")
