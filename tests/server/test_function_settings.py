@@ -228,3 +228,41 @@ async def test_trigger_failures_are_logged_without_messages(
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "authentication trigger 'boom' failed: FunctionExecutionError" in text
     assert "abc.def.ghi" not in text and tokens["refresh_token"] not in text
+
+
+async def test_can_evaluate_with_a_failing_function_denies(tmp_path: Path) -> None:
+    (tmp_path / "f.py").write_text(
+        "def authenticate(context, payload):\n"
+        "    return {'id': payload['username'], 'name': payload['username']}\n\n"
+        "def explode(context, *args):\n    raise RuntimeError('no')\n\n"
+        "def allow(context, user_id):\n    return user_id.startswith('a')\n\n"
+        "def guarded(context):\n    return 'in'\n\n"
+        "def checked(context):\n    return 'in'\n"
+    )
+    (tmp_path / "server.toml").write_text(
+        "[functions]\nmodule = 'f.py'\n[providers.custom-function]\n"
+        "[[functions.config]]\nname = 'guarded'\n"
+        "can_evaluate = { '%%true' = { '%function' = { name = 'explode', arguments = [] } } }\n"
+        "[[functions.config]]\nname = 'checked'\n"
+        "can_evaluate = { '%%true' = { '%function' = "
+        "{ name = 'allow', arguments = ['%%user.data.name'] } } }\n"
+        "[[functions.config]]\nname = 'allow'\nprivate = true\n"
+    )
+    config = fast(load_config(tmp_path / "server.toml"))
+    async with LocalServer(config=config, data_dir=tmp_path / "d") as server, aiohttp.ClientSession() as http:
+        api = Api(server, http)
+        token = (await api.login("custom-function", username="x"))["access_token"]
+        status, body = await api.call(token, "guarded")
+        assert_error(status, body, 400, "FunctionExecutionError", 'rule not matched for function "guarded"')
+        # %function with an expanded argument: allow(name) decides; private functions are fine there.
+        status, body = await api.call(token, "checked")
+        assert_error(status, body, 400, "FunctionExecutionError", 'rule not matched for function "checked"')
+        ann = (await api.login("custom-function", username="ann"))["access_token"]
+        assert await api.call(ann, "checked") == (200, "in")
+
+
+@pytest.mark.parametrize("name", ["hidden ", "HIDDEN", "./hidden", "x/../hidden", "hidden\x00", "__init__"])
+async def test_names_near_a_private_function_are_unknown(toml_api: Api, name: str) -> None:
+    token = (await toml_api.login("anon-user"))["access_token"]
+    status, body = await toml_api.call(token, name)
+    assert_error(status, body, 404, "FunctionNotFound")
