@@ -519,12 +519,16 @@ class _Loader:
 
     # ------------------------------------------------------------------ what is not served
     def _not_served(self, folder: Path, what: str) -> None:
+        warned_dirs: set[Path] = set()
         for path in sorted(folder.rglob("*")):
             if path.is_dir() or any(part.startswith(".") for part in path.relative_to(folder).parts):
                 continue
             file = self.file(path)
             if path.suffix != ".json":
-                self.warn(f"{file.name}: {what}")
+                # Static files and the like: one line for their folder, not one per file.
+                if path.parent not in warned_dirs:
+                    warned_dirs.add(path.parent)
+                    self.warn(f"{self.file(path.parent).name}/: {what}")
                 continue
             data = file.json()
             if _active(folder.name, path.name, data):

@@ -170,6 +170,9 @@ def test_inert_and_active_unsupported_parts(export: Path) -> None:
         '{"name": "lake", "type": "datalake", "config": {"dataLakeName": "Lake0"}}'
     )
     (export / "functions" / "package.json").write_text('{"dependencies": {}}')
+    (export / "hosting" / "files").mkdir()
+    for name in ("index.html", "app.js", "style.css"):
+        (export / "hosting" / "files" / name).write_text("x")
     warnings = read_app_dir(export, secrets=SECRETS).warnings
     for expected in (
         "hosting/config.json: static hosting is not served",
@@ -179,8 +182,10 @@ def test_inert_and_active_unsupported_parts(export: Path) -> None:
         "data_sources/mongodb-atlas/tracker/profiles/relationships.json: relationships are not resolved",
         "data_sources/lake/config.json: Data Federation sources are not served",
         "functions/package.json: npm dependencies are not installed",
+        "hosting/files/: static hosting is not served",
     ):
         assert any(w.startswith(expected) for w in warnings), (expected, warnings)
+    assert sum("hosting/files" in w for w in warnings) == 1
 
 
 def _set(path: list[str], value: Any) -> Callable[[Any], Any]:
