@@ -191,6 +191,8 @@ class LocalServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if app is not None:
+            await app.triggers.close()  # before the stores they may use go away
         documents, self._documents = self._documents, None
         if documents is not None:
             await documents.aclose()
@@ -235,6 +237,10 @@ class LocalServer:
     async def purge_anonymous(self, inactive_days: float | None = None) -> list[str]:
         """Run the anonymous-user purge now (``clock``'s time); the deleted user ids."""
         return await self._server_app.user_admin.purge_anonymous(inactive_days=inactive_days)
+
+    async def wait_for_triggers(self) -> None:
+        """Wait until every authentication trigger started so far has finished."""
+        await self._server_app.triggers.idle()
 
     def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
         """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (None = empty body)."""
