@@ -245,7 +245,7 @@ class App:
             raise UserNotLoggedInError("User is no longer valid or is logged out")
         self._current = user
         user.last_used = time.time()
-        task = self._pipeline.spawn(self._persistence.save_quietly(self._record(user), self._index()))
+        task = self._pipeline.spawn(self._save_quietly(user))
         if task is not None:
             self._saves.add(task)
             task.add_done_callback(self._saves.discard)
@@ -490,12 +490,24 @@ class App:
     async def _save(self, user: User) -> None:
         await self._persistence.save(self._record(user), self._index())
 
+    async def _save_quietly(self, user: User) -> None:
+        # The record and the index are taken when the save runs, not when it was asked for:
+        # a log-out between the two must not be overwritten by a stale current user.
+        try:
+            await self._save(user)
+        except StorageError as exc:
+            _log.warning("could not persist the current user: %s", type(exc).__name__)
+
     async def _restore(self) -> None:
         restored = await self._persistence.restore(functools.partial(User, self))
-        self._users.update(restored.users)
+        if self._users:
+            self._users.update(restored.users)
+        else:
+            self._users = restored.users
         if restored.current is not None:
             self._current = self._users.get(restored.current)
-        await self._persistence.finish_restore(restored.purge, self._index())
+        if restored.purge:
+            await self._persistence.finish_restore(restored.purge, self._index())
         self.storage_issues.extend(restored.issues)
         for issue in restored.issues:
             _log.warning("storage recovered: %s (%s)", issue.kind, issue.detail)

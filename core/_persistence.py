@@ -61,13 +61,6 @@ class Persistence:
         keys = self._keys
         await self.storage.update({keys.user(record.id): dump_user(record), keys.index: dump_index(index)})
 
-    async def save_quietly(self, record: UserRecord, index: Index) -> None:
-        """:meth:`save` for background saves: a storage failure is logged, not raised."""
-        try:
-            await self.save(record, index)
-        except StorageError as exc:
-            _log.warning("could not persist the current user: %s", type(exc).__name__)
-
     async def purge(self, user_id: str, index: Index) -> None:
         """Forget one user's record and write the index."""
         keys = self._keys
