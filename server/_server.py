@@ -155,6 +155,7 @@ class LocalServer:
                 task.cancel()
             if app.streams:
                 await asyncio.wait(list(app.streams), timeout=5)
+            app.hasher.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
