@@ -103,8 +103,7 @@ class GuardedHandler(RequestHandler):
         if self.transport is not None:
             self._limits.timed_out += 1
             log.debug("closing a connection from %s: no complete request within the read timeout", self._peer)
-            self.force_close()
-            self.transport.close()
+            self.force_close()  # closes the transport
 
     def handle_error(
         self,
