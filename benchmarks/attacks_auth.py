@@ -606,8 +606,8 @@ def fuzz_run() -> list[dict[str, str]]:
     return [
         row(
             "S16",
-            "Property-based fuzzing of every route: lone surrogates, odd and oversized headers, forged tokens, "
-            "random EJSON, raw bytes, nesting (plus one test per string field of every route)",
+            "Property-based fuzzing of every route: lone surrogates, odd and oversized headers, "
+            "forged tokens, random EJSON, raw bytes, nesting (plus one test per string field of every route)",
             f"{T}/test_server_fuzz.py::test_fuzz_every_route",
             figure,
             passed and stats.get("5xx") == 0,
@@ -617,7 +617,8 @@ def fuzz_run() -> list[dict[str, str]]:
             "Tokens, passwords, API keys, email tokens and the admin token in the log of the fuzz run "
             "(every logger at DEBUG), oversized Authorization headers included",
             f"{T}/test_server_fuzz.py::test_no_canary_in_any_log_line",
-            f"canary hits: {'0' if passed else 'see the failing test'} ({stats.get('log_lines', '?')} log lines); "
+            f"canary hits: {'0' if passed else 'see the failing test'} "
+            f"({stats.get('log_lines', '?')} log lines); "
             "5xx bodies are a bare InternalServerError; unparsable requests are logged by exception type only",
             passed,
         ),
