@@ -619,7 +619,8 @@ def fuzz_run() -> list[dict[str, str]]:
             f"{T}/test_server_fuzz.py::test_no_canary_in_any_log_line",
             f"canary hits: {'0' if passed else 'see the failing test'} "
             f"({stats.get('log_lines', '?')} log lines); "
-            "5xx bodies are a bare InternalServerError; unparsable requests are logged by exception type only",
+            "5xx bodies are a bare InternalServerError; unparsable requests are logged by exception "
+            "type only",
             passed,
         ),
     ]
