@@ -205,6 +205,8 @@ class ScryptSettings:
     #: how many hashings may wait for one before new ones are refused with 429.
     workers: int = 1
     max_waiting: int = 64
+    #: How much lower the hashing threads' scheduling priority is (Linux ``nice``; 0 = same).
+    nice: int = 10
 
 
 @attrs.frozen
@@ -357,6 +359,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
             p=_get(security, "scrypt_p", int, 1, "security"),
             workers=_positive(_get(security, "hash_workers", int, 1, "security"), "security.hash_workers"),
             max_waiting=_get(security, "hash_max_waiting", int, 64, "security"),
+            nice=_get(security, "hash_nice", int, 10, "security"),
         ),
     )
 

@@ -5,13 +5,18 @@ executor, 25 concurrent password logins occupied all of its threads and both cor
 other request that needed a thread queued behind them: function-call throughput fell from
 ~1,900/s to 211/s. Here hashing has its own small pool (``workers`` threads, 1 by default:
 hashlib.scrypt releases the GIL, so the event loop keeps a core) and a bounded queue: past
-``max_waiting`` waiting hashings a new one is refused with 429 instead of piling up.
+``max_waiting`` waiting hashings a new one is refused with 429 instead of piling up. On Linux
+the hashing threads also run at a lower scheduling priority (``nice``, +10 by default), so
+when the cores are busy the event loop goes first and logins wait instead of everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,13 +29,25 @@ __all__ = ["PasswordHasher"]
 T = TypeVar("T")
 
 
+def _lower_priority(nice: int) -> None:
+    """Raise this thread's nice value (Linux schedules threads individually; elsewhere a no-op)."""
+    setpriority = getattr(os, "setpriority", None)
+    if nice <= 0 or setpriority is None or not os.path.isdir("/proc/self/task"):
+        return
+    with contextlib.suppress(OSError):  # a lower priority is a preference, not a requirement
+        setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 class PasswordHasher:
     """Hash and verify passwords off the event loop, at most ``cost.workers`` at a time."""
 
     def __init__(self, cost: ScryptSettings):
         self._cost = cost
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, cost.workers), thread_name_prefix="appusers-scrypt"
+            max_workers=max(1, cost.workers),
+            thread_name_prefix="appusers-scrypt",
+            initializer=_lower_priority,
+            initargs=(cost.nice,),
         )
         self._pending = 0
 
