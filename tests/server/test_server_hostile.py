@@ -403,7 +403,10 @@ async def test_enumeration_prevention_off_restores_app_services_answers(
 async def test_account_routes_are_rate_limited_per_address_and_per_email(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    throttle = ThrottleSettings(userpass_per_address=6, userpass_per_email=3)
+    # Refills slow enough that a loaded machine cannot earn a request back during the test.
+    throttle = ThrottleSettings(
+        userpass_per_address=6, userpass_address_rate=0.001, userpass_per_email=3, userpass_email_rate=0.001
+    )
     async with LocalServer(
         config=_with(fast(load_config(None)), throttle=throttle), data_dir=tmp_path / "d"
     ) as srv:

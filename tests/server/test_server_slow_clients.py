@@ -115,10 +115,17 @@ def test_two_thousand_half_sent_requests_are_closed_and_descriptors_return(tmp_p
                 s.close()
         if connecting < 2.0:  # all 2,000 were open at once (unless connecting itself took longer)
             assert peak >= baseline + 1900, (peak, baseline, connecting)
-        assert closed_after <= 3.0 + 2.0, closed_after  # the timeout, plus accept/close latency
+        assert closed_after <= 3.0 + 4.0, closed_after  # the timeout, plus accept/close latency
         assert after <= baseline + 2, (baseline, after)
         status, _b = _post(f"{url}/api/client/v2.0/app/appusers-local/auth/providers/anon-user/login", {})
         assert status == 200
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 def _raw_connect(url: str) -> socket.socket:
@@ -130,7 +137,7 @@ async def test_connections_per_address_are_capped(tmp_path: Path, http: aiohttp.
     config = attrs.evolve(fast(load_config(None)), http=HttpSettings(max_connections_per_address=5))
     async with LocalServer(config=config, data_dir=tmp_path / "d") as srv:
         held = [_raw_connect(srv.url) for _ in range(5)]
-        await asyncio.sleep(0.2)
+        await _until(lambda: srv._limits.open["127.0.0.1"] == 5)  # all five accepted
         extra = _raw_connect(srv.url)
         extra.settimeout(5)
         assert await asyncio.to_thread(extra.recv, 10) == b""  # closed on arrival
@@ -140,7 +147,7 @@ async def test_connections_per_address_are_capped(tmp_path: Path, http: aiohttp.
             await Api(srv, other).login()  # another address is not affected
         for s in held:
             s.close()
-        await asyncio.sleep(0.2)
+        await _until(lambda: srv._limits.open["127.0.0.1"] == 0)
         await Api(srv, http).login()  # and the address may connect again
 
 
