@@ -103,7 +103,7 @@ class AdminAuth:
         if key is None or not matched:
             self._throttle.failed(account, address)
             raise ApiError.unauthorized_login("invalid username/password")
-        self._throttle.succeeded(account)
+        self._throttle.succeeded(account, address)
         session_id = new_object_id()
         user_id = admin_user_id(public)
         refresh, expires = self._issuer.refresh_token(
