@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from . import _ejson
+from ._access import RuleAccess
 from ._config import ServerConfig
 from ._errors import ApiError
 from ._faults import ROUTE_NAMES, Faults
@@ -81,7 +82,8 @@ class ServerApp:
         self.faults = Faults()
         self.throttle = LoginThrottle(config.throttle)
         self.registry = FunctionRegistry(config.functions_module, config.limits.function_timeout)
-        self.services = Services(documents, config.mongo_services)
+        self.rules = RuleAccess(self)
+        self.services = Services(documents, config.mongo_services, self.rules.for_function)
         self.providers = Providers(config, store, self.throttle, lambda: self.context(None))
         self.email_password = EmailPassword(
             settings=lambda: config.providers.local_userpass,

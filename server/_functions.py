@@ -9,6 +9,10 @@ document store is async and must be awaited from an async function.
 hooks such as custom-function authentication or confirmation functions),
 ``context.services.get("mongodb-atlas").db(name).collection(name)``,
 ``context.app_id`` and ``context.functions.execute(name, *args)``.
+
+``context.services`` enforces the caller's rules (``appusers.server.rules``) unless
+the context runs as system (``run_as_system``, default False as in App Services)
+or has no caller (login-time hooks).
 """
 
 from __future__ import annotations
@@ -44,16 +48,24 @@ class FunctionUser:
     custom_data: Mapping[str, Any]
 
 
-class MongoDatabase:
-    """``service.db(name)``: hands out document-store collections."""
+#: ``factory(raw_collection, database, collection)`` -> the collection under a caller's rules.
+Ruled = Callable[[Any, str, str], Any]
+#: ``rules(service, caller)`` -> the caller's :data:`Ruled` factory for that service.
+RulesForCaller = Callable[[str, "FunctionUser"], Ruled]
 
-    def __init__(self, store: Any, name: str):
+
+class MongoDatabase:
+    """``service.db(name)``: hands out document-store collections (under rules when ``ruled``)."""
+
+    def __init__(self, store: Any, name: str, ruled: Ruled | None = None):
         self._store = store
+        self._ruled = ruled
         self.name = name
 
     def collection(self, name: str) -> Any:
         """The ``DocumentCollection`` ``name`` of this database."""
-        return self._store.collection(self.name, name)
+        raw = self._store.collection(self.name, name)
+        return raw if self._ruled is None else self._ruled(raw, self.name, name)
 
     __getitem__ = collection
 
@@ -61,27 +73,49 @@ class MongoDatabase:
 class MongoService:
     """A MongoDB service as functions see it."""
 
-    def __init__(self, store: Any, name: str):
+    def __init__(self, store: Any, name: str, ruled: Ruled | None = None):
         self._store = store
+        self._ruled = ruled
         self.name = name
 
     def db(self, name: str) -> MongoDatabase:
         """The database ``name``."""
-        return MongoDatabase(self._store, name)
+        return MongoDatabase(self._store, name, self._ruled)
 
 
 class Services:
-    """``context.services``: the configured MongoDB services by name."""
+    """``context.services``: the configured MongoDB services by name.
 
-    def __init__(self, store: Any, names: Sequence[str]):
-        self._services = {n: MongoService(store, n) for n in names}
+    Bound to a caller (:meth:`bound`), collections enforce that caller's rules
+    unless ``system``; with no ``rules`` or no caller they are the store's own.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        names: Sequence[str],
+        rules: RulesForCaller | None = None,
+        *,
+        caller: FunctionUser | None = None,
+        system: bool = True,
+    ):
+        self._store = store
+        self._names = tuple(names)
+        self._rules = rules
+        self._caller = caller
+        self._system = system
+
+    def bound(self, caller: FunctionUser | None, system: bool) -> Services:
+        """These services as ``caller`` uses them (``system``: bypassing rules)."""
+        return Services(self._store, self._names, self._rules, caller=caller, system=system)
 
     def get(self, name: str) -> MongoService:
         """The service ``name``; KeyError if it is not configured."""
-        try:
-            return self._services[name]
-        except KeyError:
-            raise KeyError(f"no service named {name!r}") from None
+        if name not in self._names:
+            raise KeyError(f"no service named {name!r}")
+        if self._rules is None or self._system or self._caller is None:
+            return MongoService(self._store, name)
+        return MongoService(self._store, name, self._rules(name, self._caller))
 
 
 class _Functions:
@@ -103,6 +137,12 @@ class FunctionContext:
     services: Services
     registry: FunctionRegistry = attrs.field(repr=False)
     user: FunctionUser | None = None
+    #: Run as the system user: ``context.services`` bypasses rules (App Services' default: False).
+    run_as_system: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        # Services follow the context: a copy made with attrs.evolve(run_as_system=...) rebinds them.
+        self.services = self.services.bound(self.user, self.run_as_system)
 
     @property
     def functions(self) -> _Functions:

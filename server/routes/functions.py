@@ -15,9 +15,11 @@ from aiohttp import web
 
 from .._errors import ApiError
 from .._http import json_response
-from .._mongo import call_mongo, parse_target, store_errors
+from .._mongo import call_mongo, parse_target, rule_error, store_errors
 from .._sse import decode_baas_request, serve_watch
 from .._store import UserRecord
+from .._tokens import TokenClaims
+from ..rules import RuleDenied
 from ._paths import APP
 
 if TYPE_CHECKING:
@@ -45,9 +47,9 @@ class FunctionRoutes:
         if (fault := self.server.enter("function_call")) is not None:
             return fault
         self.server.check_app(request)
-        _claims, user = await self.server.access(request)
+        claims, user = await self.server.access(request)
         body = await self.server.read_body(request)
-        result = await self._dispatch(body, user)
+        result = await self._dispatch(body, user, claims, request)
         try:
             return json_response(result)
         except Exception:  # an un-encodable return value is the function's fault
@@ -55,7 +57,9 @@ class FunctionRoutes:
                 400, "FunctionExecutionError", "function returned a value that cannot be encoded as EJSON"
             ) from None
 
-    async def _dispatch(self, body: Mapping[str, Any], user: UserRecord) -> Any:
+    async def _dispatch(
+        self, body: Mapping[str, Any], user: UserRecord, claims: TokenClaims, request: web.Request
+    ) -> Any:
         name = body.get("name")
         if name is None:
             raise ApiError.missing_parameter("name")
@@ -68,7 +72,10 @@ class FunctionRoutes:
         if service is not None:
             if service not in self.server.config.mongo_services:
                 raise ApiError(404, "ServiceNotFound", f"service not found: {service!r}")
-            return await call_mongo(self.server.documents, name, arguments)
+            ruled = self.server.rules.for_request(
+                request, service=service, action=name, claims=claims, user=user
+            )
+            return await call_mongo(self.server.documents, name, arguments, ruled=ruled)
         result = await self.server.registry.invoke(
             name, self.server.context(await self.server.function_user(user)), arguments
         )
@@ -88,9 +95,7 @@ class FunctionRoutes:
             return fault
         self.server.check_app(request)
         header_token = self.server.bearer(request)
-        _claims, _user = await self.server.access(
-            request, header_token or request.query.get("baas_at") or None
-        )
+        claims, user = await self.server.access(request, header_token or request.query.get("baas_at") or None)
         call = decode_baas_request(request.query.get("baas_request"))
         service = call.get("service")
         if call.get("name") != "watch" or service not in self.server.config.mongo_services:
@@ -104,10 +109,16 @@ class FunctionRoutes:
             raise ApiError.invalid_parameter("expected 'ids' to be an array")
         if filter_ is not None and not isinstance(filter_, Mapping):
             raise ApiError.invalid_parameter("expected 'filter' to be an object")
+        ruled = self.server.rules.for_request(
+            request, service=str(service), action="watch", claims=claims, user=user
+        )
         try:
-            watcher = self.server.documents.collection(arg["database"], arg["collection"]).watch(
+            raw = self.server.documents.collection(arg["database"], arg["collection"])
+            watcher = ruled(raw, arg["database"], arg["collection"]).watch(
                 ids=ids, filter=dict(filter_) if filter_ is not None else None
             )
+        except RuleDenied as exc:
+            raise rule_error(exc) from None
         except store_errors() as exc:
             raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
         return await serve_watch(request, watcher, self.server.streams)

@@ -41,8 +41,8 @@ class RuleConfigError(ValueError):
 class FieldRule:
     """``fields.<f>`` (and ``additional_fields``): read/write of one field; ``None`` = not set (false)."""
 
-    read: Expression | None = None
-    write: Expression | None = None
+    read: bool | Mapping[str, Any] | None = None
+    write: bool | Mapping[str, Any] | None = None
     fields: Mapping[str, FieldRule] = attrs.field(factory=dict)
 
 
@@ -50,8 +50,8 @@ class FieldRule:
 class DocumentFilters:
     """``document_filters``: gates a role's read/write; an unset value counts as true (non-Sync)."""
 
-    read: Expression | None = None
-    write: Expression | None = None
+    read: bool | Mapping[str, Any] | None = None
+    write: bool | Mapping[str, Any] | None = None
 
 
 @attrs.frozen
@@ -59,13 +59,13 @@ class Role:
     """One role of a namespace (or of the default rule), as App Services defines it."""
 
     name: str
-    apply_when: Expression = attrs.field(factory=dict)
+    apply_when: bool | Mapping[str, Any] = attrs.field(factory=dict)
     document_filters: DocumentFilters | None = None
-    read: Expression | None = None
-    write: Expression | None = None
-    insert: Expression = True
-    delete: Expression = True
-    search: Expression = True
+    read: bool | Mapping[str, Any] | None = None
+    write: bool | Mapping[str, Any] | None = None
+    insert: bool | Mapping[str, Any] = True
+    delete: bool | Mapping[str, Any] = True
+    search: bool | Mapping[str, Any] = True
     fields: Mapping[str, FieldRule] = attrs.field(factory=dict)
     additional_fields: FieldRule | None = None
 
@@ -75,7 +75,7 @@ class QueryFilter:
     """A filter: when ``apply_when`` holds, ``query`` and ``projection`` join every request."""
 
     name: str
-    apply_when: Expression = attrs.field(factory=dict)
+    apply_when: bool | Mapping[str, Any] = attrs.field(factory=dict)
     query: Mapping[str, Any] = attrs.field(factory=dict)
     projection: Mapping[str, Any] = attrs.field(factory=dict)
 
@@ -291,13 +291,13 @@ def _filters(value: Any, where: str) -> tuple[QueryFilter, ...]:
     return tuple(out)
 
 
-def _optional_expr(doc: Mapping[str, Any], key: str, where: str) -> Expression | None:
+def _optional_expr(doc: Mapping[str, Any], key: str, where: str) -> bool | Mapping[str, Any] | None:
     if key not in doc or doc[key] is None:
         return None
     return _expr(doc[key], f"{where}.{key}")
 
 
-def _expr(value: Any, where: str) -> Expression:
+def _expr(value: Any, where: str) -> bool | Mapping[str, Any]:
     if isinstance(value, bool):
         return value
     if not isinstance(value, Mapping):

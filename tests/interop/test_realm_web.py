@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _scenarios import PROFILE_CONFIG, STEPS  # tests/interop is on sys.path (no __init__.py)
+from _scenarios import MONGODB_CONFIG, PROFILE_CONFIG, STEPS  # tests/interop is on sys.path (no __init__.py)
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -371,7 +371,7 @@ async def test_delete_user(start_server: ServerFactory) -> None:
 
 
 async def test_mongodb(start_server: ServerFactory) -> None:
-    server = await start_server()
+    server = await start_server(MONGODB_CONFIG)
     run = await run_scenario(server, "mongodb.mjs")
     assert_steps(
         run,
