@@ -19,8 +19,8 @@ service and ``context.services`` in functions use it exactly like the raw one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import attrs
 from bson.objectid import ObjectId
@@ -63,16 +63,58 @@ class _Recorder:
         raise _DryRun
 
 
+class _NeedsAsync(Exception):
+    pass
+
+
+async def _no_function(name: str, args: list[Any]) -> Any:
+    raise _NeedsAsync
+
+
+def _run_now(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (rule checks without ``%function``) to its end."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coro.close()
+    raise _NeedsAsync
+
+
 class _Verifier:
-    def __init__(self, checked: Pairs) -> None:
+    """The real write's guard: the images checked must be the images written.
+
+    If another write changed the documents in between, the new images are checked
+    right here, on the store's worker, before anything is committed; only a rule that
+    calls a function (which cannot run there) sends the whole check round again.
+    """
+
+    def __init__(self, checked: Pairs, policy: Policy) -> None:
         self._checked = checked
+        self._policy = policy
 
     def __call__(self, pairs: Pairs) -> None:
-        if len(pairs) != len(self._checked):
-            raise _Stale
-        for (pre, _), (old, _) in zip(pairs, self._checked, strict=True):
-            if (pre is None) != (old is None) or (pre is not None and not _same_value(pre, old)):
-                raise _Stale
+        if len(pairs) == len(self._checked) and all(
+            (pre is None and old is None) or (pre is not None and old is not None and _same_value(pre, old))
+            for (pre, _), (old, _) in zip(pairs, self._checked, strict=True)
+        ):
+            return
+        here = Policy(self._policy.rules, attrs.evolve(self._policy.env, function=_no_function))
+        try:
+            _run_now(_check_pairs(here, pairs))
+        except _NeedsAsync:
+            raise _Stale from None
+
+
+async def _check_pairs(policy: Policy, pairs: Pairs) -> None:
+    for pre, post in pairs:
+        if pre is None:
+            assert post is not None
+            await policy.check_insert(post)
+        elif post is None:
+            await policy.check_delete(pre)
+        else:
+            await policy.check_update(pre, post)
 
 
 def _no_lookup(name: str, filter: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -202,16 +244,9 @@ class RuledCollection:
                 await run(narrowed, recorder)
             except _DryRun:
                 pass
-            for pre, post in recorder.pairs:
-                if pre is None:
-                    assert post is not None
-                    await policy.check_insert(post)
-                elif post is None:
-                    await policy.check_delete(pre)
-                else:
-                    await policy.check_update(pre, post)
+            await _check_pairs(policy, recorder.pairs)
             try:
-                return await run(narrowed, _Verifier(recorder.pairs))
+                return await run(narrowed, _Verifier(recorder.pairs, policy))
             except _Stale:
                 continue
         raise WriteConflict

@@ -191,3 +191,29 @@ def test_default_rule_of_the_demo_is_owner_only() -> None:
     assert config.default_rules == (
         DefaultRule(roles=(Role(name="owner", apply_when={"owner_id": "%%user.id"}, read=True, write=True),)),
     )
+
+
+async def test_request_expansion_reaches_rules(tmp_path: Path) -> None:
+    rule = NamespaceRule(
+        database="d",
+        collection="lan",
+        roles=(
+            Role(
+                name="loopback",
+                apply_when={
+                    "%%request.remoteIPAddress": {"$in": ["127.0.0.1", "::1"]},
+                    "%%request.action": "find",
+                },
+                read=True,
+            ),
+        ),
+    )
+    config = attrs.evolve(fast_config(), rules=(rule,), default_rules=())
+    async with (
+        LocalServer(config=config, data_dir=tmp_path / "s") as srv,
+        App(srv.app_id, base_url=srv.url) as app,
+    ):
+        await srv._server_app.documents.collection("d", "lan").insert_one({"x": 1})
+        user = await app.log_in(Credentials.anonymous())
+        assert [d["x"] for d in await coll(user, "lan").find({})] == [1]
+        assert await coll(user, "lan").count({}) == 0  # the action is "count": the role does not apply
