@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import _ejson
-from ._functions import FunctionUser
+from ._functions import FunctionContext
 from .rules import FunctionHook, RuleBook, RuledCollection, RuleEnforcer, user_document
 
 if TYPE_CHECKING:
@@ -40,7 +40,11 @@ class RuleAccess:
     def __init__(self, server: ServerApp) -> None:
         self._server = server
         config = server.config
-        self.enforcer = RuleEnforcer(RuleBook(config.rules, config.default_rules))
+        self.enforcer = RuleEnforcer(
+            RuleBook(config.rules, config.default_rules),
+            values=server.values.as_expansion(),
+            environment=config.environment.as_expansion(),
+        )
 
     def for_request(
         self, request: web.Request, *, service: str, action: str, claims: TokenClaims, user: UserRecord
@@ -61,21 +65,21 @@ class RuleAccess:
 
         return self._factory(service, who, request_document(request, service, action), call)
 
-    def for_function(self, service: str, caller: FunctionUser) -> RuledFactory:
-        """Collections under the rules of a function's caller."""
-        who = user_document(
-            id=caller.id,
-            type=caller.type,
-            data=caller.data,
-            custom_data=caller.custom_data,
-            identities=list(caller.identities),
-        )
+    def for_context(self, service: str, context: FunctionContext) -> RuledFactory:
+        """Collections under the rules of a function context's caller (its values, environment, request)."""
         server = self._server
+        caller = context.user
 
         async def call(name: str, args: list[Any]) -> Any:
             return await server.registry.invoke(name, server.context(caller), args)
 
-        return self._factory(service, who, {"service": service}, call)
+        env = context.expression_env(function=call)
+        enforcer = self.enforcer
+
+        def make(raw: Any, database: str, collection: str) -> RuledCollection:
+            return enforcer.with_env(raw, service=service, database=database, collection=collection, env=env)
+
+        return make
 
     def _factory(
         self, service: str, who: Mapping[str, Any], req: Mapping[str, Any], call: FunctionHook

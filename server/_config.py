@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from ._errors import ConfigError
+from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings, from_toml
 from .rules import (
     DefaultRule,
     NamespaceRule,
@@ -61,10 +63,6 @@ DEMO_SERVER_API_KEY = "appusers-local-demo-server-key-NOT-FOR-PRODUCTION"
 DEMO_FUNCTIONS_MODULE = Path(__file__).with_name("demo_functions.py")
 
 
-class ConfigError(ValueError):
-    """The TOML file is unreadable or holds a setting of the wrong shape."""
-
-
 @attrs.frozen
 class UserpassSettings:
     """``local-userpass``: how new accounts get confirmed and how passwords get reset."""
@@ -92,7 +90,7 @@ class CustomTokenSettings:
     """``custom-token``: how to verify the caller's JWT."""
 
     algorithm: str = "HS256"  # HS256 (key = shared secret) or RS256 (key = public key PEM)
-    key: str = DEMO_CUSTOM_TOKEN_SECRET
+    key: str = attrs.field(default=DEMO_CUSTOM_TOKEN_SECRET, repr=False)  # a secret: never in a repr
     audience: str | None = None
     metadata_fields: tuple[MetadataField, ...] = ()
 
@@ -157,6 +155,23 @@ class ProvidersConfig:
         value = getattr(self, attr)
         return value is not None and value is not False
 
+    def hook_functions(self) -> frozenset[str]:
+        """Functions the enabled providers call at log-in, confirmation or reset time.
+
+        They are private unless a function setting says otherwise: a client must not be
+        able to call a password-reset or authentication hook directly.
+        """
+        hooks: set[str | None] = set()
+        if self.local_userpass is not None:
+            hooks |= {self.local_userpass.confirmation_function, self.local_userpass.reset_function}
+        if self.custom_function is not None:
+            hooks.add(self.custom_function.function)
+        if self.oauth2_google is not None:
+            hooks.add(self.oauth2_google.code_exchange_function)
+        if self.oauth2_facebook is not None:
+            hooks.add(self.oauth2_facebook.verifier_function)
+        return frozenset(h for h in hooks if h is not None)
+
 
 @attrs.frozen
 class CustomDataSettings:
@@ -168,6 +183,9 @@ class CustomDataSettings:
     user_id_field: str = "user_id"
     #: The mongo service whose store holds the collection.
     service: str = "mongodb-atlas"
+    #: Run as system with the new user (``{id, type, data, identities}``) right after a log-in
+    #: created it; if it fails, the user is deleted again and the log-in fails.
+    on_user_creation_function: str | None = None
 
 
 @attrs.frozen
@@ -220,6 +238,14 @@ class ServerConfig:
     limits: LimitSettings = LimitSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     scrypt: ScryptSettings = ScryptSettings()
+    #: Per-function settings (``functions/config.json`` / ``[[functions.config]]``). A function
+    #: not listed is public and runs as its caller, except provider hooks, which are private.
+    function_settings: tuple[FunctionSettings, ...] = ()
+    #: ``context.values`` / ``%%values``: name -> value.
+    values: Mapping[str, Any] = attrs.field(factory=dict)
+    environment: EnvironmentSettings = attrs.field(factory=EnvironmentSettings)
+    #: Authentication triggers (CREATE / LOGIN / DELETE).
+    triggers: tuple[AuthTrigger, ...] = ()
     #: Rules of the MongoDB services (App Services semantics, see ``appusers.server.rules``):
     #: one per namespace, and at most one default rule per service (``service`` None = every
     #: service). A namespace with neither is denied to app users.
@@ -379,6 +405,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         collection=_get(cd, "collection", str, "custom_data", "custom_data"),
         user_id_field=_get(cd, "user_id_field", str, "user_id", "custom_data"),
         service=_get(cd, "service", str, "mongodb-atlas", "custom_data"),
+        on_user_creation_function=_get(cd, "on_user_creation_function", str, None, "custom_data"),
     )
 
     mongo = _table(raw, "mongodb")
@@ -416,6 +443,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
             r=_get(security, "scrypt_r", int, 8, "security"),
             p=_get(security, "scrypt_p", int, 1, "security"),
         ),
+        **from_toml(raw, base),
         **_rules(raw, custom_data),
     )
 

@@ -440,6 +440,12 @@ class RuleEnforcer:
             request=request or {},
             function=function,
         )
+        return self.with_env(raw, service=service, database=database, collection=collection, env=env)
+
+    def with_env(
+        self, raw: Any, *, service: str, database: str, collection: str, env: ExpressionEnv
+    ) -> RuledCollection:
+        """``raw`` under the rules of the namespace, with ``env`` as the expressions' world."""
         try:
             rules = self.book.lookup(service, database, collection)
         except RuleDenied as denied:

@@ -9,12 +9,18 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import fast_config
 
 from appusers import App, Credentials, User
 from appusers.errors import ServiceError
-from appusers.server import LocalServer
+from appusers.server import LocalServer, load_config
+from appusers.server._config import ScryptSettings
 from appusers.server.rules import DefaultRule, FieldRule, NamespaceRule, Role
+
+
+def fast_config() -> Any:
+    """The demo settings with a cheap scrypt cost."""
+    return attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1))
+
 
 FUNCTIONS = """
 def authenticate(context, payload):
