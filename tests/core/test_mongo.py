@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import attrs
 import pytest
 from bson import Binary, Decimal128, Int64, ObjectId, json_util
-from conftest import fast_config
 
 import appusers
 from appusers import (
@@ -48,6 +47,7 @@ from appusers.errors import (
     UserNotLoggedInError,
 )
 from appusers.server import LocalServer
+from appusers.server._config import ScryptSettings, load_config
 from appusers.server.rules import NamespaceRule, Role
 from appusers.transport import Request, Response, StreamingTransport, StreamResponse, Transport
 
@@ -120,7 +120,7 @@ OPEN_ORDERS = NamespaceRule(
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
-    demo = fast_config()
+    demo = attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1))
     config = attrs.evolve(demo, rules=(*demo.rules, OPEN_ORDERS))
     async with LocalServer(config=config, data_dir=tmp_path / "server") as srv:
         yield srv
