@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._aiohttp import AiohttpStreamResponse, AiohttpTransport
+    from ._default import default_storage, default_storage_path
     from ._file import FileStorage
     from ._memory import MemoryStorage
     from ._mock import MockHandler, MockStreamResponse, MockTransport
@@ -23,6 +24,8 @@ __all__ = [
     "MockHandler",
     "MockStreamResponse",
     "MockTransport",
+    "default_storage",
+    "default_storage_path",
 ]
 
 _HOMES = {
@@ -33,6 +36,8 @@ _HOMES = {
     "MockHandler": "._mock",
     "MockStreamResponse": "._mock",
     "MockTransport": "._mock",
+    "default_storage": "._default",
+    "default_storage_path": "._default",
 }
 
 

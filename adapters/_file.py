@@ -1,18 +1,29 @@
-"""FileStorage: users kept in one private JSON file that survives crashes and other processes.
+"""FileStorage: users kept in one private file that survives crashes and other processes.
 
-The file holds ``{"format": "appusers-storage", "version": 1, "items": {key: value}}``.
+Format 2 (written since 0.1.0): a header line ``appusers-storage 2 <item count> <crc32 of the
+body, hex>``, then one line per item, ``<key>\t<value>``, where each side is ``=`` followed by
+the text itself, or a JSON string when the text holds a newline (a key also when it holds a
+tab). Start-up reads one line per user, so the format is one ``split`` per line instead of a
+JSON parse of the whole file (see benchmarks/run.py); the count and checksum catch truncation
+and damage that a line format could not see. Format 1, ``{"format": "appusers-storage",
+"version": 1, "items": {key: value}}``, is still read; the next write migrates it to 2.
 
 * Writes are atomic: a temp file in the same directory is written, flushed and fsynced,
   renamed over the store with ``os.replace``, then the directory is fsynced. A writer
   killed at any instant leaves either the old or the new store, plus at worst an orphan
   temp file (``.<name>.tmp-<random>``), which the next open removes.
-* Read-modify-write runs under ``fcntl.flock`` on a sibling ``<name>.lock`` file, so
-  several processes never lose each other's updates; waits are bounded by
-  ``lock_timeout`` and raise :class:`~appusers.errors.StorageLockTimeoutError`.
+* Read-modify-write runs under a ``filelock`` lock (``flock`` on POSIX, ``LockFileEx`` on
+  Windows) on a sibling ``<name>.lock`` file, so several processes never lose each other's
+  updates; waits are bounded by ``lock_timeout`` and raise
+  :class:`~appusers.errors.StorageLockTimeoutError`.
 * Blocking work (lock waits, reads of a changed file, writes, fsyncs) runs in a worker
   thread, so the event loop never stalls on the disk or on another process.
-* Files are created 0600 and directories 0700 whatever the umask; a wider mode found at
-  open is narrowed and reported as a ``"permissions-repaired"`` :class:`StorageIssue`.
+* Files are created 0600 and the directories it creates 0700, whatever the umask; a wider
+  mode found on its own files is narrowed and reported as a ``"permissions-repaired"``
+  :class:`StorageIssue`. It never changes the mode of a directory it did not create: a
+  directory other users can write to (group/world-writable, even sticky like /tmp) is
+  refused with :class:`~appusers.errors.InsecureStorageError`, since whoever can write
+  there can swap the store or plant its lock file. A read-only directory can still be read.
 * A corrupt store (empty, truncated, not JSON, wrong format or version, wrong shape) is
   moved aside to ``<name>.corrupt-<UTC timestamp>``, the storage starts empty and a
   ``"quarantined"`` issue is queued: opening never fails because of corruption.
@@ -22,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -30,12 +40,20 @@ import secrets
 import stat
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 
-from appusers.errors import InvalidArgumentError, StorageError, StorageLockTimeoutError
+import filelock
+
+from appusers.errors import (
+    InsecureStorageError,
+    InvalidArgumentError,
+    StorageError,
+    StorageLockTimeoutError,
+)
 from appusers.storage import StorageIssue
 
 from ._memory import _apply, _check_key, _check_value, _checked_changes
@@ -45,10 +63,11 @@ __all__ = ["FileStorage"]
 _logger = logging.getLogger("appusers.storage")
 
 _FORMAT = "appusers-storage"
-_VERSION = 1
+_VERSION = 2
+_HEADER = _FORMAT.encode() + b" "
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
-_LOCK_POLL_MAX = 0.02  # seconds; flock has no timeout, so waiters poll with a capped back-off
+_LOCK_POLL = 0.002  # seconds between attempts: flock has no timeout, so waiters poll
 
 # What identifies one version of the file: os.replace gives every write a new inode, and
 # mtime/size/ctime guard against a freed inode number being reused by a later write.
@@ -181,9 +200,18 @@ class FileStorage:
 
     def _open_sync(self) -> None:
         self._ensure_dir()
-        self._repair_mode(self._dir, _DIR_MODE, "directory")
-        self._repair_mode(self._path, _FILE_MODE, "file")
-        self._repair_mode(self._lock_path, _FILE_MODE, "lock file")
+        self._check_dir()
+        self._repair_mode(self._path, "file")
+        self._repair_mode(self._lock_path, "lock file")
+        try:
+            self._ensure_lock_file()
+        except PermissionError:
+            # A read-only directory can still be read: every write replaces the file whole,
+            # so a lock-free read is never torn. Writes fail with a StorageError; nothing is
+            # repaired or moved here.
+            _logger.info("the session store directory %s is read-only: reading without a lock", self._dir)
+            self._load(locked=False)
+            return
         with self._flock():
             # Writers only create temp files while holding the lock, so any we see now
             # belongs to a writer that died.
@@ -238,9 +266,7 @@ class FileStorage:
         return items
 
     def _write_locked(self, items: dict[str, str]) -> None:
-        document = {"format": _FORMAT, "version": _VERSION, "items": items}
-        # ensure_ascii: any str (even a lone surrogate) becomes plain ASCII JSON.
-        payload = json.dumps(document, separators=(",", ":")).encode("ascii")
+        payload = _encode(items)
         temp = self._dir / f"{self._temp_prefix}{secrets.token_hex(8)}"
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
@@ -262,31 +288,41 @@ class FileStorage:
     @contextmanager
     def _flock(self) -> Iterator[None]:
         try:
+            self._ensure_lock_file()
+        except PermissionError as exc:
+            raise StorageError(f"could not open the lock file {self._lock_path}: {exc.strerror}") from exc
+        lock = filelock.FileLock(
+            self._lock_path, timeout=self._lock_timeout, mode=_FILE_MODE, thread_local=False
+        )
+        try:
+            lock.acquire(poll_interval=_LOCK_POLL)
+        except filelock.Timeout:
+            raise StorageLockTimeoutError(
+                f"another writer held the lock on the session store {self._path} "
+                f"for more than {self._lock_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise StorageError(f"could not lock {self._lock_path}: {exc.strerror}") from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _ensure_lock_file(self) -> None:
+        """Create the lock file 0600 ourselves: the lock library's create goes through the umask.
+
+        Raises PermissionError as is (a read-only directory), StorageError otherwise."""
+        try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        except PermissionError:
+            raise
         except OSError as exc:
             raise StorageError(f"could not open the lock file {self._lock_path}: {exc.strerror}") from exc
         try:
             if stat.S_IMODE(os.fstat(fd).st_mode) != _FILE_MODE:
-                os.fchmod(fd, _FILE_MODE)
-            deadline = time.monotonic() + self._lock_timeout
-            delay = 0.0005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    pass
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise StorageLockTimeoutError(
-                        f"another writer held the lock on the session store {self._path} "
-                        f"for more than {self._lock_timeout:g} s"
-                    )
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, _LOCK_POLL_MAX)
-            yield
+                os.fchmod(fd, _FILE_MODE)  # ours: just made through the umask, or repaired at open
         finally:
-            os.close(fd)  # closing the descriptor releases the flock
+            os.close(fd)
 
     def _ensure_dir(self) -> None:
         missing: list[Path] = []
@@ -298,37 +334,49 @@ class FileStorage:
             try:
                 os.mkdir(directory, _DIR_MODE)
             except FileExistsError:
-                continue  # another process made it first; its mode is checked below
+                continue  # another process made it first; _check_dir looks at the last one
             except OSError as exc:
                 raise StorageError(f"could not create the directory {directory}: {exc.strerror}") from exc
-            os.chmod(directory, _DIR_MODE)  # mkdir's mode went through the umask
+            os.chmod(directory, _DIR_MODE)  # ours, just made: mkdir's mode went through the umask
 
-    def _repair_mode(self, path: Path, wanted: int, what: str) -> None:
+    def _check_dir(self) -> None:
+        """Refuse a directory other users can write to; never change its mode (it is not ours)."""
+        try:
+            st = os.stat(self._dir)
+        except OSError as exc:
+            raise StorageError(f"could not inspect the directory {self._dir}: {exc.strerror}") from exc
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise InsecureStorageError(
+                f"the session store directory {self._dir} is writable by other users (mode {mode:03o}); "
+                "they could replace the store or its lock file. Keep the store in a directory of its "
+                "own (FileStorage creates a missing one with mode 700) or remove group/other write access"
+            )
+
+    def _repair_mode(self, path: Path, what: str) -> None:
+        """Narrow one of the store's own files to 0600 (reported when others could read it)."""
         try:
             st = os.stat(path)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise StorageError(f"could not inspect {path}: {exc.strerror}") from exc
+        if st.st_uid != os.geteuid():
+            raise InsecureStorageError(f"the session store {what} {path} belongs to another user")
         mode = stat.S_IMODE(st.st_mode)
-        if mode == wanted:
-            return
-        widened = bool(mode & 0o077)
-        if widened and what == "directory" and not _private_dir_candidate(path, st):
-            _logger.warning(
-                "the session store directory %s is shared (mode %03o); keep the store in a "
-                "directory of its own so it can be made private",
-                path,
-                mode,
-            )
+        if mode == _FILE_MODE:
             return
         try:
-            os.chmod(path, wanted)
+            os.chmod(path, _FILE_MODE)
         except OSError as exc:
             _logger.warning("could not set the mode of %s from %03o: %s", path, mode, exc.strerror)
             return
-        if not widened:
+        if not mode & 0o077:
             return  # too narrow for us to use (e.g. made under umask 0o777): fixed, nothing leaked
-        _logger.warning("the session store %s %s had mode %03o; narrowed to %03o", what, path, mode, wanted)
-        self._report("permissions-repaired", f"{what} mode {mode:03o} narrowed to {wanted:03o}", path)
+        _logger.warning(
+            "the session store %s %s had mode %03o; narrowed to %03o", what, path, mode, _FILE_MODE
+        )
+        self._report("permissions-repaired", f"{what} mode {mode:03o} narrowed to {_FILE_MODE:03o}", path)
 
     def _remove_orphans(self) -> None:
         removed = 0
@@ -405,11 +453,75 @@ def _read_all(fd: int) -> bytes:
         return file.readall()
 
 
+def _encode(items: Mapping[str, str]) -> bytes:
+    """Format 2 (see the module docstring)."""
+    dumps = json.dumps
+    body = "".join(
+        [
+            ("=" + k if "\t" not in k and "\n" not in k else dumps(k))
+            + ("\t=" + v + "\n" if "\n" not in v else "\t" + dumps(v) + "\n")
+            for k, v in items.items()
+        ]
+    ).encode("utf-8", "surrogatepass")  # any str, even a lone surrogate, round-trips
+    return b"%s%d %d %08x\n%s" % (_HEADER, _VERSION, len(items), zlib.crc32(body), body)
+
+
 def _parse(data: bytes) -> dict[str, str]:
     if not data:
         raise _CorruptError("the file is empty")
+    if data.startswith(_HEADER):
+        return _parse_v2(data)
+    if data[:1] == b"{":
+        return _parse_v1(data)
+    raise _CorruptError("not an appusers storage file")
+
+
+def _parse_v2(data: bytes) -> dict[str, str]:
+    head, newline, body = data.partition(b"\n")
+    fields = head.split(b" ")
+    if len(fields) != 4 or not newline:
+        raise _CorruptError("malformed header")
+    _, version, count, crc = fields
+    if version != b"%d" % _VERSION:
+        raise _CorruptError(f"unsupported format version {version[:10].decode('ascii', 'replace')}, "
+                            f"expected {_VERSION}")
     try:
-        # Decoding first is markedly faster than json.loads(bytes) on large stores.
+        expected_count, expected_crc = int(count), int(crc, 16)
+    except ValueError:
+        raise _CorruptError("malformed header") from None
+    if zlib.crc32(body) != expected_crc:
+        raise _CorruptError("checksum mismatch: truncated or damaged")
+    try:
+        lines = body.decode("utf-8", "surrogatepass").split("\n")
+    except UnicodeDecodeError:
+        raise _CorruptError("not UTF-8 text") from None
+    if lines.pop() != "":
+        raise _CorruptError("the last line is unterminated")
+    try:
+        # The common case (neither side needs quoting) costs one split and two slices.
+        items = {
+            (k[1:] if k[:1] == "=" else _quoted(k)): (v[1:] if v[:1] == "=" else _quoted(v))
+            for k, v in (line.split("\t", 1) for line in lines)
+        }
+    except ValueError:
+        raise _CorruptError("a line is not a key and a value") from None
+    if len(items) != expected_count:
+        raise _CorruptError("item count mismatch")
+    return items
+
+
+def _quoted(field: str) -> str:
+    """A JSON-quoted side of a line; ValueError if it is anything else."""
+    if field[:1] != '"':
+        raise ValueError("unmarked field")
+    value = json.loads(field)
+    if type(value) is not str:
+        raise ValueError("not a string")
+    return value
+
+
+def _parse_v1(data: bytes) -> dict[str, str]:
+    try:
         document = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise _CorruptError("not UTF-8 text") from None
@@ -418,24 +530,13 @@ def _parse(data: bytes) -> dict[str, str]:
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise _CorruptError("not an appusers storage file")
     version = document.get("version")
-    if type(version) is not int or version != _VERSION:
+    if type(version) is not int or version != 1:
         shown = str(version) if type(version) is int else "missing or not an integer"
         raise _CorruptError(f"unsupported format version {shown}, expected {_VERSION}")
     items = document.get("items")
     if not isinstance(items, dict) or not all(type(v) is str for v in items.values()):
         raise _CorruptError("items is not an object of strings")
     return items
-
-
-def _private_dir_candidate(path: Path, st: os.stat_result) -> bool:
-    """Whether narrowing this directory to 0700 can only affect the store: ours, not a
-    shared sticky directory like /tmp, not the home directory."""
-    if st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:
-        return False
-    try:
-        return not path.samefile(Path.home())
-    except (OSError, RuntimeError):
-        return True
 
 
 def _unlink_quietly(path: Path) -> None:
