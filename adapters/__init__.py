@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ._file import FileStorage
     from ._memory import MemoryStorage
     from ._mock import MockHandler, MockStreamResponse, MockTransport
+    from ._sqlite import SQLiteStorage
 
 __all__ = [
     "AiohttpStreamResponse",
@@ -24,6 +25,7 @@ __all__ = [
     "MockHandler",
     "MockStreamResponse",
     "MockTransport",
+    "SQLiteStorage",
     "default_storage",
     "default_storage_path",
 ]
@@ -36,6 +38,7 @@ _HOMES = {
     "MockHandler": "._mock",
     "MockStreamResponse": "._mock",
     "MockTransport": "._mock",
+    "SQLiteStorage": "._sqlite",
     "default_storage": "._default",
     "default_storage_path": "._default",
 }

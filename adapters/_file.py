@@ -12,7 +12,7 @@ and damage that a line format could not see. Format 1, ``{"format": "appusers-st
   renamed over the store with ``os.replace``, then the directory is fsynced. A writer
   killed at any instant leaves either the old or the new store, plus at worst an orphan
   temp file (``.<name>.tmp-<random>``), which the next open removes.
-* Read-modify-write runs under a ``filelock`` lock (``flock`` on POSIX, ``LockFileEx`` on
+* Read-modify-write runs under a ``portalocker`` lock (``flock`` on POSIX, ``LockFileEx`` on
   Windows) on a sibling ``<name>.lock`` file, so several processes never lose each other's
   updates; waits are bounded by ``lock_timeout`` and raise
   :class:`~appusers.errors.StorageLockTimeoutError`.
@@ -32,31 +32,30 @@ and damage that a line format could not see. Format 1, ``{"format": "appusers-st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
 import os
 import secrets
-import stat
 import threading
-import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-import filelock
-
-from appusers.errors import (
-    InsecureStorageError,
-    InvalidArgumentError,
-    StorageError,
-    StorageLockTimeoutError,
-)
+from appusers.errors import InvalidArgumentError, StorageError
 from appusers.storage import StorageIssue
 
 from ._memory import _apply, _check_key, _check_value, _checked_changes
+from ._private_files import (
+    FILE_MODE,
+    check_directory,
+    ensure_directory,
+    exclusive_lock,
+    quarantine_target,
+    repair_file_mode,
+)
 
 __all__ = ["FileStorage"]
 
@@ -65,9 +64,7 @@ _logger = logging.getLogger("appusers.storage")
 _FORMAT = "appusers-storage"
 _VERSION = 2
 _HEADER = _FORMAT.encode() + b" "
-_FILE_MODE = 0o600
-_DIR_MODE = 0o700
-_LOCK_POLL = 0.002  # seconds between attempts: flock has no timeout, so waiters poll
+_FILE_MODE = FILE_MODE
 
 # What identifies one version of the file: os.replace gives every write a new inode, and
 # mtime/size/ctime guard against a freed inode number being reused by a later write.
@@ -199,13 +196,11 @@ class FileStorage:
     # -- blocking work, always in a worker thread -----------------------------------
 
     def _open_sync(self) -> None:
-        self._ensure_dir()
-        self._check_dir()
+        ensure_directory(self._dir)
+        check_directory(self._dir)
         self._repair_mode(self._path, "file")
         self._repair_mode(self._lock_path, "lock file")
-        try:
-            self._ensure_lock_file()
-        except PermissionError:
+        if not self._lock_file_is_creatable():
             # A read-only directory can still be read: every write replaces the file whole,
             # so a lock-free read is never torn. Writes fail with a StorageError; nothing is
             # repaired or moved here.
@@ -285,98 +280,24 @@ class FileStorage:
         self._fsync_dir()
         self._snapshot = (_stat_key(self._path), items)
 
-    @contextmanager
-    def _flock(self) -> Iterator[None]:
-        try:
-            self._ensure_lock_file()
-        except PermissionError as exc:
-            raise StorageError(f"could not open the lock file {self._lock_path}: {exc.strerror}") from exc
-        lock = filelock.FileLock(
-            self._lock_path, timeout=self._lock_timeout, mode=_FILE_MODE, thread_local=False
-        )
-        try:
-            lock.acquire(poll_interval=_LOCK_POLL)
-        except filelock.Timeout:
-            raise StorageLockTimeoutError(
-                f"another writer held the lock on the session store {self._path} "
-                f"for more than {self._lock_timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise StorageError(f"could not lock {self._lock_path}: {exc.strerror}") from exc
-        try:
-            yield
-        finally:
-            lock.release()
+    def _flock(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self._lock_path, self._lock_timeout, self._path)
 
-    def _ensure_lock_file(self) -> None:
-        """Create the lock file 0600 ourselves: the lock library's create goes through the umask.
-
-        Raises PermissionError as is (a read-only directory), StorageError otherwise."""
+    def _lock_file_is_creatable(self) -> bool:
+        """False in a read-only directory (or for a lock file we may not open)."""
         try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         except PermissionError:
-            raise
-        except OSError as exc:
-            raise StorageError(f"could not open the lock file {self._lock_path}: {exc.strerror}") from exc
-        try:
-            if stat.S_IMODE(os.fstat(fd).st_mode) != _FILE_MODE:
-                os.fchmod(fd, _FILE_MODE)  # ours: just made through the umask, or repaired at open
-        finally:
-            os.close(fd)
-
-    def _ensure_dir(self) -> None:
-        missing: list[Path] = []
-        directory = self._dir
-        while not directory.exists():
-            missing.append(directory)
-            directory = directory.parent
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, _DIR_MODE)
-            except FileExistsError:
-                continue  # another process made it first; _check_dir looks at the last one
-            except OSError as exc:
-                raise StorageError(f"could not create the directory {directory}: {exc.strerror}") from exc
-            os.chmod(directory, _DIR_MODE)  # ours, just made: mkdir's mode went through the umask
-
-    def _check_dir(self) -> None:
-        """Refuse a directory other users can write to; never change its mode (it is not ours)."""
-        try:
-            st = os.stat(self._dir)
-        except OSError as exc:
-            raise StorageError(f"could not inspect the directory {self._dir}: {exc.strerror}") from exc
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise InsecureStorageError(
-                f"the session store directory {self._dir} is writable by other users (mode {mode:03o}); "
-                "they could replace the store or its lock file. Keep the store in a directory of its "
-                "own (FileStorage creates a missing one with mode 700) or remove group/other write access"
-            )
+            return False
+        except OSError:
+            return True  # let _flock report it
+        os.close(fd)
+        return True
 
     def _repair_mode(self, path: Path, what: str) -> None:
-        """Narrow one of the store's own files to 0600 (reported when others could read it)."""
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise StorageError(f"could not inspect {path}: {exc.strerror}") from exc
-        if st.st_uid != os.geteuid():
-            raise InsecureStorageError(f"the session store {what} {path} belongs to another user")
-        mode = stat.S_IMODE(st.st_mode)
-        if mode == _FILE_MODE:
-            return
-        try:
-            os.chmod(path, _FILE_MODE)
-        except OSError as exc:
-            _logger.warning("could not set the mode of %s from %03o: %s", path, mode, exc.strerror)
-            return
-        if not mode & 0o077:
-            return  # too narrow for us to use (e.g. made under umask 0o777): fixed, nothing leaked
-        _logger.warning(
-            "the session store %s %s had mode %03o; narrowed to %03o", what, path, mode, _FILE_MODE
-        )
-        self._report("permissions-repaired", f"{what} mode {mode:03o} narrowed to {_FILE_MODE:03o}", path)
+        detail = repair_file_mode(path, what)
+        if detail is not None:
+            self._report("permissions-repaired", detail, path)
 
     def _remove_orphans(self) -> None:
         removed = 0
@@ -395,12 +316,7 @@ class FileStorage:
             )
 
     def _quarantine(self, reason: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
-        n = 1
-        while target.exists():
-            target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}-{n}")
-            n += 1
+        target = quarantine_target(self._path)
         try:
             os.replace(self._path, target)
             os.chmod(target, _FILE_MODE)  # it may hold tokens, whoever wrote it

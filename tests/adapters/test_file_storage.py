@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import attrs
@@ -56,31 +56,6 @@ def write_store_bytes(path: Path, data: bytes) -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
-
-
-@pytest.fixture
-def worker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Starts storage_worker.py processes and makes sure none outlives the test."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: object) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, str(WORKER), *map(str, args)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        for pipe in (proc.stdin, proc.stdout):
-            with contextlib.suppress(OSError):  # a killed child leaves a broken pipe
-                pipe.close()  # type: ignore[union-attr]
-        proc.wait(timeout=10)
 
 
 class TestFileStorageContract(StorageContract):
@@ -507,15 +482,21 @@ class KillReport:
 
 
 def kill_writers(
-    worker: Callable[..., subprocess.Popen[str]], path: Path, *, kills: int, size: int, how: str
+    worker: Callable[..., subprocess.Popen[str]],
+    path: Path,
+    *,
+    kills: int,
+    size: int,
+    how: str,
+    storage_class: Callable[[Path], Storage] = FileStorage,
 ) -> KillReport:
     """SIGKILL ``kills`` writer processes at random instants, inspecting the store after each."""
     asyncio.run(
-        FileStorage(path).update({"a": value_for(0, size), "b": value_for(0, size), "generation": "0"})
+        storage_class(path).update({"a": value_for(0, size), "b": value_for(0, size), "generation": "0"})
     )
 
     async def inspect() -> tuple[bool, list[str], int]:
-        storage = FileStorage(path)
+        storage = storage_class(path)
         try:
             items = await storage.items("")
         except Exception:
