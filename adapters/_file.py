@@ -1,12 +1,12 @@
 """FileStorage: users kept in one private file that survives crashes and other processes.
 
-Format 2 (written since 0.1.0): a header line ``appusers-storage 2 <item count> <crc32 of the
-body, hex>``, then one line per item, ``<key>\t<value>``, where each side is ``=`` followed by
-the text itself, or a JSON string when the text holds a newline (a key also when it holds a
-tab). Start-up reads one line per user, so the format is one ``split`` per line instead of a
-JSON parse of the whole file (see benchmarks/run.py); the count and checksum catch truncation
-and damage that a line format could not see. Format 1, ``{"format": "appusers-storage",
-"version": 1, "items": {key: value}}``, is still read; the next write migrates it to 2.
+Format 2: a header line ``appusers-storage 2 <n> <crc32 of the rest, hex>``, a line holding
+a JSON object of the items whose key or value contains a newline (usually ``{}``), then the
+other ``n`` items as alternate key and value lines. Start-up reads every user, and one
+``split`` of the text makes all keys and values at once (see benchmarks/run.py: several
+times faster than parsing JSON); the count and the checksum catch truncation and damage
+that a line format would not see. Format 1, ``{"format": "appusers-storage", "version": 1,
+"items": {key: value}}``, is still read; the next write migrates it to format 2.
 
 * Writes are atomic: a temp file in the same directory is written, flushed and fsynced,
   renamed over the store with ``os.replace``, then the directory is fsynced. A writer
@@ -371,15 +371,20 @@ def _read_all(fd: int) -> bytes:
 
 def _encode(items: Mapping[str, str]) -> bytes:
     """Format 2 (see the module docstring)."""
-    dumps = json.dumps
-    body = "".join(
-        [
-            ("=" + k if "\t" not in k and "\n" not in k else dumps(k))
-            + ("\t=" + v + "\n" if "\n" not in v else "\t" + dumps(v) + "\n")
-            for k, v in items.items()
-        ]
-    ).encode("utf-8", "surrogatepass")  # any str, even a lone surrogate, round-trips
-    return b"%s%d %d %08x\n%s" % (_HEADER, _VERSION, len(items), zlib.crc32(body), body)
+    plain: list[str] = []
+    quoted: dict[str, str] = {}
+    for key, value in items.items():
+        if "\n" in key or "\n" in value:
+            quoted[key] = value
+        else:
+            plain.append(key)
+            plain.append(value)
+    # ensure_ascii: the quoted items are one line of plain ASCII whatever they hold.
+    rest = json.dumps(quoted, separators=(",", ":")).encode("ascii") + b"\n"
+    if plain:
+        plain.append("")  # every line ends with a newline, the last one too
+        rest += "\n".join(plain).encode("utf-8", "surrogatepass")  # any str, even a lone surrogate
+    return b"%s%d %d %08x\n%s" % (_HEADER, _VERSION, len(plain) // 2, zlib.crc32(rest), rest)
 
 
 def _parse(data: bytes) -> dict[str, str]:
@@ -393,47 +398,41 @@ def _parse(data: bytes) -> dict[str, str]:
 
 
 def _parse_v2(data: bytes) -> dict[str, str]:
-    head, newline, body = data.partition(b"\n")
-    fields = head.split(b" ")
-    if len(fields) != 4 or not newline:
+    # Offsets into one buffer, never slices of it: the store can be tens of MiB.
+    end = data.find(b"\n")
+    fields = data[:end].split(b" ") if 0 < end < 100 else []
+    if len(fields) != 4:
         raise _CorruptError("malformed header")
     _, version, count, crc = fields
     if version != b"%d" % _VERSION:
-        raise _CorruptError(f"unsupported format version {version[:10].decode('ascii', 'replace')}, "
-                            f"expected {_VERSION}")
+        shown = version[:10].decode("ascii", "replace")
+        raise _CorruptError(f"unsupported format version {shown}, expected {_VERSION}")
     try:
-        expected_count, expected_crc = int(count), int(crc, 16)
+        plain_count, expected_crc = int(count), int(crc, 16)
     except ValueError:
         raise _CorruptError("malformed header") from None
-    if zlib.crc32(body) != expected_crc:
+    view = memoryview(data)
+    if zlib.crc32(view[end + 1 :]) != expected_crc:
         raise _CorruptError("checksum mismatch: truncated or damaged")
-    try:
-        lines = body.decode("utf-8", "surrogatepass").split("\n")
-    except UnicodeDecodeError:
-        raise _CorruptError("not UTF-8 text") from None
-    if lines.pop() != "":
-        raise _CorruptError("the last line is unterminated")
-    try:
-        # The common case (neither side needs quoting) costs one split and two slices.
-        items = {
-            (k[1:] if k[:1] == "=" else _quoted(k)): (v[1:] if v[:1] == "=" else _quoted(v))
-            for k, v in (line.split("\t", 1) for line in lines)
-        }
-    except ValueError:
-        raise _CorruptError("a line is not a key and a value") from None
-    if len(items) != expected_count:
+    quoted_end = data.find(b"\n", end + 1)
+    if quoted_end < 0:
         raise _CorruptError("item count mismatch")
+    try:
+        quoted = json.loads(data[end + 1 : quoted_end])
+        # One split makes every key and value in a single pass: no per-line work at all.
+        lines = str(view[quoted_end + 1 :], "utf-8", "surrogatepass").split("\n")
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise _CorruptError("malformed items") from None
+    if not isinstance(quoted, dict) or not all(type(v) is str for v in quoted.values()):
+        raise _CorruptError("malformed items")
+    if lines.pop() != "" or len(lines) != 2 * plain_count:
+        raise _CorruptError("item count mismatch")
+    pairs = iter(lines)
+    items = dict(zip(pairs, pairs, strict=True))
+    if len(items) != plain_count or not quoted.keys().isdisjoint(items):
+        raise _CorruptError("duplicate keys")
+    items.update(quoted)
     return items
-
-
-def _quoted(field: str) -> str:
-    """A JSON-quoted side of a line; ValueError if it is anything else."""
-    if field[:1] != '"':
-        raise ValueError("unmarked field")
-    value = json.loads(field)
-    if type(value) is not str:
-        raise ValueError("not a string")
-    return value
 
 
 def _parse_v1(data: bytes) -> dict[str, str]:

@@ -67,12 +67,12 @@ class TestFileStorageContract(StorageContract):
 # -- format and basics ------------------------------------------------------------------
 
 
-async def test_file_format_2_is_a_checked_header_and_one_line_per_item(store_path: Path) -> None:
+async def test_file_format_2_is_a_checked_header_then_key_and_value_lines(store_path: Path) -> None:
     await FileStorage(store_path).update({"b": "2", "a": "1", "tab\tkey": "x", "nl": "two\nlines"})
     data = await asyncio.to_thread(store_path.read_bytes)
-    head, _, body = data.partition(b"\n")
-    assert head == b"appusers-storage 2 4 %08x" % zlib.crc32(body)
-    assert body == b'=b\t=2\n=a\t=1\n"tab\\tkey"\t=x\n=nl\t"two\\nlines"\n'
+    head, _, rest = data.partition(b"\n")
+    assert head == b"appusers-storage 2 3 %08x" % zlib.crc32(rest)
+    assert rest == b'{"nl":"two\\nlines"}\nb\n2\na\n1\ntab\tkey\nx\n'
 
 
 async def test_a_format_1_store_is_read_and_migrated_on_the_next_write(store_path: Path) -> None:
@@ -82,7 +82,7 @@ async def test_a_format_1_store_is_read_and_migrated_on_the_next_write(store_pat
     assert await storage.items("") == old
     assert storage.drain_issues() == []
     await storage.set("new", "v")
-    assert (await asyncio.to_thread(store_path.read_bytes)).startswith(b"appusers-storage 2 4 ")
+    assert (await asyncio.to_thread(store_path.read_bytes)).startswith(b"appusers-storage 2 3 ")
     assert await FileStorage(store_path).items("") == {**old, "new": "v"}
 
 
@@ -273,7 +273,7 @@ def v2_file(body: bytes, *, count: int) -> bytes:
     return b"appusers-storage 2 %d %08x\n%s" % (count, zlib.crc32(body), body)
 
 
-VALID_2 = v2_file(("=app(a):user(1):refreshToken\t=" + CANARY * 20 + "\n").encode(), count=1)
+VALID_2 = v2_file(("{}\napp(a):user(1):refreshToken\n" + CANARY * 20 + "\n").encode(), count=1)
 VALID = document({"app(a):user(1):refreshToken": CANARY * 20, "app(a):userIds": '["1"]'})
 CORRUPT = {
     "empty": b"",
@@ -285,6 +285,27 @@ CORRUPT = {
     "nul-bytes": b"\0" * 512,
     "null": b"null",
     "top-level-list": b'["appusers-storage", 1]',
+    "wrong-format": document({}, format="realm-web"),
+    "no-format": json.dumps({"version": 1, "items": {}}).encode(),
+    "newer-version": document({}, version=2),
+    "v2-newer-version": b"appusers-storage 3 0 00000000\n{}\n",
+    "v2-no-newline": b"appusers-storage 2 0 00000000",
+    "v2-bad-header": b"appusers-storage 2 x y\n{}\n",
+    "v2-header-too-long": b"appusers-storage 2 0 " + b"0" * 200 + b"\n{}\n",
+    "v2-bad-checksum": b"appusers-storage 2 1 00000000\n{}\na\n1\n",
+    "v2-truncated": VALID_2[: len(VALID_2) // 2],
+    "v2-truncated-by-one": VALID_2[:-1],
+    "v2-count-too-high": v2_file(b"{}\na\n1\n", count=2),
+    "v2-count-too-low": v2_file(b"{}\na\n1\nb\n2\n", count=1),
+    "v2-odd-lines": v2_file(b"{}\na\n1\nb\n", count=1),
+    "v2-duplicate-key": v2_file(b"{}\na\n1\na\n2\n", count=2),
+    "v2-duplicate-quoted-key": v2_file(b'{"a":"x"}\na\n1\n', count=1),
+    "v2-unterminated": v2_file(b"{}\na\n1", count=1),
+    "v2-no-quoted-line": v2_file(b"", count=0),
+    "v2-quoted-not-an-object": v2_file(b"[]\n", count=0),
+    "v2-quoted-value-not-a-string": v2_file(b'{"a":1}\n', count=0),
+    "v2-quoted-bad-json": v2_file(b'{"a":\n', count=0),
+    "v2-not-utf8": v2_file(b"{}\na\n\xff\xfe\n", count=1),
     "wrong-format": document({}, format="realm-web"),
     "no-format": json.dumps({"version": 1, "items": {}}).encode(),
     "newer-version": document({}, version=2),
