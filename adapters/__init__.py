@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._aiohttp import AiohttpStreamResponse, AiohttpTransport
     from ._default import default_storage, default_storage_path
+    from ._encrypted import EncryptedStorage
     from ._file import FileStorage
     from ._memory import MemoryStorage
     from ._mock import MockHandler, MockStreamResponse, MockTransport
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AiohttpStreamResponse",
     "AiohttpTransport",
+    "EncryptedStorage",
     "FileStorage",
     "MemoryStorage",
     "MockHandler",
@@ -33,6 +35,7 @@ __all__ = [
 _HOMES = {
     "AiohttpStreamResponse": "._aiohttp",
     "AiohttpTransport": "._aiohttp",
+    "EncryptedStorage": "._encrypted",
     "FileStorage": "._file",
     "MemoryStorage": "._memory",
     "MockHandler": "._mock",

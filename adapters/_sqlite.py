@@ -9,12 +9,15 @@
 * The database, its ``-wal`` and ``-shm`` files are 0600 (SQLite gives the journal files
   the database's mode); directories it creates are 0700; a directory other users can
   write to is refused (:mod:`appusers.adapters._private_files`).
-* Keys and values are stored as UTF-8 BLOBs (``surrogatepass``), so any ``str`` round-trips
-  and a prefix is one index range (UTF-8 never contains the byte 0xFF).
+* Keys are TEXT (a prefix is one index range); values are TEXT, or a UTF-8 BLOB for the rare
+  string SQLite cannot hold as TEXT (a lone surrogate), so restore builds its dict in one
+  pass. A key with a lone surrogate is refused (InvalidArgumentError).
 * A file that is not this storage's database (not SQLite, damaged, another application's,
   another schema version) is moved aside with its journal files to
   ``<name>.corrupt-<UTC timestamp>``, the storage starts empty and a ``"quarantined"``
-  issue is queued. A connection is opened per operation: nothing is left open between them.
+  issue is queued.
+* One connection per instance, reopened when the file at the path changed (another process
+  quarantined it); :meth:`close` closes it, and so does garbage collection.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from appusers.errors import InvalidArgumentError, StorageError, StorageLockTimeoutError
 from appusers.storage import StorageIssue
@@ -76,6 +79,10 @@ class SQLiteStorage:
         self._open_lock = asyncio.Lock()
         self._issues: list[StorageIssue] = []
         self._issues_lock = threading.Lock()
+        # One connection per instance, used from worker threads one at a time.
+        self._db: sqlite3.Connection | None = None
+        self._db_inode = 0
+        self._db_lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self._path)!r})"
@@ -98,27 +105,28 @@ class SQLiteStorage:
     async def get(self, key: str) -> str | None:
         """The value stored under ``key``, or None."""
         _check_key(key)
-        encoded = _encode(key)
+        stored = _key(key)
 
         def query(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT value FROM items WHERE key = ?", (encoded,)).fetchone()
-            return None if row is None else _decode(row[0])
+            row = db.execute("SELECT value FROM items WHERE key = ?", (stored,)).fetchone()
+            return None if row is None else _value_of(row[0])
 
         return await self._run(query)
 
     async def items(self, prefix: str) -> Mapping[str, str]:
         """Every key starting with ``prefix`` and its value (a new dict), from one query."""
         _check_key(prefix)
-        start = _encode(prefix)
+        start = _key(prefix)
+        end = _successor(start)
 
         def query(db: sqlite3.Connection) -> dict[str, str]:
-            if start:
-                rows = db.execute(
-                    "SELECT key, value FROM items WHERE key >= ? AND key < ?", (start, start + b"\xff")
-                ).fetchall()
+            if end is not None:
+                cursor = db.execute("SELECT key, value FROM items WHERE key >= ? AND key < ?", (start, end))
+            elif start:
+                cursor = db.execute("SELECT key, value FROM items WHERE key >= ?", (start,))
             else:
-                rows = db.execute("SELECT key, value FROM items").fetchall()
-            return {k.decode("utf-8", "surrogatepass"): v.decode("utf-8", "surrogatepass") for k, v in rows}
+                cursor = db.execute("SELECT key, value FROM items")
+            return _rows_to_dict(cursor.fetchall())
 
         return await self._run(query)
 
@@ -146,8 +154,7 @@ class SQLiteStorage:
 
         def run(db: sqlite3.Connection) -> None:
             with _write_transaction(db):
-                rows = db.execute("SELECT key, value FROM items").fetchall()
-                current = {_decode(k): _decode(v) for k, v in rows}
+                current = _rows_to_dict(db.execute("SELECT key, value FROM items").fetchall())
                 changes = _checked_changes(fn(MappingProxyType(current)))
                 _apply_changes(db, changes)
 
@@ -173,34 +180,68 @@ class SQLiteStorage:
         return await asyncio.to_thread(self._run_sync, operation)
 
     def _run_sync(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
-        try:
-            with self._connect() as db:
-                return operation(db)
-        except _Corrupt as exc:
-            reason = str(exc)
-        # Damaged since we opened it (or replaced by something else): move it aside, start
-        # empty and run the operation once more on the fresh database.
-        self._quarantine_if_still_corrupt(reason)
-        with self._connect() as db:
-            return operation(db)
+        with self._db_lock:
+            try:
+                return self._with_db(operation)
+            except _Corrupt as exc:
+                reason = str(exc)
+            # Damaged since we opened it (or replaced by something else): move it aside, start
+            # empty and run the operation once more on the fresh database.
+            self._quarantine_if_still_corrupt(reason)
+            return self._with_db(operation)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _with_db(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``operation`` on the cached connection (caller holds _db_lock), reconnecting
+        when the file at the path is no longer the one it has open (quarantined, replaced)."""
         try:
-            db = sqlite3.connect(
-                self._path, timeout=self._lock_timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StorageError(f"could not open the session store {self._path}: {_reason(exc)}") from exc
+            current = os.stat(self._path).st_ino
+        except FileNotFoundError:
+            self._create_file()
+            current = os.stat(self._path).st_ino
+        except OSError as exc:
+            raise StorageError(f"could not use the session store {self._path}: {exc.strerror}") from exc
+        if self._db is not None and self._db_inode != current:
+            self._close_db()
+        db = self._db
         try:
-            yield db
+            if db is None:
+                db = sqlite3.connect(
+                    self._path, timeout=self._lock_timeout, isolation_level=None, check_same_thread=False
+                )
+                self._db, self._db_inode = db, current
+                _prepare(db)
+            return operation(db)
         except sqlite3.OperationalError as exc:
+            if str(exc).startswith("no such table"):
+                self._close_db()
+                raise _Corrupt("the items table is missing") from None
             raise _storage_error(exc, self._path, self._lock_timeout) from None
         except sqlite3.DatabaseError as exc:
             # Not an I/O or locking problem: the bytes are not a healthy database.
+            self._close_db()
             raise _Corrupt(f"damaged database ({_reason(exc)})") from None
-        finally:
-            db.close()
+        except _Corrupt:
+            self._close_db()
+            raise
+
+    def _close_db(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    def close(self) -> None:
+        """Close the cached connection (the next operation opens another). Also done when the
+        storage is garbage-collected."""
+        with self._db_lock:
+            self._close_db()
+
+    def __del__(self) -> None:
+        # Not under _db_lock: nothing else can hold a reference to a collected storage.
+        db = getattr(self, "_db", None)
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.close()
 
     def _open_sync(self) -> None:
         ensure_directory(self._path.parent)
@@ -211,13 +252,7 @@ class SQLiteStorage:
             if detail is not None:
                 self._report("permissions-repaired", detail, path)
         self._create_file()
-        try:
-            with self._connect() as db:
-                _prepare(db)
-        except _Corrupt as exc:
-            self._quarantine_if_still_corrupt(str(exc))
-            with self._connect() as db:
-                _prepare(db)
+        self._run_sync(lambda db: None)  # connects and checks the schema; quarantines if needed
 
     def _create_file(self) -> None:
         """Create the database file 0600 before SQLite does (it would follow the umask)."""
@@ -234,16 +269,16 @@ class SQLiteStorage:
 
     def _quarantine_if_still_corrupt(self, reason: str) -> None:
         # Only one process moves the file, and only after looking again under the lock: another
-        # one may have quarantined it and made a fresh database meanwhile.
+        # one may have quarantined it and made a fresh database meanwhile. Caller holds _db_lock.
+        self._close_db()
         lock_path = self._path.with_name(self._path.name + ".lock")
         with exclusive_lock(lock_path, self._lock_timeout, self._path):
             try:
-                with self._connect() as db:
-                    _prepare(db)
-                    db.execute("SELECT count(*) FROM items").fetchone()
+                self._with_db(lambda db: db.execute("SELECT count(*) FROM items").fetchone())
                 return  # healthy now: someone else already replaced it
             except _Corrupt:
                 pass
+            self._close_db()
             target = quarantine_target(self._path)
             try:
                 os.replace(self._path, target)
@@ -257,8 +292,7 @@ class SQLiteStorage:
                     f"aside: {exc.strerror}"
                 ) from exc
             self._create_file()
-            with self._connect() as db:
-                _prepare(db)
+            self._with_db(lambda db: None)
         _logger.warning("the session store %s was damaged (%s); moved to %s", self._path, reason, target)
         self._report(
             "quarantined",
@@ -282,7 +316,7 @@ def _prepare(db: sqlite3.Connection) -> None:
         with _write_transaction(db):
             # Re-check inside the write lock: another process may have just created it.
             if db.execute("PRAGMA application_id").fetchone()[0] == 0:
-                db.execute("CREATE TABLE items (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+                db.execute("CREATE TABLE items (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID")
                 db.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         app_id, version = _APPLICATION_ID, _SCHEMA_VERSION
@@ -308,8 +342,8 @@ def _write_transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 
 def _apply_changes(db: sqlite3.Connection, changes: Mapping[str, str | None]) -> None:
-    upserts = [(_encode(k), _encode(v)) for k, v in changes.items() if v is not None]
-    removals = [(_encode(k),) for k, v in changes.items() if v is None]
+    upserts = [(_key(k), _value(v)) for k, v in changes.items() if v is not None]
+    removals = [(_key(k),) for k, v in changes.items() if v is None]
     if upserts:
         # Unchanged values (e.g. the index of users when only one user's tokens changed)
         # are left alone: no page is written for them.
@@ -322,12 +356,47 @@ def _apply_changes(db: sqlite3.Connection, changes: Mapping[str, str | None]) ->
         db.executemany("DELETE FROM items WHERE key = ?", removals)
 
 
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
+def _key(key: str) -> str:
+    """Keys are TEXT, so a prefix is one index range; SQLite cannot hold a lone surrogate as TEXT."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("SQLiteStorage keys must be valid Unicode (no lone surrogates)") from None
+    return key
 
 
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "surrogatepass")
+def _value(value: str) -> str | bytes:
+    # TEXT comes back as str with no per-row work; the rare value SQLite cannot hold as TEXT
+    # (a lone surrogate) is stored as a BLOB and decoded when read.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+    return value
+
+
+def _value_of(stored: str | bytes) -> str:
+    return stored if isinstance(stored, str) else stored.decode("utf-8", "surrogatepass")
+
+
+def _rows_to_dict(rows: list[Any]) -> dict[str, str]:
+    found: dict[str, Any] = dict(rows)  # one C-level pass: restore reads every user this way
+    if not all(type(v) is str for v in found.values()):
+        found = {k: _value_of(v) for k, v in found.items()}
+    return found
+
+
+def _successor(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: no bound).
+
+    TEXT compares as UTF-8 bytes, i.e. by code point."""
+    trimmed = prefix.rstrip("\U0010ffff")
+    if not trimmed:
+        return None
+    last = ord(trimmed[-1]) + 1
+    if 0xD800 <= last <= 0xDFFF:
+        last = 0xE000  # surrogates are not characters SQLite can hold
+    return trimmed[:-1] + chr(last)
 
 
 def _reason(exc: sqlite3.Error) -> str:

@@ -9,8 +9,11 @@ ratio means something on any machine:
   loopback server; the difference per call is the SDK's overhead.
 * state latency: a log-out's state change reaching a subscriber vs. a bare reactivex
   ``Subject.on_next`` reaching its subscriber.
+* storage read: a cold storage instance's ``items(prefix)`` of N users (what ``App.open()``
+  reads; open, lock and parse included) for FileStorage and SQLiteStorage, vs. ``json.loads``
+  of the same items in FileStorage's old format 1 (one JSON document), in the same run.
 
-Usage: python benchmarks/run.py [--users 100000] [--calls 2000] [--quick]
+Usage: python benchmarks/run.py [--users 100000] [--calls 2000] [--quick] [--storage-only]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from reactivex.subject import Subject
 
 from appusers import App, Credentials, UserState
 from appusers._records import Index, Keys, UserRecord, dump_index, dump_user
-from appusers.adapters import FileStorage, MemoryStorage
+from appusers.adapters import FileStorage, MemoryStorage, SQLiteStorage
 
 RESULTS = Path(__file__).parent / "results"
 _FIELD_NAMES = ("v", "id", "state", "access_token", "refresh_token", "device_id", "provider_type",
@@ -76,10 +79,11 @@ def _records(n: int) -> dict[str, str]:
 async def bench_restore(n: int, storage_kind: str) -> dict[str, Any]:
     items = _records(n)
     tmp = tempfile.TemporaryDirectory()
-    if storage_kind == "file":
-        storage: Any = FileStorage(Path(tmp.name) / "store.json")
+    if storage_kind in _STORAGES:
+        cls = _STORAGES[storage_kind]
+        storage: Any = cls(Path(tmp.name) / "store")
         await storage.update(items)
-        storage = FileStorage(Path(tmp.name) / "store.json")  # a cold instance, as at a new start
+        storage = cls(Path(tmp.name) / "store")  # a cold instance, as at a new start
     else:
         storage = MemoryStorage()
         await storage.update(items)
@@ -128,6 +132,44 @@ async def bench_restore(n: int, storage_kind: str) -> dict[str, Any]:
         "stored_bytes_per_user": raw_bytes / n,
         "target": "<= 1 s and <= 3072 B/user",
         "met": elapsed <= 1.0 and per_user <= 3072,
+    }
+
+
+_STORAGES: dict[str, Any] = {"file": FileStorage, "sqlite": SQLiteStorage}
+_STORAGE_TARGETS = {"file": 0.6, "sqlite": 0.4}
+
+
+async def bench_storage_read(n: int, kind: str) -> dict[str, Any]:
+    """A cold instance's items() of every user: the storage's share of App.open()."""
+    items = _records(n)
+    prefix = Keys.for_app(APP_ID).prefix
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "store"
+        await _STORAGES[kind](path).update(items)
+        # Baseline: the same items as FileStorage's format 1 (one JSON document), parsed only.
+        v1 = json.dumps({"format": "appusers-storage", "version": 1, "items": items}).encode()
+        gc.collect()
+        t0 = time.perf_counter()
+        parsed = json.loads(v1.decode("utf-8"))
+        baseline = time.perf_counter() - t0
+        del parsed, v1
+        gc.collect()
+        storage = _STORAGES[kind](path)  # cold: open, lock, read and parse are all timed
+        t0 = time.perf_counter()
+        found = await storage.items(prefix)
+        elapsed = time.perf_counter() - t0
+        assert len(found) == len(items)
+        size = await asyncio.to_thread(lambda: sum(os.path.getsize(f) for f in os.scandir(tmp)))
+    target = _STORAGE_TARGETS[kind]
+    return {
+        "name": f"storage read {n:,} users ({kind})",
+        "users": n,
+        "read_seconds": elapsed,
+        "baseline_v1_json_parse_seconds": baseline,
+        "ratio_vs_v1_json_parse": elapsed / baseline,
+        "bytes_on_disk": size,
+        "target": f"<= {target} s",
+        "met": elapsed <= target,
     }
 
 
@@ -269,18 +311,26 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
+    parser.add_argument("--storage-only", action="store_true", help="only the restore and storage rows")
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.calls = 2000, 200
+    load_before = os.getloadavg()
     results = [
         await bench_restore(args.users, "memory"),
         await bench_restore(args.users, "file"),
-        await bench_call_function(args.calls),
-        await bench_state_latency(2000),
+        await bench_restore(args.users, "sqlite"),
+        await bench_storage_read(args.users, "file"),
+        await bench_storage_read(args.users, "sqlite"),
     ]
+    if not args.storage_only:
+        results += [await bench_call_function(args.calls), await bench_state_latency(2000)]
     print(f"{'benchmark':<44} {'figure':>30} {'baseline ratio':>16} {'target met':>11}")
     for r in results:
-        if "seconds" in r:
+        if "read_seconds" in r:
+            figure = f"{r['read_seconds']:.3f} s, {r['bytes_on_disk'] >> 20} MiB"
+            ratio = r["ratio_vs_v1_json_parse"]
+        elif "seconds" in r:
             figure = f"{r['seconds']:.3f} s, {r['bytes_per_user']:.0f} B/user"
             ratio = r["ratio_vs_naive_json_parse"]
         elif "overhead_us_per_call" in r:
@@ -296,10 +346,14 @@ async def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "machine": f"{platform.machine()} {os.cpu_count()} cpu",
         "quick": args.quick,
+        # The machine may be shared: the load average (1, 5, 15 min) before and after the run.
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "results": results,
     }
-    target = RESULTS / ("quick.json" if args.quick else "latest.json")
+    name = "quick" if args.quick else "storage" if args.storage_only else "latest"
+    target = RESULTS / f"{name}.json"
     target.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"load average before {load_before}, after {os.getloadavg()}")
     print(f"written {target}")
     return 0
 

@@ -213,7 +213,7 @@ async def test_the_working_directory_keeps_its_mode(tmp_path: Path, monkeypatch:
     work.mkdir()
     os.chmod(work, 0o755)
     monkeypatch.chdir(work)
-    storage = FileStorage(Path("session.json"))  # as the README shows it
+    storage = FileStorage(Path("session.json"))  # a relative path, as a script might pass
     await storage.set("k", "v")
     assert mode_of(work) == 0o755
     assert mode_of(work / "session.json") == 0o600

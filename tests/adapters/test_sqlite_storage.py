@@ -20,7 +20,7 @@ from test_file_storage import kill_writers  # tests/adapters is on sys.path (roo
 
 from appusers.adapters import SQLiteStorage
 from appusers.adapters.storage_contract import CANARY, StorageContract
-from appusers.errors import InsecureStorageError, StorageError, StorageLockTimeoutError
+from appusers.errors import InsecureStorageError, InvalidArgumentError, StorageError, StorageLockTimeoutError
 from appusers.storage import Storage, StorageIssue
 
 
@@ -44,10 +44,11 @@ class TestSQLiteStorageContract(StorageContract):
 
 
 def rows(path: Path) -> dict[str, str]:
-    with sqlite3.connect(path) as db:
-        found = {k.decode(): v.decode() for k, v in db.execute("SELECT key, value FROM items")}
-    db.close()
-    return found
+    db = sqlite3.connect(path)
+    try:
+        return dict(db.execute("SELECT key, value FROM items").fetchall())
+    finally:
+        db.close()
 
 
 # -- format and basics ------------------------------------------------------------------
@@ -98,10 +99,20 @@ def test_a_negative_lock_timeout_is_rejected(db_path: Path) -> None:
         SQLiteStorage(db_path, lock_timeout=-1)
 
 
-async def test_lone_surrogates_and_nul_survive(db_path: Path) -> None:
-    odd = {"k\ud800": "half a pair: \udfff!", "nul\0key": "nul\0value"}
+async def test_lone_surrogates_in_values_and_nul_survive(db_path: Path) -> None:
+    odd = {"k": "half a pair: \udfff!", "nul\0key": "nul\0value", "plain": "x"}
     await SQLiteStorage(db_path).update(odd)
     assert await SQLiteStorage(db_path).items("") == odd
+    assert await SQLiteStorage(db_path).get("k") == odd["k"]
+
+
+async def test_a_key_with_a_lone_surrogate_is_refused(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path)
+    with pytest.raises(InvalidArgumentError):
+        await storage.set("k\ud800", "v")
+    with pytest.raises(InvalidArgumentError):
+        await storage.items("\ud800")
+    assert await storage.items("") == {}
 
 
 async def test_prefixes_at_the_edges_of_unicode(db_path: Path) -> None:
@@ -371,9 +382,9 @@ async def test_a_held_write_lock_times_out_without_blocking_the_loop(db_path: Pa
 def test_writers_killed_mid_write_never_leave_an_unreadable_store(
     db_path: Path, worker: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    report = kill_writers(
-        worker, db_path, kills=60, size=1_000_000, how="sqlite", storage_class=SQLiteStorage
-    )
+    # 100 kB values: SQLite's writes (WAL append + fsync) must finish often enough within a
+    # kill window of 0-80 ms for the writers to make progress between kills.
+    report = kill_writers(worker, db_path, kills=60, size=100_000, how="sqlite", storage_class=SQLiteStorage)
     print(f"\nR9 kill test (SQLite): unreadable {report.unreadable}/{report.kills}, "
           f"{report.generations} generations, {report.seconds:.1f} s")
     assert report.unreadable == 0
