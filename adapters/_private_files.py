@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -37,6 +38,7 @@ _logger = logging.getLogger("appusers.storage")
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+_CONTENDED = frozenset({errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK})
 _LOCK_POLL_MAX = 0.02  # seconds; OS locks have no timeout, so waiters poll with a capped back-off
 
 
@@ -128,10 +130,15 @@ def exclusive_lock(lock_path: Path, timeout: float, store: Path) -> Iterator[Non
             try:
                 portalocker.lock(fd, flags)
                 break
-            except portalocker.AlreadyLocked:
-                pass
             except portalocker.LockException as exc:
-                raise StorageError(f"could not lock {lock_path}: {type(exc).__name__}") from None
+                # Contention is AlreadyLocked in recent portalocker, a LockException caused by
+                # EAGAIN/EACCES in older ones; anything else is a real failure.
+                cause = exc.__cause__
+                contended = isinstance(exc, portalocker.AlreadyLocked) or (
+                    isinstance(cause, OSError) and cause.errno in _CONTENDED
+                )
+                if not contended:
+                    raise StorageError(f"could not lock {lock_path}: {type(exc).__name__}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StorageLockTimeoutError(

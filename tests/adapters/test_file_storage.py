@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -56,6 +56,31 @@ def write_store_bytes(path: Path, data: bytes) -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+@pytest.fixture
+def worker() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Starts storage_worker.py processes and makes sure none outlives the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: object) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), *map(str, args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(OSError):  # a killed child leaves a broken pipe
+                pipe.close()  # type: ignore[union-attr]
+        proc.wait(timeout=10)
 
 
 class TestFileStorageContract(StorageContract):

@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from test_file_storage import kill_writers  # tests/adapters is on sys.path (rootdir conftest)
+
+# tests/adapters is on sys.path (test_file_storage puts it there); `worker` is a fixture.
+from test_file_storage import kill_writers, worker  # noqa: F401
 
 from appusers.adapters import SQLiteStorage
 from appusers.adapters.storage_contract import CANARY, StorageContract
@@ -329,7 +331,7 @@ async def test_damage_after_open_is_quarantined_on_the_next_operation(db_path: P
 
 
 def test_processes_sharing_a_store_lose_no_updates(
-    db_path: Path, worker: Callable[..., subprocess.Popen[str]]
+    db_path: Path, worker: Callable[..., subprocess.Popen[str]]  # noqa: F811 (the imported fixture)
 ) -> None:
     processes, increments = 4, 50
     procs = [worker("counter", db_path, increments, "sqlite") for _ in range(processes)]
@@ -380,7 +382,7 @@ async def test_a_held_write_lock_times_out_without_blocking_the_loop(db_path: Pa
 
 @pytest.mark.slow
 def test_writers_killed_mid_write_never_leave_an_unreadable_store(
-    db_path: Path, worker: Callable[..., subprocess.Popen[str]]
+    db_path: Path, worker: Callable[..., subprocess.Popen[str]]  # noqa: F811 (the imported fixture)
 ) -> None:
     # 100 kB values: SQLite's writes (WAL append + fsync) must finish often enough within a
     # kill window of 0-80 ms for the writers to make progress between kills.
