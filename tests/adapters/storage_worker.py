@@ -138,9 +138,9 @@ async def _rewrite_in_place_forever(path: Path, seed: int, size: int) -> None:
         generation += 1
         value = value_for(generation, size)
         items = {"a": value, "b": value, "generation": str(generation)}
-        data = json.dumps({"format": "appusers-storage", "version": 1, "items": items}).encode()
-        with open(path, "wb") as file:
-            file.write(data)
+        # As a naive program saves: truncate, then stream the JSON out as it is produced.
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump({"format": "appusers-storage", "version": 1, "items": items}, file)
 
 
 def main(argv: list[str]) -> None:

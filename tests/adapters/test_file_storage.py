@@ -511,6 +511,26 @@ class KillReport:
     seconds: float
 
 
+def store_signature(path: Path) -> tuple[object, ...]:
+    """What changes on every write: the file (FileStorage replaces it) or its WAL (SQLite)."""
+    found: list[object] = []
+    for candidate in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = os.stat(candidate)
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(found)
+
+
+def wait_for_a_write(path: Path, before: tuple[object, ...]) -> None:
+    deadline = time.monotonic() + 30
+    while store_signature(path) == before:
+        assert time.monotonic() < deadline, "the writer made no write in 30 s"
+        time.sleep(0.001)
+
+
 def kill_writers(
     worker: Callable[..., subprocess.Popen[str]],
     path: Path,
@@ -542,6 +562,7 @@ def kill_writers(
     server = worker("fork-writers", path, size, how)
     assert server.stdin is not None and server.stdout is not None
     rng = random.Random(20261123)
+    signature = store_signature(path)
     unreadable = mid_write = 0
     generations: set[int] = set()
     started = time.monotonic()
@@ -549,12 +570,16 @@ def kill_writers(
         server.stdin.write(f"fork {seed}\n")
         server.stdin.flush()
         pid = int(server.stdout.readline())
-        time.sleep(rng.uniform(0.0, 0.08))  # a random kill point in the writer's life, not a wait
+        # Let the writer finish one write first (its start-up time depends on the machine's
+        # load), then kill it at a random point of the writes that follow.
+        wait_for_a_write(path, signature)
+        time.sleep(rng.uniform(0.0, 0.08))
         os.kill(pid, signal.SIGKILL)
         server.stdin.write(f"reap {pid}\n")
         server.stdin.flush()
         assert server.stdout.readline().strip() == "reaped"
         readable, issues, generation = asyncio.run(inspect())
+        signature = store_signature(path)
         unreadable += not readable
         mid_write += "orphan-removed" in issues
         generations.add(generation)
