@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -511,26 +512,6 @@ class KillReport:
     seconds: float
 
 
-def store_signature(path: Path) -> tuple[object, ...]:
-    """What changes on every write: the file (FileStorage replaces it) or its WAL (SQLite)."""
-    found: list[object] = []
-    for candidate in (path, path.with_name(path.name + "-wal")):
-        try:
-            st = os.stat(candidate)
-        except FileNotFoundError:
-            found.append(None)
-        else:
-            found.append((st.st_ino, st.st_mtime_ns, st.st_size))
-    return tuple(found)
-
-
-def wait_for_a_write(path: Path, before: tuple[object, ...]) -> None:
-    deadline = time.monotonic() + 30
-    while store_signature(path) == before:
-        assert time.monotonic() < deadline, "the writer made no write in 30 s"
-        time.sleep(0.001)
-
-
 def kill_writers(
     worker: Callable[..., subprocess.Popen[str]],
     path: Path,
@@ -561,25 +542,37 @@ def kill_writers(
 
     server = worker("fork-writers", path, size, how)
     assert server.stdin is not None and server.stdout is not None
+    stdout = server.stdout
+    writes: collections.Counter[str] = collections.Counter()  # "a write begins" lines per child
+
+    def line(*, until_writes: tuple[str, int] | None = None) -> str:
+        # Children's "w <seed>" lines interleave with the fork server's replies (and a killed
+        # child's last ones may still be in the pipe): they are counted aside. Returns the next
+        # server reply, or "" once child ``seed`` has begun ``n`` writes (``until_writes``).
+        while until_writes is None or writes[until_writes[0]] < until_writes[1]:
+            text = stdout.readline().strip()
+            if not text.startswith("w "):
+                return text
+            writes[text[2:]] += 1
+        return ""
+
     rng = random.Random(20261123)
-    signature = store_signature(path)
     unreadable = mid_write = 0
     generations: set[int] = set()
     started = time.monotonic()
     for seed in range(1, kills + 1):
         server.stdin.write(f"fork {seed}\n")
         server.stdin.flush()
-        pid = int(server.stdout.readline())
-        # Let the writer finish one write first (its start-up time depends on the machine's
-        # load), then kill it at a random point of the writes that follow.
-        wait_for_a_write(path, signature)
-        time.sleep(rng.uniform(0.0, 0.08))
+        pid = int(line())
+        # Kill at a random point inside the child's 1st-3rd write: timed from the child's own
+        # "a write begins" lines, so the kill lands inside writes however loaded the machine is.
+        assert line(until_writes=(str(seed), rng.randint(1, 3))) == "", "the fork server spoke out of turn"
+        time.sleep(rng.uniform(0.0, 0.03))
         os.kill(pid, signal.SIGKILL)
         server.stdin.write(f"reap {pid}\n")
         server.stdin.flush()
-        assert server.stdout.readline().strip() == "reaped"
+        assert line() == "reaped"
         readable, issues, generation = asyncio.run(inspect())
-        signature = store_signature(path)
         unreadable += not readable
         mid_write += "orphan-removed" in issues
         generations.add(generation)
