@@ -616,9 +616,9 @@ def test_the_kill_test_catches_a_writer_that_rewrites_in_place(
 
 
 @pytest.mark.slow
-async def test_restoring_100k_users_takes_one_read(
-    store_path: Path, record_property: Callable[[str, object], None]
-) -> None:
+async def test_restoring_100k_users_takes_one_read(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # How fast is benchmarks/run.py's business (timed unit tests measure the machine's load);
+    # this checks that a restore is one read and one parse of the file, whatever its size.
     record = json.dumps(
         {
             "accessToken": "eyJ" + "a" * 250,
@@ -631,20 +631,26 @@ async def test_restoring_100k_users_takes_one_read(
     users = {f"app(x):user({i:024x}):record": record for i in range(100_000)}
     await FileStorage(store_path).update({**users, "app(x):userIds": "[]", "app(y):other": "z"})
 
-    size = await asyncio.to_thread(os.path.getsize, store_path)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    reads: list[int] = []
+    parses: list[int] = []
+    real_read_all, real_parse = file_module._read_all, file_module._parse
+
+    def counting_read_all(fd: int) -> bytes:
+        data = real_read_all(fd)
+        reads.append(len(data))
+        return data
+
+    def counting_parse(data: bytes) -> dict[str, str]:
+        parses.append(len(data))
+        return real_parse(data)
+
+    monkeypatch.setattr(file_module, "_read_all", counting_read_all)
+    monkeypatch.setattr(file_module, "_parse", counting_parse)
     storage = FileStorage(store_path)
     restored = await storage.items("app(x):user(")
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    again = await storage.items("app(x):user(")
 
-    record_property("restore_100k_s", round(elapsed, 3))
-    print(
-        f"\nrestore of 100k items (~{len(record)} B each, {size >> 20} MiB): "
-        f"{elapsed:.3f} s wall, {cpu:.3f} s CPU"
-    )
-    assert len(restored) == 100_000
+    assert len(restored) == 100_000 and again == restored
     assert restored["app(x):user(00000000000000000000002a):record"] == record
-    # The target is 1 s; CPU time (all threads) holds it even when other test runs share
-    # the machine, and wall time is only checked loosely for the same reason.
-    assert cpu <= 1.0
-    assert elapsed <= 3.0
+    size = await asyncio.to_thread(os.path.getsize, store_path)
+    assert reads == [size] and parses == [size]  # the second items() came from the cache

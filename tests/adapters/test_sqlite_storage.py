@@ -384,7 +384,9 @@ async def test_a_held_write_lock_times_out_without_blocking_the_loop(db_path: Pa
 def test_writers_killed_mid_write_never_leave_an_unreadable_store(
     db_path: Path, worker: Callable[..., subprocess.Popen[str]]  # noqa: F811 (the imported fixture)
 ) -> None:
-    report = kill_writers(worker, db_path, kills=60, size=1_000_000, how="sqlite", storage_class=SQLiteStorage)
+    report = kill_writers(
+        worker, db_path, kills=60, size=1_000_000, how="sqlite", storage_class=SQLiteStorage
+    )
     print(f"\nR9 kill test (SQLite): unreadable {report.unreadable}/{report.kills}, "
           f"{report.generations} generations, {report.seconds:.1f} s")
     assert report.unreadable == 0
