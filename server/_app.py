@@ -9,6 +9,12 @@ One middleware turns an :class:`ApiError` into ``{"error", "error_code", "link"}
 aiohttp's own 404/405/413 into the same shape, and any other exception into a bare
 500 ``InternalServerError`` with no detail (logged server-side). It also answers
 CORS preflight (OPTIONS) for every path.
+
+Access tokens carry the user's custom data (``user_data``) only while it is at most
+``custom_data.max_token_bytes`` of EJSON and the token fits the listener's header limit:
+otherwise a user's own data would make every later request of theirs fail (issue 9
+item 4). Left-out data stays readable in its document; this is logged once per user,
+with sizes only.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from typing import Any
 from aiohttp import web
 
 from . import _ejson
+from ._address import ClientAddresses
 from ._config import ServerConfig
 from ._errors import ApiError, ConfigError
 from ._faults import ROUTE_NAMES, Faults
 from ._functions import FunctionContext, FunctionRegistry, FunctionRequest, FunctionUser, Services, Values
-from ._http import empty_response, error_response, finish_headers
+from ._hashing import PasswordHasher
+from ._http import CORS, Cors, error_response, finish_headers
 from ._mongo import store_errors
 from ._outbox import Outbox
 from ._providers import Providers
@@ -54,8 +62,8 @@ _STATUS_CODES = {
     413: "RequestTooLarge",
     415: "BadRequest",
 }
-_CORS_HEADERS = "Authorization, Content-Type, Accept, X-Requested-With, X-Appusers-Admin"
-_CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+#: Users whose oversized custom data was logged as left out of their tokens (bounded).
+_LOGGED_LIMIT = 10_000
 
 
 class ServerApp:
@@ -81,6 +89,8 @@ class ServerApp:
         self.admin_token = admin_token
         self.faults = Faults()
         self.throttle = LoginThrottle(config.throttle)
+        self.hasher = PasswordHasher(config.scrypt)
+        self.addresses = ClientAddresses(config.http.trusted_proxies)
         on_creation = config.custom_data.on_user_creation_function
         hooks = config.providers.hook_functions() | ({on_creation} if on_creation else set())
         self.registry = FunctionRegistry(
@@ -99,15 +109,19 @@ class ServerApp:
         self.values = Values(config.values)
         self.triggers = AuthTriggers(config.triggers, lambda: self.context(None))
         self.services = Services(documents, config.mongo_services)
-        self.providers = Providers(config, store, self.throttle, lambda: self.context(None))
+        self.providers = Providers(
+            config, store, self.throttle, lambda: self.context(None), hasher=self.hasher
+        )
         self.email_password = EmailPassword(
             settings=lambda: config.providers.local_userpass,
             store=store,
             registry=self.registry,
             context=lambda: self.context(None),
             outbox=outbox,
-            scrypt=config.scrypt,
+            hasher=self.hasher,
+            throttle=config.throttle,
         )
+        self._oversized_logged: set[str] = set()
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = False
 
@@ -156,6 +170,10 @@ class ServerApp:
         """The next ``times`` requests to ``route`` answer ``status`` with ``body``."""
         self.faults.inject(route, status, body, times)
 
+    def client_address(self, request: web.Request) -> str:
+        """The address throttles count ``request`` against (forwarded only by trusted proxies)."""
+        return self.addresses.client(request.remote, request.headers)
+
     def enter(self, route: str) -> web.Response | None:
         """Count a request to ``route``; an injected fault's reply if one is pending."""
         return self.faults.enter(route)
@@ -165,6 +183,7 @@ class ServerApp:
         app = web.Application(
             middlewares=[self._middleware], client_max_size=self.config.limits.max_body_bytes
         )
+        app[CORS] = Cors(self.config.http.allowed_origins)
         groups: list[Any] = [
             SessionRoutes(self),
             UserpassRoutes(self),
@@ -182,14 +201,8 @@ class ServerApp:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.method == "OPTIONS":
-            resp: web.StreamResponse = empty_response(204)
-            resp.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
-            resp.headers["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", _CORS_HEADERS
-            )
-            resp.headers["Access-Control-Max-Age"] = "600"
-            finish_headers(request, resp)
-            return resp
+            return request.app[CORS].preflight(request)
+        resp: web.StreamResponse
         try:
             resp = await handler(request)
         except ApiError as err:
@@ -211,7 +224,11 @@ class ServerApp:
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request body as an EJSON object (canonical or relaxed); ``{}`` when empty."""
-        raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
+        try:
+            async with asyncio.timeout(self.config.http.read_timeout):
+                raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
+        except TimeoutError:
+            raise ApiError(408, "RequestTimeout", "request body not received in time") from None
         if not raw.strip():
             return {}
         try:
@@ -291,12 +308,40 @@ class ServerApp:
         return {} if doc is None else dict(_ejson.to_claim(doc))
 
     async def access_token(self, user: UserRecord, session: SessionRecord) -> str:
-        return self.issuer.access_token(
-            user_id=user.id,
-            session_id=session.id,
-            device_id=session.device_id,
-            generation=user.generation,
-            user_data=await self.custom_data(user.id),
+        """A new access token for ``user``'s ``session``, never longer than the header limit."""
+        data = await self.custom_data(user.id)
+        size = len(_ejson.dumps(data).encode("utf-8")) if data else 0
+        if size > self.config.custom_data.max_token_bytes:
+            self._left_out(user.id, size)
+            data = None
+
+        def issue(user_data: dict[str, Any] | None) -> str:
+            return self.issuer.access_token(
+                user_id=user.id,
+                session_id=session.id,
+                device_id=session.device_id,
+                generation=user.generation,
+                user_data=user_data,
+            )
+
+        token = issue(data)
+        # The header field carrying it: "Authorization: Bearer <token>" (a little slack for clients).
+        if data is not None and len(token) + 64 > self.config.http.max_header_bytes:
+            self._left_out(user.id, size)
+            token = issue(None)
+        return token
+
+    def _left_out(self, user_id: str, size: int) -> None:
+        if user_id in self._oversized_logged:
+            return
+        if len(self._oversized_logged) < _LOGGED_LIMIT:
+            self._oversized_logged.add(user_id)
+        log.warning(
+            "custom data of user %s is %d bytes of EJSON, over the access token's limit of %d:"
+            " left out of its access tokens (still readable in its document)",
+            user_id,
+            size,
+            self.config.custom_data.max_token_bytes,
         )
 
     async def function_user(self, user: UserRecord) -> FunctionUser:

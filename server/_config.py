@@ -39,6 +39,7 @@ __all__ = [
     "CustomFunctionSettings",
     "CustomTokenSettings",
     "FacebookSettings",
+    "HttpSettings",
     "LimitSettings",
     "MetadataField",
     "OpenIdSettings",
@@ -74,6 +75,9 @@ class UserpassSettings:
     reset_function: str | None = None
     #: Seconds an emailed confirmation/reset token stays valid.
     token_lifetime: int = 1800
+    #: register, confirm/send, reset/send and reset/call answer the same for known and unknown
+    #: addresses (off: App Services' answers, 409/404, which tell a prober who is registered).
+    prevent_user_enumeration: bool = True
 
 
 @attrs.frozen
@@ -183,6 +187,9 @@ class CustomDataSettings:
     user_id_field: str = "user_id"
     #: The mongo service whose store holds the collection.
     service: str = "mongodb-atlas"
+    #: Custom data larger than this (bytes of canonical EJSON) is left out of access tokens
+    #: (it stays readable in its document), so no user's data can outgrow the header limit.
+    max_token_bytes: int = 16 * 1024
     #: Run as system with the new user (``{id, type, data, identities}``) right after a log-in
     #: created it; if it fails, the user is deleted again and the log-in fails.
     on_user_creation_function: str | None = None
@@ -190,21 +197,32 @@ class CustomDataSettings:
 
 @attrs.frozen
 class ThrottleSettings:
-    """Login throttling (see ``_throttle.py`` for the algorithm).
+    """Login throttling and account-route rate limits (see ``_throttle.py`` for the algorithm).
 
-    After ``account_free_failures`` failed logins for one account (or
-    ``address_free_failures`` from one client address) within ``window``
-    seconds, each further attempt must wait ``base_delay * 2**(n-1)`` seconds
-    after the last failure, capped at ``max_delay``. Nothing ever locks an
-    account for longer than ``max_delay``; a success clears the account counter.
+    After ``account_free_failures`` failed logins at one account from one address (or
+    ``address_free_failures`` from one address, or ``account_wide_free_failures`` at one
+    account from anywhere) within ``window`` seconds, each further attempt must wait
+    ``base_delay * 2**(n-1)`` seconds after the last failure, capped at ``max_delay``
+    (``account_wide_max_delay`` for the account-wide count, which only slows addresses that
+    have not logged in to the account within ``known_for`` seconds). Nobody is locked out.
+    The email/password account routes are rate limited per address (``userpass_per_address``
+    requests at once, refilled at ``userpass_address_rate`` per second) and per email address
+    (``userpass_per_email``, refilled at ``userpass_email_rate``); 0 turns a limit off.
     """
 
     enabled: bool = True
     account_free_failures: int = 5
     address_free_failures: int = 100
+    account_wide_free_failures: int = 20
     base_delay: float = 1.0
-    max_delay: float = 60.0
+    max_delay: float = 90.0
+    account_wide_max_delay: float = 30.0
     window: float = 900.0
+    known_for: float = 30 * 24 * 3600.0
+    userpass_per_address: int = 60
+    userpass_address_rate: float = 1.0
+    userpass_per_email: int = 10
+    userpass_email_rate: float = 10 / 3600
 
 
 @attrs.frozen
@@ -214,6 +232,12 @@ class ScryptSettings:
     n: int = 2**15
     r: int = 8
     p: int = 1
+    #: Threads hashing passwords at once (the rest of the server keeps the other cores), and
+    #: how many hashings may wait for one before new ones are refused with 429.
+    workers: int = 1
+    max_waiting: int = 64
+    #: How much lower the hashing threads' scheduling priority is (Linux ``nice``; 0 = same).
+    nice: int = 10
 
 
 @attrs.frozen
@@ -222,6 +246,26 @@ class LimitSettings:
 
     max_body_bytes: int = 4 * 1024 * 1024
     function_timeout: float = 60.0
+
+
+@attrs.frozen
+class HttpSettings:
+    """The HTTP listener: limits against slow and flooding clients, proxies, CORS."""
+
+    #: Seconds a client has to send a request's head (from connecting, or on a kept-alive
+    #: connection within each such period) and, separately, its body; slower ones are dropped,
+    #: and so are kept-alive connections idle that long.
+    read_timeout: float = 10.0
+    #: Open connections per client address (0: no cap); more are closed on arrival.
+    max_connections_per_address: int = 256
+    #: Longest request line or header field (bytes); access tokens are kept below it.
+    max_header_bytes: int = 32 * 1024
+    #: Peers (addresses or CIDR networks) whose X-Forwarded-For / Forwarded headers name the
+    #: client; from anyone else those headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Origins browsers may call from; "*" = any origin, never with credentials (tokens travel
+    #: in the Authorization header, not in cookies).
+    allowed_origins: tuple[str, ...] = ("*",)
 
 
 @attrs.frozen
@@ -236,6 +280,7 @@ class ServerConfig:
     access_token_lifetime: int = 1800
     refresh_token_lifetime: int = 60 * 24 * 3600
     limits: LimitSettings = LimitSettings()
+    http: HttpSettings = HttpSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     scrypt: ScryptSettings = ScryptSettings()
     #: Per-function settings (``functions/config.json`` / ``[[functions.config]]``). A function
@@ -405,6 +450,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         collection=_get(cd, "collection", str, "custom_data", "custom_data"),
         user_id_field=_get(cd, "user_id_field", str, "user_id", "custom_data"),
         service=_get(cd, "service", str, "mongodb-atlas", "custom_data"),
+        max_token_bytes=_get(cd, "max_token_bytes", int, 16 * 1024, "custom_data"),
         on_user_creation_function=_get(cd, "on_user_creation_function", str, None, "custom_data"),
     )
 
@@ -430,21 +476,65 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
             max_body_bytes=_get(limits, "max_body_bytes", int, 4 * 1024 * 1024, "limits"),
             function_timeout=float(_get(limits, "function_timeout", number, 60.0, "limits")),
         ),
-        throttle=ThrottleSettings(
-            enabled=_get(throttle, "enabled", bool, True, "throttle"),
-            account_free_failures=_get(throttle, "account_free_failures", int, 5, "throttle"),
-            address_free_failures=_get(throttle, "address_free_failures", int, 100, "throttle"),
-            base_delay=float(_get(throttle, "base_delay", number, 1.0, "throttle")),
-            max_delay=float(_get(throttle, "max_delay", number, 60.0, "throttle")),
-            window=float(_get(throttle, "window", number, 900.0, "throttle")),
-        ),
+        http=_http(_table(raw, "http")),
+        throttle=_throttle(throttle),
         scrypt=ScryptSettings(
             n=_get(security, "scrypt_n", int, 2**15, "security"),
             r=_get(security, "scrypt_r", int, 8, "security"),
             p=_get(security, "scrypt_p", int, 1, "security"),
+            workers=_positive(_get(security, "hash_workers", int, 1, "security"), "security.hash_workers"),
+            max_waiting=_get(security, "hash_max_waiting", int, 64, "security"),
+            nice=_get(security, "hash_nice", int, 10, "security"),
         ),
         **from_toml(raw, base),
         **_rules(raw, custom_data),
+    )
+
+
+def _positive(value: Any, where: str) -> Any:
+    if value <= 0:
+        raise ConfigError(f"{where} must be positive")
+    return value
+
+
+def _throttle(t: Mapping[str, Any]) -> ThrottleSettings:
+    d = ThrottleSettings()
+    values: dict[str, Any] = {}
+    for field in attrs.fields(ThrottleSettings):
+        default = getattr(d, field.name)
+        kind: Any = bool if isinstance(default, bool) else (int if isinstance(default, int) else (int, float))
+        value = _get(t, field.name, kind, default, "throttle")
+        if not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"throttle.{field.name} must not be negative")
+        values[field.name] = float(value) if isinstance(default, float) else value
+    return ThrottleSettings(**values)
+
+
+def _http(t: Mapping[str, Any]) -> HttpSettings:
+    import ipaddress
+
+    d = HttpSettings()
+    proxies = _get(t, "trusted_proxies", list, list(d.trusted_proxies), "http")
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"http.trusted_proxies: {proxy!r} is not an address or network") from None
+    origins = _get(t, "allowed_origins", list, list(d.allowed_origins), "http")
+    if not all(isinstance(o, str) and o for o in origins):
+        raise ConfigError("http.allowed_origins must be a list of origins")
+    return HttpSettings(
+        read_timeout=float(
+            _positive(_get(t, "read_timeout", (int, float), d.read_timeout, "http"), "http.read_timeout")
+        ),
+        max_connections_per_address=_get(
+            t, "max_connections_per_address", int, d.max_connections_per_address, "http"
+        ),
+        max_header_bytes=_positive(
+            _get(t, "max_header_bytes", int, d.max_header_bytes, "http"), "http.max_header_bytes"
+        ),
+        trusted_proxies=tuple(proxies),
+        allowed_origins=tuple(o.rstrip("/") for o in origins),
     )
 
 
@@ -519,6 +609,7 @@ def _providers(table: Mapping[str, Any], base: Path) -> ProvidersConfig:
             confirmation_function=_get(up, "confirmation_function", str, None, where),
             reset_function=_get(up, "reset_function", str, None, where),
             token_lifetime=_get(up, "token_lifetime", int, 1800, where),
+            prevent_user_enumeration=_get(up, "prevent_user_enumeration", bool, True, where),
         ),
         api_key=None if ak is None else ApiKeySettings(server_keys=tuple(server_keys)),
         custom_token=None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -17,6 +16,8 @@ from aiohttp import web
 
 from ._app import ServerApp
 from ._config import ServerConfig
+from ._datadir import prepare
+from ._listener import GuardedSite, Limits
 from ._outbox import Outbox
 from ._sqlite_store import SqliteUserStore
 from ._store import UserStore
@@ -55,6 +56,7 @@ class LocalServer:
         self._store: UserStore | None = None
         self._documents: Any = None
         self._url: str | None = None
+        self._limits = Limits(self.config.http)
 
     def __repr__(self) -> str:
         return f"LocalServer(url={self._url!r}, app_id={self.app_id!r})"
@@ -100,11 +102,8 @@ class LocalServer:
             self._data_dir = self._temp_dir
         else:
             self._data_dir = self._requested_dir
-            if not self._data_dir.exists():
-                # Only a directory we create is narrowed; an existing one keeps its mode.
-                self._data_dir.mkdir(parents=True)
-                os.chmod(self._data_dir, 0o700)
         try:
+            prepare(self._data_dir)
             self._store = SqliteUserStore(self._data_dir / "users.sqlite3")
             self._documents = EmbeddedDocumentStore(self._data_dir / "documents")
             issuer = TokenIssuer(
@@ -122,9 +121,18 @@ class LocalServer:
                 url=lambda: self.url,
                 admin_token=self._admin_token,
             )
-            self._runner = web.AppRunner(self._app.build(), access_log=None, handle_signals=False)
+            http = self.config.http
+            self._runner = web.AppRunner(
+                self._app.build(),
+                access_log=None,
+                handle_signals=False,
+                # Access tokens are kept below this limit (custom data is capped), so a user's own
+                # token always fits; the token also travels in a stream's URL.
+                max_line_size=http.max_header_bytes,
+                max_field_size=http.max_header_bytes,
+            )
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self._host, self._port)
+            site = GuardedSite(self._runner, self._host, self._port, self._limits)
             await site.start()
             server = site._server
             assert server is not None
@@ -147,6 +155,7 @@ class LocalServer:
                 task.cancel()
             if app.streams:
                 await asyncio.wait(list(app.streams), timeout=5)
+            app.hasher.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()

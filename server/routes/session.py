@@ -75,7 +75,8 @@ class SessionRoutes:
         if linking:
             linked = await self.server.access(request)
         body = await self.server.read_body(request)
-        resolved = await self.server.providers.resolve(provider, body, request.remote or "unknown")
+        address = self.server.client_address(request)
+        resolved = await self.server.providers.resolve(provider, body, address)
         if linked is not None:
             return await self._link(linked, resolved)
         user, created = await self._user_for(resolved)

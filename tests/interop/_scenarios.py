@@ -33,6 +33,23 @@ PROFILE_CONFIG = """\
 """
 
 
+EMAIL_PASSWORD_CONFIG = """\
+    # The demo settings with App Services' own answers on the email/password routes
+    # (409 AccountNameInUse, 404 UserNotFound...): the scenario checks that both clients map
+    # them to their errors. The server's default (prevent_user_enumeration = true) answers
+    # known and unknown addresses alike; tests/server/test_server_hostile.py covers it.
+    [functions]
+    module = "demo"
+
+    [custom_data]
+
+    [providers.anon-user]
+    [providers.local-userpass]
+    reset_function = "reset_password"
+    prevent_user_enumeration = false
+"""
+
+
 #: Every scenario's steps, in order: the .mjs scripts and test_appusers_scenarios.py
 #: must both run exactly these, so the two clients are held to the same list.
 STEPS: dict[str, list[str]] = {
