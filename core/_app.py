@@ -82,8 +82,9 @@ class App:
             user = await app.log_in(Credentials.anonymous())
             print(await user.functions.sum(1, 2))
 
-    ``storage`` keeps users between runs (default: in memory only; use
-    ``FileStorage`` to restore them at the next start). ``transport`` does HTTP
+    ``storage`` keeps users between runs (default: a private file under the platform's user
+    data directory, one per app id and base URL, see ``appusers.adapters.default_storage_path``;
+    pass ``MemoryStorage()`` to keep nothing). ``transport`` does HTTP
     (default: aiohttp; closed with the App). ``timeout`` is the default per-request timeout in seconds;
     most calls also take their own ``timeout=``.
     """
@@ -107,9 +108,9 @@ class App:
         self.id = app_id
         self.base_url = _check_base_url(base_url)
         if storage is None:
-            from appusers.adapters._memory import MemoryStorage
+            from appusers.adapters._default import default_storage
 
-            storage = MemoryStorage()
+            storage = default_storage(app_id, self.base_url)
         self._persistence = Persistence(storage, app_id)
         self._pipeline = Pipeline(
             self, app_id, self.base_url, transport=transport, timeout=float(timeout),

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from . import _ejson
+from ._access import RuleAccess
 from ._address import ClientAddresses
 from ._config import ServerConfig
 from ._errors import ApiError, ConfigError
@@ -119,7 +120,8 @@ class ServerApp:
             )
         self.values = Values(config.values)
         self.triggers = AuthTriggers(config.triggers, lambda: self.context(None))
-        self.services = Services(documents, config.mongo_services)
+        self.rules = RuleAccess(self)
+        self.services = Services(documents, config.mongo_services, self.rules.for_context)
         self.providers = Providers(
             config, store, self.throttle, lambda: self.context(None), hasher=self.hasher
         )

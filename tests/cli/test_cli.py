@@ -106,8 +106,9 @@ async def register_confirmed(server: LocalServer, email: str, password: str) -> 
 
 def stored_tokens(session_file: Path) -> set[str]:
     from appusers._records import load_user
+    from appusers.adapters._file import _parse
 
-    items = json.loads(session_file.read_text())["items"]
+    items = _parse(session_file.read_bytes())
     tokens = set()
     for key, value in items.items():
         if ":user:" in key:

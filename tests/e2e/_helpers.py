@@ -174,8 +174,9 @@ def stored(path: Path) -> dict[str, Any]:
     import json
 
     from appusers._records import identities_from_raw, load_user
+    from appusers.adapters._file import _parse
 
-    items = json.loads(path.read_text())["items"]
+    items = _parse(path.read_bytes())
     out: dict[str, Any] = {}
     for key, value in items.items():
         if key.endswith(":index"):

@@ -32,6 +32,40 @@ PROFILE_CONFIG = """\
     ]
 """
 
+#: The MongoDB scenario covers every collection operation of the client, not rules: its
+#: one namespace gets an explicit, permissive rule; every other namespace keeps the demo
+#: rules. (Rules are tested in tests/rules and tests/e2e/test_rules.py.)
+MONGODB_COLLECTION = "items"
+MONGODB_CONFIG = """\
+    [functions]
+    module = "demo"
+
+    [[rules]]
+    database = "appusers"
+    collection = "custom_data"
+    [[rules.roles]]
+    name = "own custom data"
+    apply_when = { user_id = "%%user.id" }
+    read = true
+    write = true
+
+    [[rules]]
+    database = "interop"
+    collection = "items"
+    [[rules.roles]]
+    name = "readAndWriteAll"
+    apply_when = {}
+    read = true
+    write = true
+
+    [default_rule]
+    [[default_rule.roles]]
+    name = "owner"
+    apply_when = { owner_id = "%%user.id" }
+    read = true
+    write = true
+"""
+
 
 EMAIL_PASSWORD_CONFIG = """\
     # The demo settings with App Services' own answers on the email/password routes

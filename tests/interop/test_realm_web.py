@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 from _scenarios import (  # tests/interop is on sys.path (no __init__.py)
     EMAIL_PASSWORD_CONFIG,
+    MONGODB_CONFIG,
     PROFILE_CONFIG,
     STEPS,
 )
@@ -374,7 +375,7 @@ async def test_delete_user(start_server: ServerFactory) -> None:
 
 
 async def test_mongodb(start_server: ServerFactory) -> None:
-    server = await start_server()
+    server = await start_server(MONGODB_CONFIG)
     run = await run_scenario(server, "mongodb.mjs")
     assert_steps(
         run,

@@ -319,7 +319,11 @@ async def test_restart_keeps_everything(tmp_path: Path, http: aiohttp.ClientSess
         status, _ = await api.call(
             user["access_token"],
             "insertOne",
-            {"database": "db", "collection": "c", "document": {"_id": "doc1", "v": 1}},
+            {
+                "database": "db",
+                "collection": "c",
+                "document": {"_id": "doc1", "owner_id": user["user_id"], "v": 1},
+            },
             service="mongodb-atlas",
         )
         assert status == 200
@@ -344,7 +348,7 @@ async def test_restart_keeps_everything(tmp_path: Path, http: aiohttp.ClientSess
             {"database": "db", "collection": "c", "query": {"_id": "doc1"}},
             service="mongodb-atlas",
         )
-        assert doc == {"_id": "doc1", "v": {"$numberInt": "1"}}
+        assert doc == {"_id": "doc1", "owner_id": user["user_id"], "v": {"$numberInt": "1"}}
         status, _h, _b = await api.request(
             "POST",
             f"{api.app}/auth/providers/local-userpass/confirm",

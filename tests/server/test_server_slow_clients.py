@@ -214,7 +214,14 @@ def test_data_files_are_private_under_umask_000(tmp_path: Path, existing_mode: i
                 {
                     "name": "insertOne",
                     "service": "mongodb-atlas",
-                    "arguments": [{"database": "db", "collection": "c", "document": {"k": 1}}],
+                    "arguments": [
+                        # The demo rules: a user's documents carry their id in owner_id.
+                        {
+                            "database": "db",
+                            "collection": "c",
+                            "document": {"owner_id": tokens["user_id"], "k": 1},
+                        }
+                    ],
                 }
             ).encode(),
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {tokens['access_token']}"},
