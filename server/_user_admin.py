@@ -188,11 +188,12 @@ class UserAdmin:
         user = await self.get(user_id)
         await self.end_sessions(user.id)
 
-    async def delete(self, user_id: str) -> None:
-        """Delete the user and its sessions, keys and account (its documents stay)."""
+    async def delete(self, user_id: str) -> UserRecord:
+        """Delete the user and its sessions, keys and account (its documents stay); the deleted user."""
         user = await self.get(user_id)
         await self._store.delete_user(user.id)
         await self.end_revoked_streams(user.id)
+        return user
 
     async def touched(self, user_id: str, *, login: bool) -> None:
         """Record a log-in or a refresh (what keeps an anonymous user from the purge)."""

@@ -185,7 +185,9 @@ class AdminRoutes:
     async def delete_user(self, request: web.Request) -> web.StreamResponse:
         """``DELETE users/{userId}``: 204; sessions end, documents stay."""
         await self._authorized(request)
-        await self.server.user_admin.delete(request.match_info["user_id"])
+        # Fires the DELETE authentication triggers as a self-delete does (whether App Services does
+        # so for admin deletes is unconfirmed; a trigger that must not run can check the event).
+        self.server.user_deleted(await self.server.user_admin.delete(request.match_info["user_id"]))
         return empty_response(204)
 
     async def user_action(self, request: web.Request) -> web.StreamResponse:
