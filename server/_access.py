@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from . import _ejson
-from ._functions import FunctionContext
+from ._functions import FunctionContext, request_info
 from .rules import FunctionHook, RuleBook, RuledCollection, RuleEnforcer, user_document
 
 if TYPE_CHECKING:
@@ -31,9 +31,6 @@ __all__ = ["RuleAccess", "RuledFactory"]
 RuledFactory = Callable[[Any, str, str], RuledCollection]
 
 #: Request headers never shown to rules (they carry credentials).
-_SECRET_HEADERS = frozenset({"authorization", "cookie", "x-appusers-admin"})
-
-
 class RuleAccess:
     """The server's rules, bound to callers."""
 
@@ -63,7 +60,7 @@ class RuleAccess:
         async def call(name: str, args: list[Any]) -> Any:
             return await server.registry.invoke(name, server.context(await server.function_user(user)), args)
 
-        return self._factory(service, who, request_document(request, service, action), call)
+        return self._factory(service, who, request_info(request, service, action).as_expansion(), call)
 
     def for_context(self, service: str, context: FunctionContext) -> RuledFactory:
         """Collections under the rules of a function context's caller (its values, environment, request)."""
@@ -98,22 +95,3 @@ class RuleAccess:
             )
 
         return make
-
-
-def request_document(request: web.Request, service: str, action: str) -> dict[str, Any]:
-    """``%%request`` of an HTTP call; credentials (headers, ``baas_at``) are left out."""
-    headers: dict[str, list[str]] = {}
-    for key, value in request.headers.items():
-        if key.lower() not in _SECRET_HEADERS:
-            headers.setdefault(key, []).append(value)
-    query = "&".join(f"{k}={v}" for k, v in request.query.items() if k not in ("baas_at", "secret"))
-    return {
-        "httpMethod": request.method,
-        "httpReferrer": request.headers.get("Referer", ""),
-        "httpUserAgent": request.headers.get("User-Agent", ""),
-        "rawQueryString": query,
-        "remoteIPAddress": request.remote or "",
-        "requestHeaders": headers,
-        "service": service,
-        "action": action,
-    }
