@@ -7,27 +7,34 @@ and a ``Decimal128`` stays decimal); responses are read in either mode.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from typing import Any
-
-from bson import json_util
 
 from ._models import FrozenDict, FrozenList
 
 __all__ = ["decode", "dumps", "loads"]
 
-_CANONICAL = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.CANONICAL,
-    tz_aware=True,
-    tzinfo=datetime.UTC,
-    uuid_representation=4,  # STANDARD: uuid.UUID <-> $binary subtype 04
-)
-_READ = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.RELAXED,
-    tz_aware=True,
-    tzinfo=datetime.UTC,
-    uuid_representation=4,
-)
+
+@functools.cache
+def _bson() -> tuple[Any, Any, Any]:
+    """bson's codec and the two option sets, imported on first need: plain JSON (most calls)
+    never needs it, and importing bson was a tenth of ``import appusers``."""
+    from bson import json_util
+
+    canonical = json_util.JSONOptions(
+        json_mode=json_util.JSONMode.CANONICAL,
+        tz_aware=True,
+        tzinfo=datetime.UTC,
+        uuid_representation=4,  # STANDARD: uuid.UUID <-> $binary subtype 04
+    )
+    read = json_util.JSONOptions(
+        json_mode=json_util.JSONMode.RELAXED,
+        tz_aware=True,
+        tzinfo=datetime.UTC,
+        uuid_representation=4,
+    )
+    return json_util, canonical, read
 
 
 _INT32 = range(-(2**31), 2**31)
@@ -58,13 +65,16 @@ def dumps(value: Any) -> str:
     """
     if _plain(value):
         return _ENCODER.encode(value)
-    return json_util.dumps(value, json_options=_CANONICAL, separators=(",", ":"))
+    json_util, canonical, _ = _bson()
+    text: str = json_util.dumps(value, json_options=canonical, separators=(",", ":"))
+    return text
 
 
 def _hook(document: dict[str, Any]) -> Any:
     for key in document:
         if key.startswith("$"):
-            return json_util.object_hook(document, _READ)
+            json_util, _, read = _bson()
+            return json_util.object_hook(document, read)
     return document
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import platform
 from collections.abc import Coroutine, Mapping
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
@@ -128,6 +127,8 @@ class Login:
 
 
 def _device_info(app_id: str) -> dict[str, str]:
+    import platform  # once per App, at its first log-in: not worth its import time up front
+
     uname = platform.uname()
     return {
         "appId": app_id,

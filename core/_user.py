@@ -14,21 +14,26 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-from reactivex import Observable, abc
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _ejson, _jwt
-from ._api_keys import ApiKeys
 from ._credentials import ANONYMOUS, Credentials
 from ._events import UserEvent
 from ._functions import Functions
 from ._models import FrozenDict, Identity, Profile, Tokens, UserState, freeze
-from ._mongo import MongoClient
-from ._pipeline import Pipeline
 from ._records import identities_from_raw
-from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from .errors import BadTokenError
+
+# Streams (reactivex), API keys and MongoDB are imported on first use, not with appusers:
+# a user's streams are built on first subscription anyway, and reactivex alone was about a
+# fifth of ``import appusers``.
+if TYPE_CHECKING:
+    from reactivex import Observable, abc
+
+    from ._api_keys import ApiKeys
+    from ._mongo import MongoClient
+    from ._pipeline import Pipeline
+    from ._streams import SafeBehaviorSubject, SafeSubject
 
 __all__ = ["User", "UserOwner"]
 
@@ -247,6 +252,8 @@ class User:
     @property
     def state_changes(self) -> Observable[UserState]:
         """The current state on subscribe, then every change."""
+        from ._streams import SafeBehaviorSubject, hide
+
         if self._state_subject is None:
             self._state_subject = SafeBehaviorSubject(self.state)
         return hide(self._state_subject)
@@ -254,6 +261,8 @@ class User:
     @property
     def events(self) -> Observable[UserEvent]:
         """Every :class:`UserEvent` of this user, as it happens."""
+        from ._streams import SafeSubject, hide
+
         if self._events is None:
             self._events = SafeSubject()
         return hide(self._events)
@@ -261,6 +270,8 @@ class User:
     def add_listener(self, callback: Callable[[UserEvent], Any] | Callable[[], Any]) -> None:
         """Call ``callback(event)`` — or ``callback()``, if it takes no argument — for every
         event of this user. A callback of any other shape raises ``TypeError`` here."""
+        from ._streams import listener
+
         observer = listener(callback)
         if self._listeners is None:
             self._listeners = {}
@@ -300,10 +311,14 @@ class User:
     @property
     def api_keys(self) -> ApiKeys:
         """The user's API keys: ``await user.api_keys.create("ci")``."""
+        from ._api_keys import ApiKeys
+
         return ApiKeys(self)
 
     def mongo_client(self, service_name: str) -> MongoClient:
         """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user."""
+        from ._mongo import MongoClient
+
         return MongoClient(self, service_name)
 
     async def wait_for(self, state: UserState, *, timeout: float | None = None) -> None:
