@@ -113,7 +113,7 @@ def _compile(machine: Machine) -> dict[tuple[str, UserState], tuple[_Step, ...]]
                 conditions = []
                 for condition in transition.conditions:
                     if not isinstance(condition.func, str):
-                        raise TypeError(f"{where}: only conditions named by a method of the user are compiled")
+                        raise TypeError(f"{where}: only conditions named by a user's method are compiled")
                     conditions.append((condition.func, bool(condition.target)))
                 steps.append(_Step(tuple(conditions), _names(exit_state.on_exit, where),
                                    UserState(dest_state.value), _names(dest_state.on_enter, where)))
