@@ -15,12 +15,14 @@ under the data directory; documents in the embedded document store. See
 
 from ._cli import serve_main
 from ._config import DEMO_CUSTOM_TOKEN_SECRET, DEMO_SERVER_API_KEY, ConfigError, ServerConfig, load_config
+from ._faults import Fault
 from ._server import LocalServer
 
 __all__ = [
     "DEMO_CUSTOM_TOKEN_SECRET",
     "DEMO_SERVER_API_KEY",
     "ConfigError",
+    "Fault",
     "LocalServer",
     "ServerConfig",
     "load_config",

@@ -19,7 +19,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +27,7 @@ from aiohttp import web
 from . import _ejson
 from ._config import ServerConfig
 from ._errors import ApiError
-from ._faults import ROUTE_NAMES, Faults
+from ._faults import ROUTE_NAMES, Fault, FaultReply, Faults
 from ._functions import FunctionContext, FunctionRegistry, FunctionUser, Services
 from ._http import empty_response, error_response, finish_headers
 from ._mongo import store_errors
@@ -106,11 +106,23 @@ class ServerApp:
             app_id=self.config.app_id, services=self.services, registry=self.registry, user=user
         )
 
-    def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
-        """The next ``times`` requests to ``route`` answer ``status`` with ``body``."""
-        self.faults.inject(route, status, body, times)
+    def inject_fault(
+        self,
+        route: str,
+        status: int,
+        body: Mapping[str, Any] | None,
+        times: int = 1,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (and ``headers``)."""
+        self.faults.inject(route, status, body, times, headers=headers)
 
-    def enter(self, route: str) -> web.Response | None:
+    def inject_faults(self, route: str, steps: Iterable[Fault | None]) -> None:
+        """The next requests to ``route`` take ``steps`` in order (``None``: normal service)."""
+        self.faults.sequence(route, steps)
+
+    def enter(self, route: str) -> web.StreamResponse | None:
         """Count a request to ``route``; an injected fault's reply if one is pending."""
         return self.faults.enter(route)
 
@@ -146,6 +158,9 @@ class ServerApp:
             return resp
         try:
             resp = await handler(request)
+            if isinstance(resp, FaultReply):
+                await self.faults.act(request, resp)
+                return resp  # the connection is gone: aiohttp drops this quietly
         except ApiError as err:
             resp = error_response(err)
         except web.HTTPException as exc:
