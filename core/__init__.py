@@ -44,6 +44,7 @@ from ._mongo import (
     MongoDatabase,
     UpdateResult,
 )
+from ._retry import RetryPolicy
 from ._user import User
 from ._version import __version__
 from .errors import AppError
@@ -80,6 +81,7 @@ __all__ = [
     "ProfileRefreshed",
     "Request",
     "Response",
+    "RetryPolicy",
     "Storage",
     "StorageIssue",
     "StorageRecovered",

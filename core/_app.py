@@ -705,7 +705,7 @@ class App:
         media_type = response.content_type.split(";", 1)[0].strip().lower()
         if response.body and media_type == "application/json":
             try:
-                data = _ejson.loads(response.body) if ejson else json.loads(response.body)
+                data = _ejson.loads(response.body) if ejson else _ejson.loads_plain(response.body)
             except ValueError:
                 if response.ok:
                     raise MalformedJsonError(

@@ -39,7 +39,7 @@ __all__ = ["User"]
 def _profile_data(raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -192,7 +192,12 @@ class User:
             claim = _jwt.decode_payload(token, what="access token").get("user_data")
         except BadTokenError:
             claim = None
-        data = _ejson.decode(claim) if isinstance(claim, dict) else {}
+        data: Mapping[str, Any] = {}
+        if isinstance(claim, dict):
+            try:
+                data = _ejson.decode(claim)
+            except ValueError:
+                data = claim  # a bad EJSON wrapper: the claim as plain JSON, not an exception
         self._custom_data = (token, data)
         return data
 
