@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import platform
 import time

@@ -211,7 +211,7 @@ async def test_malformed_bodies_over_real_http(route: str, server: LocalServer) 
             except AppError:
                 pass
             else:  # only reads may accept a body, and only a well-formed one ("[]" keys, "null" result)
-                assert route in ("api_keys", "function_call") and body in (b"[]", b"null", b"NaN") or (
+                assert (route in ("api_keys", "function_call") and body in (b"[]", b"null", b"NaN")) or (
                     route == "function_call" and body.startswith(b"{\"")), body[:40]
             assert await snapshot(storage) == before, body[:40]
         assert server.stats[route] >= len(SAMPLE)
