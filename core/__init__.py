@@ -32,7 +32,7 @@ from ._events import (
     UsersChanged,
 )
 from ._functions import Functions
-from ._models import Identity, Profile, Tokens, UserState
+from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
 from ._mongo import (
     ChangeEvent,
     ChangeStream,
@@ -61,6 +61,8 @@ __all__ = [
     "AppEvent",
     "ChangeEvent",
     "ChangeStream",
+    "Connectivity",
+    "ConnectivityState",
     "Credentials",
     "CurrentUserChanged",
     "CustomDataRefreshed",

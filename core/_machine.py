@@ -1,10 +1,19 @@
-"""The user lifecycle, as data, run by ``transitions``.
+"""The user lifecycle, as data, run by ``transitions``: three top-level states, and inside
+``LoggedIn`` the connectivity sub-states ``online``, ``refreshing`` and ``offline``.
 
 One ``Machine`` serves every user of the process. Users are *not* registered
 with ``add_model`` (an O(n) scan per call, and it would keep removed users
 alive); instead each trigger is run for one user with ``Event.trigger(user)``,
 which reads and writes only that user's ``state`` attribute. So a user costs
 nothing here beyond its ``state`` field, and 100,000 users are as cheap as one.
+
+``LoggedIn`` is a composite state: its sub-states are a machine of their own
+(``CONNECTIVITY_CONFIG``, model attribute ``_reach``) that exists only while the user
+is logged in. Entering ``LoggedIn`` starts it in ``online``; leaving ``LoggedIn`` ends it
+(``_reach`` is None). It is a separate flat machine rather than ``transitions``'
+``HierarchicalMachine`` because the top-level ``state`` must stay the plain
+``UserState`` (every stream and binding reads it) and because a hierarchical trigger
+costs ~30 times a flat one, on every log-in and log-out of 100,000 users.
 
 Side effects of entering a state (dropping tokens) are machine callbacks;
 publishing events is not: the caller publishes after the transition returns,
@@ -17,16 +26,26 @@ from typing import Any, Final, Protocol
 
 from transitions import Machine, MachineError
 
-from ._models import UserState
+from ._models import ConnectivityState, UserState
 
-__all__ = ["MACHINE_CONFIG", "InvalidTransition", "StatefulUser", "fire"]
+__all__ = [
+    "CONNECTIVITY_CONFIG",
+    "MACHINE_CONFIG",
+    "InvalidTransition",
+    "StatefulUser",
+    "allowed",
+    "fire",
+    "fire_connectivity",
+]
 
 LOGGED_IN, LOGGED_OUT, REMOVED = UserState.LOGGED_IN, UserState.LOGGED_OUT, UserState.REMOVED
+ONLINE, REFRESHING, OFFLINE = ConnectivityState.ONLINE, ConnectivityState.REFRESHING, ConnectivityState.OFFLINE
 
 #: The whole lifecycle. ``is_anonymous`` and ``drop_tokens`` are looked up on the user.
 MACHINE_CONFIG: Final[dict[str, Any]] = {
     "states": [
-        {"name": LOGGED_IN},
+        # The connectivity sub-machine runs from entering LoggedIn to leaving it.
+        {"name": LOGGED_IN, "on_enter": ["enter_session"], "on_exit": ["leave_session"]},
         {"name": LOGGED_OUT, "on_enter": ["drop_tokens"]},
         {"name": REMOVED, "on_enter": ["drop_tokens"], "final": True},
     ],
@@ -48,12 +67,36 @@ MACHINE_CONFIG: Final[dict[str, Any]] = {
 }
 
 
+#: The sub-states of LoggedIn. Driven by the request pipeline (through the App's connectivity
+#: tracker): a failed attempt loses the server, an answer reaches it, a token refresh is
+#: ``refreshing`` while in flight.
+CONNECTIVITY_CONFIG: Final[dict[str, Any]] = {
+    "states": [{"name": ONLINE}, {"name": REFRESHING}, {"name": OFFLINE}],
+    "transitions": [
+        # offline -> offline: a later failure (new error, new time of the next attempt).
+        {"trigger": "lose_server", "source": [ONLINE, REFRESHING, OFFLINE], "dest": OFFLINE},
+        {"trigger": "reach_server", "source": OFFLINE, "dest": ONLINE},
+        {"trigger": "begin_refresh", "source": [ONLINE, OFFLINE], "dest": REFRESHING},
+        {"trigger": "end_refresh", "source": REFRESHING, "dest": ONLINE},
+    ],
+    "initial": None,
+    "auto_transitions": False,
+    "send_event": False,
+    "model_attribute": "_reach",
+}
+
+
 class StatefulUser(Protocol):
     state: UserState
+    _reach: ConnectivityState | None
 
     def is_anonymous(self) -> bool: ...
 
     def drop_tokens(self) -> None: ...
+
+    def enter_session(self) -> None: ...
+
+    def leave_session(self) -> None: ...
 
 
 class InvalidTransition(Exception):
@@ -61,6 +104,7 @@ class InvalidTransition(Exception):
 
 
 _MACHINE: Final = Machine(model=None, **MACHINE_CONFIG)
+_CONNECTIVITY: Final = Machine(model=None, **CONNECTIVITY_CONFIG)
 
 
 def fire(user: StatefulUser, trigger: str) -> UserState:
@@ -77,3 +121,17 @@ def fire(user: StatefulUser, trigger: str) -> UserState:
 def allowed(state: UserState, trigger: str) -> bool:
     """Whether ``trigger`` may fire from ``state`` (conditions aside)."""
     return state.name in _MACHINE.events[trigger].transitions
+
+
+def fire_connectivity(user: StatefulUser, trigger: str) -> ConnectivityState:
+    """Run a connectivity ``trigger`` for a logged-in ``user``; return its new sub-state."""
+    if user.state is not LOGGED_IN or user._reach is None:
+        raise InvalidTransition(f"{trigger}: connectivity is a sub-state of LoggedIn only")
+    try:
+        ok = _CONNECTIVITY.events[trigger].trigger(user)
+    except MachineError as exc:
+        raise InvalidTransition(str(exc)) from None
+    if not ok:
+        raise InvalidTransition(f"{trigger} was not allowed from {user._reach}")
+    assert user._reach is not None
+    return user._reach

@@ -95,7 +95,8 @@ class RetryPolicy:
     The defaults: up to 4 attempts, back-off from 0.5 s doubling to at most 8 s (with
     full jitter), no retry starting later than 30 s after the first attempt,
     ``Retry-After`` honoured up to 60 s, request timeouts not retried (the caller's
-    timeout is the bound it asked for). ``RetryPolicy.none()`` never retries.
+    timeout is the bound it asked for), background probes while offline. ``RetryPolicy.none()``
+    never retries and never probes by itself.
 
     ``sleep``, ``clock``, ``wall_clock`` and ``random`` are injectable so tests run
     the schedule without waiting and without chance.
@@ -108,6 +109,9 @@ class RetryPolicy:
     deadline: float = attrs.field(default=30.0, validator=_positive("deadline"))
     max_retry_after: float = attrs.field(default=60.0, validator=_positive("max_retry_after"))
     retry_timeouts: bool = False
+    #: While the App is offline with a user logged in, probe the server in the background on
+    #: this back-off (see ``App.connectivity``).
+    reconnect: bool = True
     statuses: frozenset[int] = attrs.field(default=RETRYABLE_STATUSES, converter=frozenset)
     sleep: Callable[[float], Awaitable[None]] = attrs.field(default=asyncio.sleep, eq=False, repr=False)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
@@ -116,8 +120,8 @@ class RetryPolicy:
 
     @classmethod
     def none(cls) -> RetryPolicy:
-        """Never retry: every failure reaches the caller at once."""
-        return cls(max_attempts=1)
+        """Never retry and never probe in the background: every failure reaches the caller at once."""
+        return cls(max_attempts=1, reconnect=False)
 
     def backoff_cap(self, retry: int) -> float:
         """The largest wait before retry number ``retry`` (1 for the first retry)."""

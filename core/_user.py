@@ -20,7 +20,9 @@ from reactivex import Observable, abc
 from . import _ejson, _jwt
 from ._credentials import ANONYMOUS
 from ._events import UserEvent
-from ._models import Identity, Profile, Tokens, UserState
+from ._connectivity import ONLINE
+from ._machine import fire_connectivity
+from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
 from ._records import identities_from_raw
 from ._streams import SafeBehaviorSubject, SafeSubject, hide
 from .errors import BadTokenError
@@ -58,12 +60,15 @@ class User:
         "_access_token",
         "_announce_custom_data",
         "_app",
+        "_connectivity",
+        "_connectivity_subject",
         "_custom_data",
         "_events",
         "_identities",
         "_listeners",
         "_profile",
         "_provider_type",
+        "_reach",
         "_refresh_future",
         "_refresh_token",
         "_session",
@@ -90,6 +95,10 @@ class User:
         self._app = app
         self.id = user_id
         self.state = state
+        #: The connectivity sub-machine's state (``_machine.CONNECTIVITY_CONFIG``); None unless logged in.
+        self._reach: ConnectivityState | None = ConnectivityState.ONLINE if state is UserState.LOGGED_IN else None
+        self._connectivity: Connectivity | None = ONLINE if state is UserState.LOGGED_IN else None
+        self._connectivity_subject: SafeBehaviorSubject[Connectivity | None] | None = None
         self._access_token = access_token
         self._refresh_token = refresh_token
         #: Monotonic time after which the access token is treated as expired; None = unknown yet.
@@ -117,6 +126,15 @@ class User:
         if identities:
             return len(identities) == 1 and identities[0].provider_type == ANONYMOUS
         return self._provider_type == ANONYMOUS
+
+    def enter_session(self) -> None:
+        """Entering LoggedIn starts its connectivity sub-machine (a fresh login reached the server)."""
+        self._reach = ConnectivityState.ONLINE
+        self._connectivity = ONLINE
+
+    def leave_session(self) -> None:
+        self._reach = None
+        self._connectivity = None
 
     def drop_tokens(self) -> None:
         self._access_token = None
@@ -211,6 +229,19 @@ class User:
         return hide(self._state_subject)
 
     @property
+    def connectivity(self) -> Connectivity | None:
+        """The sub-state of ``LoggedIn``: online, refreshing, or offline (with the last error and
+        the time of the next attempt). None when the user is not logged in."""
+        return self._connectivity
+
+    @property
+    def connectivity_changes(self) -> Observable[Connectivity | None]:
+        """The connectivity on subscribe, then every change (None once the user is not logged in)."""
+        if self._connectivity_subject is None:
+            self._connectivity_subject = SafeBehaviorSubject(self._connectivity)
+        return hide(self._connectivity_subject)
+
+    @property
     def events(self) -> Observable[UserEvent]:
         """Every :class:`UserEvent` of this user, as it happens."""
         if self._events is None:
@@ -236,8 +267,20 @@ class User:
     def _publish(self, event: UserEvent | None, state_before: UserState) -> None:
         if self._state_subject is not None and self.state is not state_before:
             self._state_subject.on_next(self.state)
+        self._publish_connectivity()
         if event is not None and self._events is not None:
             self._events.on_next(event)
+
+    def _set_connectivity(self, trigger: str, value: Connectivity) -> None:
+        """Run a connectivity trigger (the tracker decided it) and publish the new value."""
+        fire_connectivity(self, trigger)
+        self._connectivity = value
+        self._publish_connectivity()
+
+    def _publish_connectivity(self) -> None:
+        subject = self._connectivity_subject
+        if subject is not None and subject.value != self._connectivity:
+            subject.on_next(self._connectivity)
 
     # -- operations (all I/O goes through the App) ---------------------------------------
 

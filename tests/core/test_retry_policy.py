@@ -41,8 +41,9 @@ def test_defaults_are_documented_values() -> None:
     assert (default.max_attempts, default.initial_delay, default.max_delay) == (4, 0.5, 8.0)
     assert default.multiplier == 2.0
     assert (default.deadline, default.max_retry_after, default.retry_timeouts) == (30.0, 60.0, False)
+    assert default.reconnect is True
     assert default.statuses == frozenset({429, 502, 503, 504})
-    assert RetryPolicy.none().max_attempts == 1
+    assert RetryPolicy.none().max_attempts == 1 and not RetryPolicy.none().reconnect
     assert RetryPolicy() == RetryPolicy()  # a value: the injected callables do not count
 
 
