@@ -1,9 +1,10 @@
 """``User``: one user of an App, a model of the lifecycle machine in ``_machine``.
 
-A ``User`` holds its state and tokens; every I/O goes through its App, which
-owns the transport, the storage and the rules that span users (current user,
-anonymous reuse). The class is slotted and its streams are built on first use,
-so an App can hold 100,000 restored users cheaply.
+A ``User`` holds its state and tokens. Its requests go through the App's request
+pipeline (``_pipeline``); what spans users (the current user, anonymous reuse,
+storage) is the App's, reached through the narrow :class:`UserOwner` interface.
+The class is slotted and its streams are built on first use, so an App can hold
+100,000 restored users cheaply.
 """
 
 from __future__ import annotations
@@ -13,29 +14,42 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reactivex import Observable, abc
 
 from . import _ejson, _jwt
-from ._credentials import ANONYMOUS
+from ._api_keys import ApiKeys
+from ._credentials import ANONYMOUS, Credentials
 from ._events import UserEvent
 from ._connectivity import ONLINE
+from ._functions import Functions
 from ._machine import fire_connectivity
 from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
+from ._mongo import MongoClient
+from ._pipeline import Pipeline
 from ._records import identities_from_raw
 from ._streams import SafeBehaviorSubject, SafeSubject, hide
 from .errors import BadTokenError
 
-if TYPE_CHECKING:
+__all__ = ["User", "UserOwner"]
 
-    from ._api_keys import ApiKeys
-    from ._app import App
-    from ._credentials import Credentials
-    from ._functions import Functions
-    from ._mongo import MongoClient
 
-__all__ = ["User"]
+class UserOwner(Protocol):
+    """What a ``User`` needs of the App that holds it (``App`` is the implementation).
+
+    Requests go through the App's request pipeline; operations that change which
+    users exist or which one is current (log-out, link) are the App's.
+    """
+
+    @property
+    def _pipeline(self) -> Pipeline: ...
+
+    async def log_out(self, user: Any = None) -> None: ...
+
+    async def _link(self, user: Any, credentials: Credentials, *, timeout: float | None = None) -> None: ...
+
+    async def _refresh_profile(self, user: Any) -> None: ...
 
 
 def _profile_data(raw: str) -> dict[str, Any]:
@@ -69,7 +83,6 @@ class User:
         "_profile",
         "_provider_type",
         "_reach",
-        "_refresh_future",
         "_refresh_token",
         "_session",
         "_state_subject",
@@ -81,7 +94,7 @@ class User:
 
     def __init__(
         self,
-        app: App,
+        app: UserOwner,
         user_id: str,
         state: UserState,
         access_token: str | None,
@@ -111,7 +124,6 @@ class User:
         self.last_used = last_used
         #: Bumped by every log-in and log-out, so a late refresh result can tell it is stale.
         self._session = 0
-        self._refresh_future: asyncio.Future[str] | None = None
         self._custom_data: tuple[str, Mapping[str, Any]] | None = None
         self._announce_custom_data = False
         self._state_subject: SafeBehaviorSubject[UserState] | None = None
@@ -146,8 +158,13 @@ class User:
     # -- read-only view -----------------------------------------------------------------
 
     @property
-    def app(self) -> App:
+    def app(self) -> UserOwner:
+        """The App this user belongs to."""
         return self._app
+
+    @property
+    def _pipeline(self) -> Pipeline:
+        return self._app._pipeline
 
     @property
     def is_logged_in(self) -> bool:
@@ -282,7 +299,7 @@ class User:
         if subject is not None and subject.value != self._connectivity:
             subject.on_next(self._connectivity)
 
-    # -- operations (all I/O goes through the App) ---------------------------------------
+    # -- operations (all I/O goes through the App's request pipeline) -----------------
 
     async def log_out(self) -> None:
         """Log out. Local tokens are gone even if the server cannot be told (then it raises)."""
@@ -290,26 +307,20 @@ class User:
 
     async def call_function(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         """Call the backend function ``name`` with ``args``; return its EJSON-decoded result."""
-        return await self._app._call_function(self, name, args, timeout=timeout)
+        return await self._app._pipeline.call_function(self, name, args, timeout=timeout)
 
     @property
     def functions(self) -> Functions:
         """``await user.functions.sum(1, 2)`` calls the backend function ``sum``."""
-        from ._functions import Functions
-
         return Functions(self)
 
     @property
     def api_keys(self) -> ApiKeys:
         """The user's API keys: ``await user.api_keys.create("ci")``."""
-        from ._api_keys import ApiKeys
-
         return ApiKeys(self)
 
     def mongo_client(self, service_name: str) -> MongoClient:
         """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user."""
-        from ._mongo import MongoClient
-
         return MongoClient(self, service_name)
 
     async def wait_for(self, state: UserState, *, timeout: float | None = None) -> None:
@@ -336,12 +347,14 @@ class User:
 
     async def refresh_custom_data(self) -> Mapping[str, Any]:
         """Get a new access token and return the custom data it carries."""
-        await self._app._refresh_access_token(self, custom_data=True)
+        # CustomDataRefreshed is published even when the data did not change: it was asked for.
+        self._announce_custom_data = True
+        await self._app._pipeline.refresh_access_token(self)
         return self.custom_data
 
     async def refresh_access_token(self) -> None:
         """Get a new access token now."""
-        await self._app._refresh_access_token(self)
+        await self._app._pipeline.refresh_access_token(self)
 
     async def link_credentials(self, credentials: Credentials, *, timeout: float | None = None) -> None:
         """Add the identity of ``credentials`` to this user (an anonymous user stops being

@@ -44,6 +44,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(.*\.)?(_T\w*|TokenKind|SSLContext)"),
     # ServerConfig's settings tables are private: the server is configured with TOML (server.md).
     (r"py:class", r"appusers\.server\._config\.(\w+Settings|ProvidersConfig)"),
+    # The App's request pipeline: the App builds the service objects that take it.
+    (r"py:class", r"(appusers\._pipeline\.)?Pipeline"),
     # The bindings' schedulers share a private mixin; their pages document what it provides.
     (r"py:class", r"appusers\.bindings\._host_scheduler\.HostScheduling"),
     # Exceptions the standard library defines, named as bases of the error tree.
@@ -88,11 +90,18 @@ def _public_candidates(target: str) -> list[str]:
     return candidates
 
 
+# The core's narrow internal interfaces (protocols that keep its modules free of import
+# circles) are documented as the public class that implements them.
+_IMPLEMENTED_BY = {"Principal": "appusers.User", "UserOwner": "appusers.App"}
+
+
 def _resolve_private(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
     domain = env.get_domain("py")
-    for candidate in _public_candidates(node.get("reftarget", "")):
+    target = node.get("reftarget", "")
+    implementation = _IMPLEMENTED_BY.get(target.rpartition(".")[2])
+    for candidate in [implementation] if implementation else _public_candidates(target):
         if candidate in domain.objects:
             return domain.resolve_xref(
                 env, node["refdoc"], app.builder, node["reftype"], candidate, node, contnode
