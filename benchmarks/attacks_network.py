@@ -73,9 +73,11 @@ async def _backoff_schedule(server: LocalServer) -> dict[str, Any]:
     ok = (attempts == 4 and function_attempts == 1 and abs(sleep.asked[0] - 1.0) < 1e-9
           and all(0 <= a <= c for a, c in zip(sleep.asked[1:], caps, strict=True)))
     return {
-        "id": "R3", "attack": "profile GET answered 503 (Retry-After: 1), 502, 504, then 200; a function call "
+        "id": "R3",
+        "attack": "profile GET answered 503 (Retry-After: 1), 502, 504, then 200; a function call "
                               "answered 503",
-        "test": "tests/core/test_connectivity.py::test_idempotent_reads_ride_out_503_with_retry_after_and_back_off",
+        "test": ("tests/core/test_connectivity.py::test_idempotent_r"
+            "eads_ride_out_503_with_retry_after_and_back_off"),
         "figure": f"profile: {attempts} attempts, waits asked {_ms(sleep.asked)} (Retry-After, then full "
                   f"jitter under caps {_ms(caps)}), slept {_ms(sleep.took)}; function call: "
                   f"{function_attempts} attempt",
@@ -94,7 +96,8 @@ async def _retry_after_date(server: LocalServer) -> dict[str, Any]:
         await user.api_keys.fetch_all()
     ok = len(sleep.asked) == 1 and 1.0 <= sleep.asked[0] <= 2.0
     return {
-        "id": "R3", "attack": "API-key list answered 429 with an HTTP-date Retry-After 2 s ahead (1 s resolution)",
+        "id": "R3",
+        "attack": "API-key list answered 429 with an HTTP-date Retry-After 2 s ahead (1 s resolution)",
         "test": "tests/core/test_retry_policy.py::test_retry_after_seconds_and_http_dates",
         "figure": f"1 retry after {_ms(sleep.took)} (asked {_ms(sleep.asked)})",
         "verdict": "met" if ok else "missed",
@@ -121,9 +124,11 @@ async def _stale_connection(server: LocalServer) -> dict[str, Any]:
         except TransportError:
             fresh_outcome = "TransportError"
         fresh_attempts = server.stats["login"] - before
-    ok = response.status == 200 and stale_attempts == 2 and fresh_attempts == 1 and fresh_outcome != "answered"
+    ok = (response.status == 200 and stale_attempts == 2 and fresh_attempts == 1
+          and fresh_outcome != "answered")
     return {
-        "id": "R5", "attack": "connection reset before any response: a POST on a reused keep-alive connection, "
+        "id": "R5",
+        "attack": "connection reset before any response: a POST on a reused keep-alive connection, "
                               "and on a fresh one",
         "test": "tests/adapters/test_stale_connections.py::test_only_once_and_only_on_a_reused_connection",
         "figure": f"reused: {stale_attempts} attempts, answered {response.status}; fresh: "
@@ -147,7 +152,8 @@ async def _timeouts(server: LocalServer) -> dict[str, Any]:
             server.release_faults()
     worst = max(observed) if observed else float("inf")
     return {
-        "id": "R2", "attack": "profile GET whose headers never come (server hang), timeout=1 s, default RetryPolicy",
+        "id": "R2",
+        "attack": "profile GET whose headers never come (server hang), timeout=1 s, default RetryPolicy",
         "test": "tests/core/test_connectivity.py::test_timeouts_are_not_retried_and_fire_on_time",
         "figure": f"fired after {', '.join(f'{v:.3f}' for v in observed)} s (configured {configured:g} s; "
                   "timeouts are not retried by default)",
@@ -175,11 +181,13 @@ async def _back_online(data: Path) -> dict[str, Any]:
                 probes.append(server.stats["location"])
                 assert user.connectivity is not None and user.connectivity.state is ConnectivityState.ONLINE
     return {
-        "id": "R1", "attack": "server stopped for 1, 3 and 6 s while a user is logged in, then started again "
+        "id": "R1",
+        "attack": "server stopped for 1, 3 and 6 s while a user is logged in, then started again "
                               "at the same URL",
         "test": "tests/core/test_connectivity.py::test_server_stopped_and_started_again_mid_run",
-        "figure": f"back online {', '.join(f'{t:.2f}' for t in times)} s after the restart (background probes "
-                  f"on the default back-off, 0.5 s doubling to 8 s; median {statistics.median(times):.2f} s)",
+        "figure": f"back online {', '.join(f'{t:.2f}' for t in times)} s after the restart "
+                  "(background probes on the default back-off, 0.5 s doubling to 8 s; "
+                  f"median {statistics.median(times):.2f} s)",
         "verdict": "met" if max(times) <= 8.5 else "missed",
     }
 
@@ -221,10 +229,12 @@ async def _down_at_each_step(data: Path) -> dict[str, Any]:
         await server.start()
     ok = sum(cases.values())
     return {
-        "id": "R1", "attack": "server down at each step: location, login, profile, function, API keys, refresh, "
+        "id": "R1",
+        "attack": "server down at each step: location, login, profile, function, API keys, refresh, "
                               "logout",
         "test": "tests/core/test_connectivity.py::test_log_out_while_offline_wipes_tokens_and_connectivity",
-        "figure": f"{ok}/{len(cases)} typed TransportError with state unchanged (logout: tokens wiped anyway)",
+        "figure": (f"{ok}/{len(cases)} typed TransportError with state unchanged"
+            f" (logout: tokens wiped anyway)"),
         "verdict": "met" if ok == len(cases) else "missed",
     }
 
@@ -239,7 +249,8 @@ async def _fuzz() -> dict[str, Any]:
     for step, route in fuzz.STEPS.items():
         server = fuzz.FuzzServer()
         storage = MemoryStorage()
-        app = App("app", base_url="http://127.0.0.1:1", storage=storage, transport=MockTransport(server.handler))
+        app = App("app", base_url="http://127.0.0.1:1", storage=storage,
+                  transport=MockTransport(server.handler))
         user = None if step in fuzz.FRESH_APP else await app.log_in(fuzz.ANA)
         for body in fuzz.bodies(fuzz.VALID[route], fuzz.COUNT, seed=sum(map(ord, step))):
             total += 1
@@ -260,9 +271,11 @@ async def _fuzz() -> dict[str, Any]:
             server.target = None
         await app.aclose()
     return {
-        "id": "R4", "attack": f"{fuzz.COUNT:,} generated malformed bodies at each of {len(fuzz.STEPS)} parsing "
+        "id": "R4",
+        "attack": f"{fuzz.COUNT:,} generated malformed bodies at each of {len(fuzz.STEPS)} parsing "
                               "steps (nesting bombs incl. b'[' * 200000, truncations, wrong types, bad JWTs)",
-        "test": "tests/core/test_malformed_bodies.py::test_every_malformed_body_is_a_typed_error_and_nothing_is_persisted",
+        "test": ("tests/core/test_malformed_bodies.py::test_every_ma"
+            "lformed_body_is_a_typed_error_and_nothing_is_persisted"),
         "figure": f"{total:,} bodies: {typed:,} typed errors, {total - typed - foreign:,} accepted as valid, "
                   f"{foreign} foreign exceptions",
         "verdict": "met" if foreign == 0 else "missed",

@@ -95,12 +95,17 @@ class ConnectivityTracker:
 
     @property
     def state(self) -> Connectivity:
-        return self._state
+        """The aggregate: offline if the server is out of reach, refreshing while a user's
+        refresh is in flight, else online."""
+        value = self._state
+        if value.online and self._refreshing:
+            return REFRESHING
+        return value
 
     @property
     def changes(self) -> Observable[Connectivity]:
         if self._subject is None:
-            self._subject = SafeBehaviorSubject(self._state)
+            self._subject = SafeBehaviorSubject(self.state)
         return hide(self._subject)
 
     async def wait_online(self, timeout: float | None) -> None:
@@ -163,7 +168,8 @@ class ConnectivityTracker:
         self._state = value
         for user in list(self._users()):
             current = user.connectivity
-            if user.is_logged_in and current is not None and current.state is not ConnectivityState.REFRESHING:
+            refreshing = current is not None and current.state is ConnectivityState.REFRESHING
+            if user.is_logged_in and current is not None and not refreshing:
                 user._set_connectivity("lose_server", value)
         self._publish()
 
@@ -179,9 +185,7 @@ class ConnectivityTracker:
         self._publish()
 
     def _publish(self) -> None:
-        value = self._state
-        if value.online and self._refreshing:
-            value = REFRESHING
+        value = self.state
         if self._subject is not None and self._subject.value != value:
             self._subject.on_next(value)
 

@@ -56,7 +56,7 @@ class Connectivity:
     def describe(self, now: float | None = None) -> str:
         """``"online"``, ``"refreshing"``, ``"offline — retrying in 8 s"`` or ``"offline"``."""
         if self.state is not ConnectivityState.OFFLINE:
-            return self.state.value
+            return str(self.state.value)
         wait = self.retry_in(now)
         if wait is None:
             return "offline"

@@ -20,9 +20,9 @@ from reactivex import Observable, abc
 
 from . import _ejson, _jwt
 from ._api_keys import ApiKeys
+from ._connectivity import ONLINE
 from ._credentials import ANONYMOUS, Credentials
 from ._events import UserEvent
-from ._connectivity import ONLINE
 from ._functions import Functions
 from ._machine import fire_connectivity
 from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
@@ -109,8 +109,9 @@ class User:
         self.id = user_id
         self.state = state
         #: The connectivity sub-machine's state (``_machine.CONNECTIVITY_CONFIG``); None unless logged in.
-        self._reach: ConnectivityState | None = ConnectivityState.ONLINE if state is UserState.LOGGED_IN else None
-        self._connectivity: Connectivity | None = ONLINE if state is UserState.LOGGED_IN else None
+        logged_in = state is UserState.LOGGED_IN
+        self._reach: ConnectivityState | None = ConnectivityState.ONLINE if logged_in else None
+        self._connectivity: Connectivity | None = ONLINE if logged_in else None
         self._connectivity_subject: SafeBehaviorSubject[Connectivity | None] | None = None
         self._access_token = access_token
         self._refresh_token = refresh_token
@@ -319,9 +320,12 @@ class User:
         """The user's API keys: ``await user.api_keys.create("ci")``."""
         return ApiKeys(self)
 
-    def mongo_client(self, service_name: str) -> MongoClient:
-        """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user."""
-        return MongoClient(self, service_name)
+    def mongo_client(self, service_name: str, *, retry_reads: bool = False) -> MongoClient:
+        """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user.
+
+        ``retry_reads=True`` declares its reads safe to repeat (the App's ``RetryPolicy``
+        applies to them); writes are never retried."""
+        return MongoClient(self, service_name, retry_reads=retry_reads)
 
     async def wait_for(self, state: UserState, *, timeout: float | None = None) -> None:
         """Return once the user is in ``state`` (at once if it already is)."""

@@ -42,9 +42,9 @@ Config.set("input", "mouse", "mouse,disable_multitouch")
 
 from kivy.core.window import Window  # noqa: E402
 from kivy.lang import Builder  # noqa: E402
+from kivy.properties import NumericProperty  # noqa: E402
 from kivy.uix.boxlayout import BoxLayout  # noqa: E402
 from kivy.uix.button import Button  # noqa: E402
-from kivy.properties import NumericProperty  # noqa: E402
 from kivy.uix.label import Label  # noqa: E402
 
 from appusers import App, Credentials, RetryPolicy  # noqa: E402

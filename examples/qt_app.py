@@ -197,7 +197,8 @@ class Autopilot:
             def shown(text: str) -> Callable[[], bool]:
                 return lambda: window.connection.text().startswith(f"server: {text}")
 
-            offline_shot = None if screenshot is None else screenshot.with_name(f"{screenshot.stem}_offline.png")
+            offline_shot = None if screenshot is None else screenshot.with_name(
+                f"{screenshot.stem}_offline.png")
             self.steps += [
                 ("server down", lambda: print("autopilot: stop the server", flush=True),
                  lambda: (outage / "stopped").exists()),

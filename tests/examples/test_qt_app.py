@@ -15,8 +15,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,27 +93,27 @@ def test_example_logs_in_and_out_in_a_real_window(
     outage.mkdir()
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
     server, run = server_with_user
-    proc = subprocess.Popen(
+    lines: list[str] = []
+    with subprocess.Popen(
         [sys.executable, str(EXAMPLE), "--base-url", server.url, "--app-id", server.app_id,
          "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot), "--outage", str(outage),
          "--retry-max-delay", "1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    timer = threading.Timer(120, proc.kill)
-    timer.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("autopilot: stop the server"):
-                run(server.stop())  # the example's next request finds nobody listening
-                (outage / "stopped").touch()
-            elif line.startswith("autopilot: start the server"):
-                run(server.start())  # same URL, same data: the example must notice by itself
-        code = proc.wait(10)
-    finally:
-        timer.cancel()
+    ) as proc:
+        timer = threading.Timer(120, proc.kill)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("autopilot: stop the server"):
+                    run(server.stop())  # the example's next request finds nobody listening
+                    (outage / "stopped").touch()
+                elif line.startswith("autopilot: start the server"):
+                    run(server.start())  # same URL, same data: the example must notice by itself
+            code = proc.wait(10)
+        finally:
+            timer.cancel()
     output = "".join(lines)
     assert code == 0, output
     assert "[platform xcb]" in output, output  # a real X window, not offscreen
