@@ -26,9 +26,9 @@ from aiohttp import web
 
 from . import _ejson
 from ._config import ServerConfig
-from ._errors import ApiError
+from ._errors import ApiError, ConfigError
 from ._faults import ROUTE_NAMES, Fault, FaultReply, Faults
-from ._functions import FunctionContext, FunctionRegistry, FunctionUser, Services
+from ._functions import FunctionContext, FunctionRegistry, FunctionRequest, FunctionUser, Services, Values
 from ._http import empty_response, error_response, finish_headers
 from ._mongo import store_errors
 from ._outbox import Outbox
@@ -37,6 +37,7 @@ from ._secrets import digest
 from ._store import SessionRecord, UserRecord, UserStore
 from ._throttle import LoginThrottle
 from ._tokens import TokenClaims, TokenIssuer
+from ._triggers import AuthTriggers, auth_event_user
 from ._userpass import EmailPassword
 from .routes import ApiKeyRoutes, FunctionRoutes, HookRoutes, SessionRoutes, UserpassRoutes
 
@@ -80,7 +81,23 @@ class ServerApp:
         self.admin_token = admin_token
         self.faults = Faults()
         self.throttle = LoginThrottle(config.throttle)
-        self.registry = FunctionRegistry(config.functions_module, config.limits.function_timeout)
+        on_creation = config.custom_data.on_user_creation_function
+        hooks = config.providers.hook_functions() | ({on_creation} if on_creation else set())
+        self.registry = FunctionRegistry(
+            config.functions_module,
+            config.limits.function_timeout,
+            settings=config.function_settings,
+            hooks=hooks,
+        )
+        for trigger in config.triggers:
+            if trigger.function not in self.registry:
+                raise ConfigError(f"trigger {trigger.name!r}: function {trigger.function!r} is not defined")
+        if on_creation is not None and on_creation not in self.registry:
+            raise ConfigError(
+                f"custom_data.on_user_creation_function: function {on_creation!r} is not defined"
+            )
+        self.values = Values(config.values)
+        self.triggers = AuthTriggers(config.triggers, lambda: self.context(None))
         self.services = Services(documents, config.mongo_services)
         self.providers = Providers(config, store, self.throttle, lambda: self.context(None))
         self.email_password = EmailPassword(
@@ -100,11 +117,40 @@ class ServerApp:
         """Handled requests by route name."""
         return self.faults.stats
 
-    def context(self, user: FunctionUser | None) -> FunctionContext:
-        """A function context for ``user`` (None in login-time hooks)."""
+    def context(self, user: FunctionUser | None, request: FunctionRequest | None = None) -> FunctionContext:
+        """A function context for ``user`` (None in login-time hooks and triggers: system)."""
         return FunctionContext(
-            app_id=self.config.app_id, services=self.services, registry=self.registry, user=user
+            app_id=self.config.app_id,
+            service_root=self.services,
+            registry=self.registry,
+            user=user,
+            values=self.values,
+            environment=self.config.environment,
+            request=request,
         )
+
+    async def user_created(self, user: UserRecord) -> None:
+        """Run the user creation function (if configured) for a user a log-in just created.
+
+        Raises the function's ApiError after deleting the user again: App Services fails the
+        account creation when that function fails.
+        """
+        name = self.config.custom_data.on_user_creation_function
+        if name is None:
+            return
+        context = self.context(None)
+        try:
+            await self.registry.invoke(name, context, [auth_event_user(user)])
+        except ApiError:
+            await self.store.delete_user(user.id)
+            raise
+
+    def user_deleted(self, user: UserRecord) -> None:
+        """Fire the ``DELETE`` authentication triggers for ``user`` (already deleted from the store).
+
+        Every route that deletes a user calls this once, after the deletion succeeded.
+        """
+        self.triggers.fire("DELETE", user, [i.provider_type for i in user.identities])
 
     def inject_fault(
         self,

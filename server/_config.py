@@ -10,12 +10,24 @@ providers apply. Relative paths in the file are relative to the file.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from ._errors import ConfigError
+from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings, from_toml
+from .rules import (
+    DefaultRule,
+    NamespaceRule,
+    Role,
+    RuleConfigError,
+    parse_default_rule,
+    parse_namespace_rule,
+)
 
 __all__ = [
     "DEMO_CUSTOM_TOKEN_SECRET",
@@ -36,7 +48,10 @@ __all__ = [
     "ServerKey",
     "ThrottleSettings",
     "UserpassSettings",
+    "demo_rules",
     "load_config",
+    "read_default_rule",
+    "read_namespace_rule",
 ]
 
 #: HS256 secret of the demo custom-token provider. LOCAL DEMO ONLY: anyone who
@@ -46,10 +61,6 @@ DEMO_CUSTOM_TOKEN_SECRET = "appusers-local-demo-secret-NOT-FOR-PRODUCTION"
 DEMO_SERVER_API_KEY = "appusers-local-demo-server-key-NOT-FOR-PRODUCTION"
 #: The functions module the demo settings load.
 DEMO_FUNCTIONS_MODULE = Path(__file__).with_name("demo_functions.py")
-
-
-class ConfigError(ValueError):
-    """The TOML file is unreadable or holds a setting of the wrong shape."""
 
 
 @attrs.frozen
@@ -79,7 +90,7 @@ class CustomTokenSettings:
     """``custom-token``: how to verify the caller's JWT."""
 
     algorithm: str = "HS256"  # HS256 (key = shared secret) or RS256 (key = public key PEM)
-    key: str = DEMO_CUSTOM_TOKEN_SECRET
+    key: str = attrs.field(default=DEMO_CUSTOM_TOKEN_SECRET, repr=False)  # a secret: never in a repr
     audience: str | None = None
     metadata_fields: tuple[MetadataField, ...] = ()
 
@@ -144,6 +155,23 @@ class ProvidersConfig:
         value = getattr(self, attr)
         return value is not None and value is not False
 
+    def hook_functions(self) -> frozenset[str]:
+        """Functions the enabled providers call at log-in, confirmation or reset time.
+
+        They are private unless a function setting says otherwise: a client must not be
+        able to call a password-reset or authentication hook directly.
+        """
+        hooks: set[str | None] = set()
+        if self.local_userpass is not None:
+            hooks |= {self.local_userpass.confirmation_function, self.local_userpass.reset_function}
+        if self.custom_function is not None:
+            hooks.add(self.custom_function.function)
+        if self.oauth2_google is not None:
+            hooks.add(self.oauth2_google.code_exchange_function)
+        if self.oauth2_facebook is not None:
+            hooks.add(self.oauth2_facebook.verifier_function)
+        return frozenset(h for h in hooks if h is not None)
+
 
 @attrs.frozen
 class CustomDataSettings:
@@ -155,6 +183,9 @@ class CustomDataSettings:
     user_id_field: str = "user_id"
     #: The mongo service whose store holds the collection.
     service: str = "mongodb-atlas"
+    #: Run as system with the new user (``{id, type, data, identities}``) right after a log-in
+    #: created it; if it fails, the user is deleted again and the log-in fails.
+    on_user_creation_function: str | None = None
 
 
 @attrs.frozen
@@ -207,6 +238,19 @@ class ServerConfig:
     limits: LimitSettings = LimitSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     scrypt: ScryptSettings = ScryptSettings()
+    #: Per-function settings (``functions/config.json`` / ``[[functions.config]]``). A function
+    #: not listed is public and runs as its caller, except provider hooks, which are private.
+    function_settings: tuple[FunctionSettings, ...] = ()
+    #: ``context.values`` / ``%%values``: name -> value.
+    values: Mapping[str, Any] = attrs.field(factory=dict)
+    environment: EnvironmentSettings = attrs.field(factory=EnvironmentSettings)
+    #: Authentication triggers (CREATE / LOGIN / DELETE).
+    triggers: tuple[AuthTrigger, ...] = ()
+    #: Rules of the MongoDB services (App Services semantics, see ``appusers.server.rules``):
+    #: one per namespace, and at most one default rule per service (``service`` None = every
+    #: service). A namespace with neither is denied to app users.
+    rules: tuple[NamespaceRule, ...] = ()
+    default_rules: tuple[DefaultRule, ...] = ()
 
     @classmethod
     def demo(cls) -> ServerConfig:
@@ -222,7 +266,87 @@ class ServerConfig:
                 oauth2_google=OpenIdSettings(code_exchange_function="exchange_google_code"),
             ),
             functions_module=DEMO_FUNCTIONS_MODULE,
+            **demo_rules(),
         )
+
+
+def demo_rules(custom_data: CustomDataSettings | None = None) -> dict[str, Any]:
+    """The demo settings' rules as ``ServerConfig`` keyword arguments.
+
+    Each user may read and write only their own custom-data document
+    (``user_id_field`` = ``%%user.id``) and, in every other collection, only the
+    documents whose ``owner_id`` is their id (the default rule).
+    """
+    cd = custom_data or CustomDataSettings()
+    own_data = Role(name="own custom data", apply_when={cd.user_id_field: "%%user.id"}, read=True, write=True)
+    owner = Role(name="owner", apply_when={"owner_id": "%%user.id"}, read=True, write=True)
+    return {
+        "rules": (NamespaceRule(database=cd.database, collection=cd.collection, roles=(own_data,)),),
+        "default_rules": (DefaultRule(roles=(owner,)),),
+    }
+
+
+def read_namespace_rule(
+    path: str | Path,
+    *,
+    service: str | None = None,
+    database: str | None = None,
+    collection: str | None = None,
+) -> NamespaceRule:
+    """Parse an exported ``rules.json`` (``data_sources/<svc>/<db>/<coll>/rules.json``).
+
+    ``database``/``collection`` (from the path) win over the file's own keys; a
+    ConfigError names the file and the key path.
+    """
+    data = _json_file(path)
+    try:
+        return parse_namespace_rule(
+            data, service=service, database=database, collection=collection, where="rules.json"
+        )
+    except RuleConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_default_rule(path: str | Path, *, service: str | None = None) -> DefaultRule:
+    """Parse an exported ``data_sources/<svc>/default_rule.json``; ConfigError names file and key."""
+    data = _json_file(path)
+    try:
+        return parse_default_rule(data, service=service, where="default_rule.json")
+    except RuleConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _json_file(path: str | Path) -> Any:
+    try:
+        with Path(path).open("rb") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read rule file {path}: {exc}") from None
+
+
+def _rules(raw: Mapping[str, Any], custom_data: CustomDataSettings) -> dict[str, Any]:
+    """``[[rules]]`` and ``[default_rule]``; neither present -> the demo rules (like providers)."""
+    if "rules" not in raw and "default_rule" not in raw:
+        return demo_rules(custom_data)
+    entries = raw.get("rules", [])
+    if not isinstance(entries, list):
+        raise ConfigError("rules must be an array of tables ([[rules]])")
+    rules: list[NamespaceRule] = []
+    seen: set[tuple[str | None, str, str]] = set()
+    try:
+        for i, entry in enumerate(entries):
+            rule = parse_namespace_rule(entry, where=f"rules[{i}]")
+            key = (rule.service, rule.database, rule.collection)
+            if key in seen:
+                raise ConfigError(f"rules[{i}] repeats the rule for {rule.database}.{rule.collection}")
+            seen.add(key)
+            rules.append(rule)
+        defaults: tuple[DefaultRule, ...] = ()
+        if "default_rule" in raw:
+            defaults = (parse_default_rule(raw["default_rule"], where="default_rule"),)
+    except RuleConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return {"rules": tuple(rules), "default_rules": defaults}
 
 
 def load_config(path: str | Path | None) -> ServerConfig:
@@ -281,6 +405,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         collection=_get(cd, "collection", str, "custom_data", "custom_data"),
         user_id_field=_get(cd, "user_id_field", str, "user_id", "custom_data"),
         service=_get(cd, "service", str, "mongodb-atlas", "custom_data"),
+        on_user_creation_function=_get(cd, "on_user_creation_function", str, None, "custom_data"),
     )
 
     mongo = _table(raw, "mongodb")
@@ -318,6 +443,8 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
             r=_get(security, "scrypt_r", int, 8, "security"),
             p=_get(security, "scrypt_p", int, 1, "security"),
         ),
+        **from_toml(raw, base),
+        **_rules(raw, custom_data),
     )
 
 

@@ -7,7 +7,7 @@ Messages are written for the caller and never include tokens, passwords or keys.
 
 from __future__ import annotations
 
-__all__ = ["ERROR_LINK", "ApiError"]
+__all__ = ["ERROR_LINK", "ApiError", "ConfigError"]
 
 #: The real service points ``link`` at its log viewer; a local server has none,
 #: so every error links to the same harmless placeholder.
@@ -59,3 +59,7 @@ class ApiError(Exception):
     def unauthorized_login(cls, message: str = "unauthorized") -> ApiError:
         """401 InvalidPassword: unknown user or wrong secret (never says which)."""
         return cls(401, "InvalidPassword", message)
+
+
+class ConfigError(ValueError):
+    """The settings are unreadable or hold a setting of the wrong shape (the message says where)."""

@@ -157,6 +157,8 @@ class LocalServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if app is not None:
+            await app.triggers.close()  # before the stores they may use go away
         documents, self._documents = self._documents, None
         if documents is not None:
             await documents.aclose()
@@ -194,6 +196,10 @@ class LocalServer:
     async def revoke_sessions(self, user_id: str) -> None:
         """End every session of the user: refresh tokens and access tokens stop working."""
         await self._server_app.revoke_sessions(user_id)
+
+    async def wait_for_triggers(self) -> None:
+        """Wait until every authentication trigger started so far has finished."""
+        await self._server_app.triggers.idle()
 
     def inject_fault(
         self,

@@ -78,7 +78,7 @@ class SessionRoutes:
         resolved = await self.server.providers.resolve(provider, body, request.remote or "unknown")
         if linked is not None:
             return await self._link(linked, resolved)
-        user = await self._user_for(resolved)
+        user, created = await self._user_for(resolved)
         if user.disabled:
             raise ApiError(401, "UserDisabled", "user disabled")
         device_id = _device_id(body)
@@ -94,7 +94,7 @@ class SessionRoutes:
             expires_at=expires,
         )
         await self.server.store.create_session(session)
-        return json_response(
+        reply = json_response(
             {
                 "access_token": await self.server.access_token(user, session),
                 "refresh_token": refresh,
@@ -102,17 +102,25 @@ class SessionRoutes:
                 "device_id": device_id,
             }
         )
+        # Triggers start only once the log-in cannot fail any more, and never delay it.
+        if created:
+            self.server.triggers.fire("CREATE", user, [provider])
+        self.server.triggers.fire("LOGIN", user, [provider])
+        return reply
 
-    async def _user_for(self, resolved: Resolved) -> UserRecord:
+    async def _user_for(self, resolved: Resolved) -> tuple[UserRecord, bool]:
+        """The user the identity belongs to, and whether this log-in created it."""
         identity = resolved.identity
         owner = resolved.owner or await self.server.store.find_identity_owner(
             identity.provider_type, identity.id
         )
         if owner is None:
             try:
-                return await self.server.store.create_user(
+                created = await self.server.store.create_user(
                     resolved.user_type, _clean_data(resolved.data), identity
                 )
+                await self.server.user_created(created)
+                return created, True
             except DuplicateError:  # a concurrent first login created it meanwhile
                 owner = await self.server.store.find_identity_owner(identity.provider_type, identity.id)
                 if owner is None:
@@ -129,7 +137,7 @@ class SessionRoutes:
         user = await self.server.store.get_user(owner)
         if user is None:
             raise ApiError.unauthorized_login()
-        return await self._merge_data(user, resolved.data)
+        return await self._merge_data(user, resolved.data), False
 
     async def _merge_data(self, user: UserRecord, data: Mapping[str, str]) -> UserRecord:
         merged = {**user.data, **_clean_data(data)}
@@ -224,7 +232,8 @@ class SessionRoutes:
         if (fault := self.server.enter("delete")) is not None:
             return fault
         _claims, user = await self.server.access(request)
-        await self.server.store.delete_user(user.id)
+        if await self.server.store.delete_user(user.id):
+            self.server.user_deleted(user)
         return empty_response(204)
 
 

@@ -36,6 +36,16 @@ PROFILE_CONFIG = """\
 #: Every scenario's steps, in order: the .mjs scripts and test_appusers_scenarios.py
 #: must both run exactly these, so the two clients are held to the same list.
 STEPS: dict[str, list[str]] = {
+    "app_dir": [
+        "appdir.anonymous_login",
+        "appdir.values_and_environment",
+        "appdir.private_is_unknown",
+        "appdir.execute_private",
+        "appdir.can_evaluate_refused",
+        "appdir.request_without_credentials",
+        "appdir.auth_triggers",
+        "appdir.javascript_only_function",
+    ],
     "anonymous": [
         "anonymous.login",
         "anonymous.tokens",
