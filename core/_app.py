@@ -27,6 +27,7 @@ from ._events import (
     AccessTokenRefreshed,
     AppEvent,
     CurrentUserChanged,
+    CurrentUserLinked,
     CustomDataRefreshed,
     IdentitiesLinked,
     LoggedIn,
@@ -42,7 +43,7 @@ from ._persistence import Persistence
 from ._pipeline import Pipeline
 from ._records import Index, UserRecord
 from ._retry import RetryPolicy
-from ._streams import SafeBehaviorSubject, SafeSubject, hide
+from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from ._user import User
 from .errors import (
     AppClosedError,
@@ -145,7 +146,7 @@ class App:
         self._users_subject: SafeBehaviorSubject[tuple[User, ...]] | None = None
         self._published_current: str | None = None
         self._published_users: tuple[str, ...] = ()
-        self._listeners: dict[Callable[[AppEvent], Any], abc.DisposableBase] = {}
+        self._listeners: dict[Callable[..., Any], abc.DisposableBase] = {}
         self.storage_issues: list[StorageIssue] = []
 
     @property
@@ -264,7 +265,7 @@ class App:
         if not user.is_logged_in:
             raise UserNotLoggedInError("User is no longer valid or is logged out")
         self._current = user
-        user.last_used = time.time()
+        user._last_used = time.time()
         task = self._pipeline.spawn(self._save_quietly(user))
         if task is not None:
             self._saves.add(task)
@@ -308,10 +309,10 @@ class App:
         user._refresh_token = login.refresh_token
         user._set_access_token(login.access_token, login.access_claims)
         if login.device_id != _NO_DEVICE:
-            user.device_id = login.device_id
+            user._device_id = login.device_id
         user._identities = identities
         user._profile = profile
-        user.last_used = time.time()
+        user._last_used = time.time()
         self._current = user
         try:
             await self._save(user)
@@ -407,12 +408,14 @@ class App:
             self._users_subject = SafeBehaviorSubject(tuple(self._users.values()))
         return hide(self._users_subject)
 
-    def add_listener(self, callback: Callable[[AppEvent], Any]) -> None:
-        """Call ``callback(event)`` for every app event."""
+    def add_listener(self, callback: Callable[[AppEvent], Any] | Callable[[], Any]) -> None:
+        """Call ``callback(event)`` — or ``callback()``, if it takes no argument — for every
+        app event. A callback of any other shape raises ``TypeError`` here."""
+        observer = listener(callback)
         if callback not in self._listeners:
-            self._listeners[callback] = self.events.subscribe(on_next=callback)
+            self._listeners[callback] = self.events.subscribe(on_next=observer)
 
-    def remove_listener(self, callback: Callable[[AppEvent], Any]) -> None:
+    def remove_listener(self, callback: Callable[[AppEvent], Any] | Callable[[], Any]) -> None:
         if callback in self._listeners:
             self._listeners.pop(callback).dispose()
 
@@ -496,12 +499,14 @@ class App:
         user._identities = identities
         user._profile = profile
         self._current = user
-        user.last_used = time.time()
+        user._last_used = time.time()
         try:
             await self._save(user)
         finally:
             user._publish(IdentitiesLinked(user.id, identities), user.state)
             self._publish_app()
+            if self._events is not None:
+                self._events.on_next(CurrentUserLinked(user.id, identities))
 
     def _check_known(self, user: User, *, missing: str) -> None:
         if not isinstance(user, User):

@@ -18,6 +18,7 @@ __all__ = [
     "AccessTokenRefreshed",
     "AppEvent",
     "CurrentUserChanged",
+    "CurrentUserLinked",
     "CustomDataRefreshed",
     "IdentitiesLinked",
     "LoggedIn",
@@ -94,6 +95,15 @@ class AppEvent:
 @attrs.frozen
 class CurrentUserChanged(AppEvent):
     user_id: str | None
+
+
+@attrs.frozen
+class CurrentUserLinked(AppEvent):
+    """The current user linked an identity (linking makes a user current, as in core);
+    ``identities`` is its full new list. Follows the user's own ``IdentitiesLinked``."""
+
+    user_id: str
+    identities: tuple[Identity, ...]
 
 
 @attrs.frozen

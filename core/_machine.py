@@ -45,12 +45,13 @@ ONLINE, REFRESHING, OFFLINE = (
     ConnectivityState.ONLINE, ConnectivityState.REFRESHING, ConnectivityState.OFFLINE
 )
 
-#: The whole lifecycle. ``is_anonymous`` and ``drop_tokens`` are looked up on the user.
+#: The whole lifecycle. ``is_anonymous`` and ``_drop_tokens`` are looked up on the user, whose
+#: ``_state`` the machine writes: a user has no public way to change its state.
 MACHINE_CONFIG: Final[dict[str, Any]] = {
     "states": [
         {"name": LOGGED_IN},
-        {"name": LOGGED_OUT, "on_enter": ["drop_tokens"]},
-        {"name": REMOVED, "on_enter": ["drop_tokens"], "final": True},
+        {"name": LOGGED_OUT, "on_enter": ["_drop_tokens"]},
+        {"name": REMOVED, "on_enter": ["_drop_tokens"], "final": True},
     ],
     "transitions": [
         # Logging in again with a known identity keeps the same user object.
@@ -66,7 +67,7 @@ MACHINE_CONFIG: Final[dict[str, Any]] = {
     "initial": None,
     "auto_transitions": False,
     "send_event": False,
-    "model_attribute": "state",
+    "model_attribute": "_state",
 }
 
 
@@ -90,12 +91,12 @@ CONNECTIVITY_CONFIG: Final[dict[str, Any]] = {
 
 
 class StatefulUser(Protocol):
-    state: UserState
+    _state: UserState
     _reach: ConnectivityState | None
 
     def is_anonymous(self) -> bool: ...
 
-    def drop_tokens(self) -> None: ...
+    def _drop_tokens(self) -> None: ...
 
 
 
@@ -109,22 +110,22 @@ _CONNECTIVITY: Final = Machine(model=None, **CONNECTIVITY_CONFIG)
 
 def fire(user: StatefulUser, trigger: str) -> UserState:
     """Run ``trigger`` for ``user``; return the state it ended in."""
-    before = user.state
+    before = user._state
     try:
         ok = _MACHINE.events[trigger].trigger(user)
     except MachineError as exc:
         raise InvalidTransition(str(exc)) from None
     if not ok:
-        raise InvalidTransition(f"{trigger} was not allowed from {user.state.value}")
+        raise InvalidTransition(f"{trigger} was not allowed from {user._state.value}")
     # The sub-machine of LoggedIn: (re)started on entering it, ended on leaving it. Hooks are
     # optional so that a bare model (tests, tools) needs only the top-level ones.
-    if user.state is LOGGED_IN:
+    if user._state is LOGGED_IN:
         hook = getattr(user, "enter_session", None)
     else:
         hook = getattr(user, "leave_session", None) if before is LOGGED_IN else None
     if hook is not None:
         hook()
-    return user.state
+    return user._state
 
 
 def allowed(state: UserState, trigger: str) -> bool:
@@ -134,7 +135,7 @@ def allowed(state: UserState, trigger: str) -> bool:
 
 def fire_connectivity(user: StatefulUser, trigger: str) -> ConnectivityState:
     """Run a connectivity ``trigger`` for a logged-in ``user``; return its new sub-state."""
-    if user.state is not LOGGED_IN or user._reach is None:
+    if user._state is not LOGGED_IN or user._reach is None:
         raise InvalidTransition(f"{trigger}: connectivity is a sub-state of LoggedIn only")
     try:
         ok = _CONNECTIVITY.events[trigger].trigger(user)

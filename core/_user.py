@@ -25,14 +25,16 @@ from ._credentials import ANONYMOUS, Credentials
 from ._events import UserEvent
 from ._functions import Functions
 from ._machine import fire_connectivity
-from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
+from ._models import Connectivity, ConnectivityState, FrozenDict, Identity, Profile, Tokens, UserState, freeze
 from ._mongo import MongoClient
 from ._pipeline import Pipeline
 from ._records import identities_from_raw
-from ._streams import SafeBehaviorSubject, SafeSubject, hide
+from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from .errors import BadTokenError
 
 __all__ = ["User", "UserOwner"]
+
+_NO_DATA: Mapping[str, Any] = FrozenDict()
 
 
 class UserOwner(Protocol):
@@ -77,19 +79,19 @@ class User:
         "_connectivity",
         "_connectivity_subject",
         "_custom_data",
+        "_device_id",
         "_events",
+        "_id",
         "_identities",
+        "_last_used",
         "_listeners",
         "_profile",
         "_provider_type",
         "_reach",
         "_refresh_token",
         "_session",
+        "_state",
         "_state_subject",
-        "device_id",
-        "id",
-        "last_used",
-        "state",
     )
 
     def __init__(
@@ -106,8 +108,9 @@ class User:
         last_used: float = 0.0,
     ) -> None:
         self._app = app
-        self.id = user_id
-        self.state = state
+        self._id = user_id
+        #: Written only by the lifecycle machine (``_machine.fire``), whose model attribute it is.
+        self._state = state
         #: The connectivity sub-machine's state (``_machine.CONNECTIVITY_CONFIG``); None unless logged in.
         logged_in = state is UserState.LOGGED_IN
         self._reach: ConnectivityState | None = ConnectivityState.ONLINE if logged_in else None
@@ -117,19 +120,19 @@ class User:
         self._refresh_token = refresh_token
         #: Monotonic time after which the access token is treated as expired; None = unknown yet.
         self._access_deadline: float | None = None
-        self.device_id = device_id
+        self._device_id = device_id
         # Restored users keep identities and profile as raw JSON until first read.
         self._identities: tuple[Identity, ...] | str = identities
         self._profile: Profile | tuple[str, str] | None = profile
         self._provider_type = provider_type
-        self.last_used = last_used
+        self._last_used = last_used
         #: Bumped by every log-in and log-out, so a late refresh result can tell it is stale.
         self._session = 0
         self._custom_data: tuple[str, Mapping[str, Any]] | None = None
         self._announce_custom_data = False
         self._state_subject: SafeBehaviorSubject[UserState] | None = None
         self._events: SafeSubject[UserEvent] | None = None
-        self._listeners: dict[Callable[[UserEvent], Any], abc.DisposableBase] | None = None
+        self._listeners: dict[Callable[..., Any], abc.DisposableBase] | None = None
 
     # -- machine model hooks (named in _machine.MACHINE_CONFIG) --------------------------
 
@@ -149,7 +152,7 @@ class User:
         self._reach = None
         self._connectivity = None
 
-    def drop_tokens(self) -> None:
+    def _drop_tokens(self) -> None:
         self._access_token = None
         self._refresh_token = None
         self._access_deadline = None
@@ -157,6 +160,28 @@ class User:
         self._session += 1
 
     # -- read-only view -----------------------------------------------------------------
+    # Nothing here can be assigned: a state changes only through the machine, tokens only
+    # through log-in, refresh and log-out.
+
+    @property
+    def id(self) -> str:
+        """The user id the server gave at log-in."""
+        return self._id
+
+    @property
+    def state(self) -> UserState:
+        """Where the user is in its lifecycle; watch ``state_changes`` for changes."""
+        return self._state
+
+    @property
+    def device_id(self) -> str | None:
+        """The device id of the last log-in (None if the server gave none)."""
+        return self._device_id
+
+    @property
+    def last_used(self) -> float:
+        """When this user last logged in, linked or was switched to (epoch seconds)."""
+        return self._last_used
 
     @property
     def app(self) -> UserOwner:
@@ -169,7 +194,7 @@ class User:
 
     @property
     def is_logged_in(self) -> bool:
-        return self.state is UserState.LOGGED_IN
+        return self._state is UserState.LOGGED_IN
 
     @property
     def access_token(self) -> str | None:
@@ -217,10 +242,14 @@ class User:
 
     @property
     def custom_data(self) -> Mapping[str, Any]:
-        """The access token's ``user_data`` claim, EJSON-decoded (``{}`` without one)."""
+        """The access token's ``user_data`` claim, EJSON-decoded (``{}`` without one).
+
+        Read-only, nested values included (changing it raises ``TypeError``): it is what the
+        token says; change it on the server and call :meth:`refresh_custom_data`.
+        """
         token = self._access_token
         if token is None:
-            return {}
+            return _NO_DATA
         cached = self._custom_data
         if cached is not None and cached[0] == token:
             return cached[1]
@@ -228,12 +257,12 @@ class User:
             claim = _jwt.decode_payload(token, what="access token").get("user_data")
         except BadTokenError:
             claim = None
-        data: Mapping[str, Any] = {}
+        data: Mapping[str, Any] = _NO_DATA
         if isinstance(claim, dict):
             try:
-                data = _ejson.decode(claim)
+                data = freeze(_ejson.decode(claim))
             except ValueError:
-                data = claim  # a bad EJSON wrapper: the claim as plain JSON, not an exception
+                data = freeze(claim)  # a bad EJSON wrapper: the claim as plain JSON, not an exception
         self._custom_data = (token, data)
         return data
 
@@ -266,14 +295,16 @@ class User:
             self._events = SafeSubject()
         return hide(self._events)
 
-    def add_listener(self, callback: Callable[[UserEvent], Any]) -> None:
-        """Call ``callback(event)`` for every event of this user."""
+    def add_listener(self, callback: Callable[[UserEvent], Any] | Callable[[], Any]) -> None:
+        """Call ``callback(event)`` — or ``callback()``, if it takes no argument — for every
+        event of this user. A callback of any other shape raises ``TypeError`` here."""
+        observer = listener(callback)
         if self._listeners is None:
             self._listeners = {}
         if callback not in self._listeners:
-            self._listeners[callback] = self.events.subscribe(on_next=callback)
+            self._listeners[callback] = self.events.subscribe(on_next=observer)
 
-    def remove_listener(self, callback: Callable[[UserEvent], Any]) -> None:
+    def remove_listener(self, callback: Callable[[UserEvent], Any] | Callable[[], Any]) -> None:
         if self._listeners and callback in self._listeners:
             self._listeners.pop(callback).dispose()
 
