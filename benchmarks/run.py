@@ -10,10 +10,14 @@ ratio means something on any machine:
 * call_function at 64 concurrent calls: throughput of the SDK vs. the same raw aiohttp POSTs.
 * state latency: a log-out's state change reaching a subscriber vs. a bare reactivex
   ``Subject.on_next`` reaching its subscriber.
+* storage read: a cold storage instance's ``items(prefix)`` of N users (what ``App.open()``
+  reads; open, lock and parse included) for FileStorage and SQLiteStorage, 3 runs each, every
+  run next to ``json.loads`` of the same items in FileStorage's old format 1 (one JSON
+  document). The load average before and after is recorded: the machine may be shared.
 * import: ``import appusers`` in 10 fresh processes vs. importing only its dependencies.
 * RSS: the growth of a fresh process's resident memory per restored user (Linux /proc).
 
-Usage: python benchmarks/run.py [--users 100000] [--calls 2000] [--quick]
+Usage: python benchmarks/run.py [--users 100000] [--calls 2000] [--quick] [--storage-only]
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from reactivex.subject import Subject
 
 from appusers import App, Credentials, UserState
 from appusers._records import Index, Keys, UserRecord, dump_index, dump_user
-from appusers.adapters import FileStorage, MemoryStorage
+from appusers.adapters import FileStorage, MemoryStorage, SQLiteStorage
 
 RESULTS = Path(__file__).parent / "results"
 _FIELD_NAMES = ("v", "id", "state", "access_token", "refresh_token", "device_id", "provider_type",
@@ -79,10 +83,11 @@ def _records(n: int) -> dict[str, str]:
 async def bench_restore(n: int, storage_kind: str) -> dict[str, Any]:
     items = _records(n)
     tmp = tempfile.TemporaryDirectory()
-    if storage_kind == "file":
-        storage: Any = FileStorage(Path(tmp.name) / "store.json")
+    if storage_kind in _STORAGES:
+        cls = _STORAGES[storage_kind]
+        storage: Any = cls(Path(tmp.name) / "store")
         await storage.update(items)
-        storage = FileStorage(Path(tmp.name) / "store.json")  # a cold instance, as at a new start
+        storage = cls(Path(tmp.name) / "store")  # a cold instance, as at a new start
     else:
         storage = MemoryStorage()
         await storage.update(items)
@@ -131,6 +136,50 @@ async def bench_restore(n: int, storage_kind: str) -> dict[str, Any]:
         "stored_bytes_per_user": raw_bytes / n,
         "target": "<= 1 s and <= 3072 B/user",
         "met": elapsed <= 1.0 and per_user <= 3072,
+    }
+
+
+_STORAGES: dict[str, Any] = {"file": FileStorage, "sqlite": SQLiteStorage}
+_STORAGE_TARGETS = {"file": 0.6, "sqlite": 0.4}
+
+
+async def bench_storage_read(items: dict[str, str], kind: str, runs: int = 3) -> dict[str, Any]:
+    """A cold instance's items() of every user (the storage's share of App.open()), ``runs``
+    times, each next to the baseline: json.loads of the same items in FileStorage's format 1."""
+    n = sum(1 for k in items if ":user:" in k)
+    prefix = Keys.for_app(APP_ID).prefix
+    v1 = json.dumps({"format": "appusers-storage", "version": 1, "items": items}).encode()
+    times, baselines = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "store"
+        await _STORAGES[kind](path).update(items)
+        size = await asyncio.to_thread(lambda: sum(os.path.getsize(f) for f in os.scandir(tmp)))
+        for _ in range(runs):
+            gc.collect()
+            t0 = time.perf_counter()
+            parsed = json.loads(v1.decode("utf-8"))
+            baselines.append(time.perf_counter() - t0)
+            del parsed
+            gc.collect()
+            storage = _STORAGES[kind](path)  # cold: open, lock, read and parse are all timed
+            t0 = time.perf_counter()
+            found = await storage.items(prefix)
+            times.append(time.perf_counter() - t0)
+            assert len(found) == len(items)
+            del found, storage
+    target = _STORAGE_TARGETS[kind]
+    ratios = [t / b for t, b in zip(times, baselines, strict=True)]
+    return {
+        "name": f"storage read {n:,} users ({kind}), {runs} runs",
+        "users": n,
+        "read_seconds": statistics.median(times),
+        "read_seconds_runs": times,
+        "baseline_v1_json_parse_seconds_runs": baselines,
+        "ratio_vs_v1_json_parse": statistics.median(ratios),
+        "ratio_runs": ratios,
+        "bytes_on_disk": size,
+        "target": f"<= {target} s",
+        "met": max(times) <= target,
     }
 
 
@@ -383,23 +432,38 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI smoke runs")
+    parser.add_argument("--storage-only", action="store_true", help="only the storage read rows")
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.calls = 2000, 200
-    load_start = os.getloadavg()
-    call = await bench_call_function(args.calls)
-    results = [
-        await bench_restore(args.users, "memory"),
-        await bench_restore(args.users, "file"),
-        call,
-        call.pop("concurrent"),
-        await bench_state_latency(2000),
-        bench_import(),
-        bench_rss(args.users),
+    load_start = load_before = os.getloadavg()
+    records = _records(args.users)
+    storage_rows = [
+        await bench_storage_read(records, "file"),
+        await bench_storage_read(records, "sqlite"),
     ]
+    del records
+    results: list[dict[str, Any]] = []
+    if not args.storage_only:
+        call = await bench_call_function(args.calls)
+        results = [
+            await bench_restore(args.users, "memory"),
+            await bench_restore(args.users, "file"),
+            await bench_restore(args.users, "sqlite"),
+            call,
+            call.pop("concurrent"),
+            await bench_state_latency(2000),
+            bench_import(),
+            bench_rss(args.users),
+        ]
+    results += storage_rows
     print(f"{'benchmark':<44} {'figure':>30} {'baseline ratio':>16} {'target met':>11}")
     for r in results:
-        if "seconds" in r:
+        if "read_seconds" in r:
+            spread = r["read_seconds_runs"]
+            figure = f"{min(spread):.3f}-{max(spread):.3f} s, {r['bytes_on_disk'] >> 20} MiB"
+            ratio = r["ratio_vs_v1_json_parse"]
+        elif "seconds" in r:
             figure = f"{r['seconds']:.3f} s, {r['bytes_per_user']:.0f} B/user"
             ratio = r["ratio_vs_naive_json_parse"]
         elif "overhead_us_per_call" in r:
@@ -428,10 +492,14 @@ async def main(argv: list[str] | None = None) -> int:
         "python": sys.version.split()[0],
         "machine": f"{platform.machine()} {os.cpu_count()} cpu",
         "quick": args.quick,
+        # The machine may be shared: the load average (1, 5, 15 min) before and after the run.
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "results": results,
     }
-    target = RESULTS / ("quick.json" if args.quick else "latest.json")
+    name = "quick" if args.quick else "storage" if args.storage_only else "latest"
+    target = RESULTS / f"{name}.json"
     target.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"load average before {load_before}, after {os.getloadavg()}")
     print(f"written {target}")
     return 0
 

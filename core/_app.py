@@ -84,8 +84,9 @@ class App:
             user = await app.log_in(Credentials.anonymous())
             print(await user.functions.sum(1, 2))
 
-    ``storage`` keeps users between runs (default: in memory only; use
-    ``FileStorage`` to restore them at the next start). ``transport`` does HTTP
+    ``storage`` keeps users between runs (default: a private file under the platform's user
+    data directory, one per app id and base URL, see ``appusers.adapters.default_storage_path``;
+    pass ``MemoryStorage()`` to keep nothing). ``transport`` does HTTP
     (default: aiohttp; closed with the App). ``timeout`` is the default per-request timeout in seconds;
     most calls also take their own ``timeout=``. ``retry`` says which failures of requests that
     are safe to repeat are retried, and how long to wait (default: ``RetryPolicy()``;
@@ -120,9 +121,9 @@ class App:
         self.id = app_id
         self.base_url = _check_base_url(base_url)
         if storage is None:
-            from appusers.adapters._memory import MemoryStorage
+            from appusers.adapters._default import default_storage
 
-            storage = MemoryStorage()
+            storage = default_storage(app_id, self.base_url)
         self._persistence = Persistence(storage, app_id)
         self._pipeline = Pipeline(
             self, app_id, self.base_url, transport=transport, timeout=float(timeout),
@@ -461,8 +462,9 @@ class App:
             user._publish(LoggedOut(user.id, cause, user.state), state_before)
             self._publish_app(users_changed=True)
 
-    async def _session_rejected(self, user: User) -> None:
-        await self._end_session(user, "reject_refresh", LogoutCause.REFRESH_TOKEN_REJECTED)
+    async def _session_rejected(self, user: User, *, disabled: bool = False) -> None:
+        cause = LogoutCause.USER_DISABLED if disabled else LogoutCause.REFRESH_TOKEN_REJECTED
+        await self._end_session(user, "reject_refresh", cause)
 
     async def _access_token_refreshed(self, user: User, token: str, claims: Mapping[str, Any]) -> None:
         custom_before = user.custom_data

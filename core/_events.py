@@ -36,6 +36,9 @@ class LogoutCause(enum.Enum):
 
     USER_REQUEST = "user request"
     REFRESH_TOKEN_REJECTED = "refresh token rejected"
+    #: The server answered ``UserDisabled``: an administrator disabled the user and its
+    #: sessions ended; unlike an expired session, logging in again will not help.
+    USER_DISABLED = "user disabled"
     REMOVED = "removed"
     DELETED = "deleted"
 

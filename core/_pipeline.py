@@ -14,7 +14,8 @@ Refresh policy (behavior.md §8, extended):
   more than one refresh per request whatever the clocks say;
 * concurrent requests share one in-flight refresh (single flight);
 * a refresh the server rejects with 401 logs the user out (cause
-  ``REFRESH_TOKEN_REJECTED``) and wipes its tokens from memory and storage; a
+  ``REFRESH_TOKEN_REJECTED``, or ``USER_DISABLED`` when the server says ``UserDisabled``)
+  and wipes its tokens from memory and storage; a
   refresh failing on the network or a 5xx leaves the user logged in;
 * a log-out racing a refresh wins: the late refresh result is dropped.
 
@@ -49,6 +50,8 @@ from .errors import (
     MissingJsonKeyError,
     RefreshTokenRejectedError,
     ResponseError,
+    ServiceError,
+    UserDisabledError,
     UserNotLoggedInError,
     service_error_from_body,
 )
@@ -98,8 +101,9 @@ class SessionKeeper(Protocol):
 
     def _check_known(self, user: Any, *, missing: str) -> None: ...
 
-    async def _session_rejected(self, user: Any) -> None:
-        """The server rejected the user's refresh token (401): the session is over."""
+    async def _session_rejected(self, user: Any, *, disabled: bool = False) -> None:
+        """The server rejected the user's refresh token (401): the session is over;
+        ``disabled``: because an administrator disabled the user."""
         ...
 
     async def _access_token_refreshed(self, user: Any, token: str, claims: Mapping[str, Any]) -> None: ...
@@ -286,11 +290,9 @@ class Pipeline:
             response = await self.send(method, url, bearer=sent, body=body, timeout=timeout,
                                        idempotent=idempotent)
             if response.status == 401 and user.is_logged_in and user.refresh_token == sent:
-                await self._keeper._session_rejected(user)
-                raise RefreshTokenRejectedError(
-                    "the server rejected the refresh token; the user was logged out",
-                    status=401, error_code="InvalidSession", method=method, url=path_of(url),
-                )
+                disabled = _says_user_disabled(response)
+                await self._keeper._session_rejected(user, disabled=disabled)
+                raise _session_rejected_error(disabled, method, path_of(url))
         else:
             response = await self.send(method, url, bearer=bearer, body=body, timeout=timeout,
                                        idempotent=idempotent)
@@ -548,14 +550,9 @@ class Pipeline:
                 # Logged out (or in again) meanwhile: whatever came back must not touch the user.
                 raise UserNotLoggedInError("the user logged out while its token was being refreshed")
             if response.status == 401:
-                await self._keeper._session_rejected(user)
-                raise RefreshTokenRejectedError(
-                    "the server rejected the refresh token; the user was logged out",
-                    status=401,
-                    error_code="InvalidSession",
-                    method="POST",
-                    url=path_of(url),
-                )
+                disabled = _says_user_disabled(response)
+                await self._keeper._session_rejected(user, disabled=disabled)
+                raise _session_rejected_error(disabled, "POST", path_of(url))
             data = self.parse(response, "POST", url)
             token = data.get("access_token") if isinstance(data, dict) else None
             if not isinstance(token, str):
@@ -616,3 +613,25 @@ def parse_profile(data: Any) -> tuple[tuple[Identity, ...], Profile]:
     if not isinstance(kind, str) or not kind or not kind.isprintable():
         kind = "normal"
     return tuple(identities), Profile(profile_data, kind)
+
+
+def _says_user_disabled(response: Response) -> bool:
+    """Whether a 401 carries App Services' ``UserDisabled`` error code."""
+    try:
+        body = _ejson.loads_plain(response.body) if response.body else None
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error_code") == "UserDisabled"
+
+
+def _session_rejected_error(disabled: bool, method: str, path: str) -> ServiceError:
+    """What a refresh the server refused raises (the user has been logged out already)."""
+    if disabled:
+        return UserDisabledError(
+            "the user is disabled; it was logged out", status=401, error_code="UserDisabled",
+            method=method, url=path,
+        )
+    return RefreshTokenRejectedError(
+        "the server rejected the refresh token; the user was logged out",
+        status=401, error_code="InvalidSession", method=method, url=path,
+    )

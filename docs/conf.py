@@ -72,7 +72,7 @@ html_static_path = ["_static"] if (_HERE / "_static").is_dir() else []
 
 # Pages other people write; listed in the index only while they exist, so the build stays
 # clean whichever of them have landed.
-CONTRIBUTED_PAGES = ["bindings-qt", "server-documents", "performance"]
+CONTRIBUTED_PAGES = ["bindings-qt", "server-documents", "performance", "reliability"]
 
 # Public classes live in private modules (appusers._app...) and are re-exported; signatures
 # name them by their defining module. Resolve such a reference to the public name the docs

@@ -11,7 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-from ._config import ConfigError, ServerConfig, load_config
+import attrs
+
+from ._config import ConfigError, ServerConfig, admin_key_from_file, load_config
 from ._server import LocalServer
 
 __all__ = ["serve_main"]
@@ -51,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=9090, help="port (default 9090; 0 picks a free one)")
     p.add_argument("--admin-token", default=None, help="enable /_appusers/admin/* test hooks with this token")
+    p.add_argument(
+        "--admin-key-file",
+        type=Path,
+        default=None,
+        help="serve the Admin API (/api/admin/v3.0) to this key pair: a JSON file"
+        ' {"public_key", "private_key"}, e.g. from `appusers admin create-key FILE`',
+    )
     return p
 
 
@@ -83,6 +92,9 @@ def _secrets(path: Path | None) -> dict[str, str]:
 
 async def _serve(args: argparse.Namespace) -> int:
     config = _settings(args)
+    if args.admin_key_file is not None:
+        key = admin_key_from_file(args.admin_key_file)
+        config = attrs.evolve(config, admin=attrs.evolve(config.admin, keys=(*config.admin.keys, key)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,6 +104,12 @@ async def _serve(args: argparse.Namespace) -> int:
         config=config, data_dir=args.data, host=args.host, port=args.port, admin_token=args.admin_token
     ) as server:
         print(f"appusers server: {server.url}  app id: {server.app_id}  data: {server.data_dir}", flush=True)
+        if config.admin.enabled:
+            print(
+                f"admin api: {server.url}/api/admin/v3.0  group id: {server.group_id}"
+                f"  app _id: {server.app_object_id}",
+                flush=True,
+            )
         if config.functions_module is not None:
             print(f"functions: {config.functions_module}", flush=True)
         if args.app_dir is not None:

@@ -36,6 +36,11 @@ class ApiError(Exception):
         return cls(401, "InvalidSession", detail)
 
     @classmethod
+    def user_disabled(cls) -> ApiError:
+        """401 UserDisabled: an administrator disabled the user."""
+        return cls(401, "UserDisabled", "user disabled")
+
+    @classmethod
     def must_authenticate(cls) -> ApiError:
         """401 MissingAuthReq: the route needs a token and got none."""
         return cls(401, "MissingAuthReq", "must authenticate first")

@@ -163,16 +163,24 @@ class Values:
         return copy.deepcopy(self._values)
 
 
-class MongoDatabase:
-    """``service.db(name)``: hands out document-store collections."""
+#: ``factory(raw_collection, database, collection)`` -> the collection under a caller's rules.
+Ruled = Callable[[Any, str, str], Any]
+#: ``rules(service, context)`` -> the :data:`Ruled` factory of that context's caller.
+RulesForContext = Callable[[str, "FunctionContext"], Ruled]
 
-    def __init__(self, store: Any, name: str):
+
+class MongoDatabase:
+    """``service.db(name)``: hands out document-store collections (under rules when ``ruled``)."""
+
+    def __init__(self, store: Any, name: str, ruled: Ruled | None = None):
         self._store = store
+        self._ruled = ruled
         self.name = name
 
     def collection(self, name: str) -> Any:
         """The ``DocumentCollection`` ``name`` of this database."""
-        return self._store.collection(self.name, name)
+        raw = self._store.collection(self.name, name)
+        return raw if self._ruled is None else self._ruled(raw, self.name, name)
 
     __getitem__ = collection
 
@@ -180,31 +188,47 @@ class MongoDatabase:
 class MongoService:
     """A MongoDB service as functions see it."""
 
-    def __init__(self, store: Any, name: str):
+    def __init__(self, store: Any, name: str, ruled: Ruled | None = None):
         self._store = store
+        self._ruled = ruled
         self.name = name
 
     def db(self, name: str) -> MongoDatabase:
         """The database ``name``."""
-        return MongoDatabase(self._store, name)
+        return MongoDatabase(self._store, name, self._ruled)
 
 
 class Services:
-    """``context.services``: the configured MongoDB services by name."""
+    """``context.services``: the configured MongoDB services by name.
 
-    def __init__(self, store: Any, names: Sequence[str]):
-        self._services = {n: MongoService(store, n) for n in names}
+    Bound to a context (:meth:`bound`), collections enforce the caller's rules
+    (``appusers.server.rules``) unless the context runs as system or has no caller.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        names: Sequence[str],
+        rules: RulesForContext | None = None,
+        context: FunctionContext | None = None,
+    ):
+        self._store = store
+        self._names = tuple(names)
+        self._rules = rules
+        self._context = context
 
     def get(self, name: str) -> MongoService:
         """The service ``name``; KeyError if it is not configured."""
-        try:
-            return self._services[name]
-        except KeyError:
-            raise KeyError(f"no service named {name!r}") from None
+        if name not in self._names:
+            raise KeyError(f"no service named {name!r}")
+        context = self._context
+        if self._rules is None or context is None or context.run_as_system or context.user is None:
+            return MongoService(self._store, name)
+        return MongoService(self._store, name, self._rules(name, context))
 
     def bound(self, context: FunctionContext) -> Services:
         """The services as ``context`` may use them (its user's rules unless ``run_as_system``)."""
-        return self
+        return Services(self._store, self._names, self._rules, context)
 
 
 class _Functions:

@@ -21,7 +21,7 @@ from ._codec import decode
 from ._engine import Change, Engine, Namespace
 from ._errors import DocumentStoreError
 from ._projection import Projection
-from ._protocol import Filter, Sort, UpdateResult
+from ._protocol import Filter, Sort, UpdateResult, WriteGuard
 from ._watch import EmbeddedChangeStream, WatchHub
 
 __all__ = ["EmbeddedDocumentCollection", "EmbeddedDocumentStore"]
@@ -93,14 +93,16 @@ class EmbeddedDocumentStore:
 
         return await asyncio.wrap_future(self._executor.submit(work))
 
-    def _watch(self, ns: Namespace, ids: Sequence[Any] | None, filter: Filter | None) -> EmbeddedChangeStream:
+    def _watch(
+        self, ns: Namespace, ids: Sequence[Any] | None, filter: Filter | None, pre_images: bool = False
+    ) -> EmbeddedChangeStream:
         if self._closed:
             raise DocumentStoreError("the document store is closed")
         if ids is not None and not isinstance(ids, list | tuple):
             raise DocumentStoreError("watch ids must be an array")
         if filter is not None and not isinstance(filter, Mapping):
             raise DocumentStoreError("a watch filter must be a document")
-        stream = EmbeddedChangeStream(self._hub, ns, ids=ids, filter=filter)
+        stream = EmbeddedChangeStream(self._hub, ns, ids=ids, filter=filter, pre_images=pre_images)
         if filter:
             # Surface a malformed filter now, as a 400 to the caller, not later on the stream.
             stream.wants(Change("insert", ns, None, None, None), {"operationType": "insert", "ns": {}})
@@ -159,9 +161,12 @@ class EmbeddedDocumentCollection:
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """Update the first match with operators, or replace it with a plain document."""
-        return await self._update(filter, update, multi=False, upsert=upsert, array_filters=array_filters)
+        return await self._update(
+            filter, update, multi=False, upsert=upsert, array_filters=array_filters, guard=guard
+        )
 
     async def update_many(
         self,
@@ -170,9 +175,12 @@ class EmbeddedDocumentCollection:
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """Update every match (operator documents only), atomically."""
-        return await self._update(filter, update, multi=True, upsert=upsert, array_filters=array_filters)
+        return await self._update(
+            filter, update, multi=True, upsert=upsert, array_filters=array_filters, guard=guard
+        )
 
     async def _update(
         self,
@@ -182,26 +190,27 @@ class EmbeddedDocumentCollection:
         multi: bool,
         upsert: bool,
         array_filters: Sequence[Mapping[str, Any]] | None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         def op(e: Engine) -> tuple[UpdateResult, list[Change]]:
             result, _, _, changes = e.update(
-                self._ns, filter, update, multi=multi, upsert=upsert, array_filters=array_filters
+                self._ns, filter, update, multi=multi, upsert=upsert, array_filters=array_filters, guard=guard
             )
             return result, changes
 
         return await self._store._run(op)
 
-    async def delete_one(self, filter: Filter) -> int:
+    async def delete_one(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """Delete the first match; returns 0 or 1."""
-        return await self._delete(filter, multi=False)
+        return await self._delete(filter, multi=False, guard=guard)
 
-    async def delete_many(self, filter: Filter) -> int:
+    async def delete_many(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """Delete every match; returns the count."""
-        return await self._delete(filter, multi=True)
+        return await self._delete(filter, multi=True, guard=guard)
 
-    async def _delete(self, filter: Filter, *, multi: bool) -> int:
+    async def _delete(self, filter: Filter, *, multi: bool, guard: WriteGuard | None = None) -> int:
         def op(e: Engine) -> tuple[int, list[Change]]:
-            count, _, changes = e.delete(self._ns, filter, multi=multi)
+            count, _, changes = e.delete(self._ns, filter, multi=multi, guard=guard)
             return count, changes
 
         return await self._store._run(op)
@@ -224,10 +233,11 @@ class EmbeddedDocumentCollection:
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Update the first match by ``sort``; the pre-image, or the post-image with ``return_new``."""
         return await self._find_and_modify(
-            filter, update, projection, sort, upsert, return_new, replace=False
+            filter, update, projection, sort, upsert, return_new, replace=False, guard=guard
         )
 
     async def find_one_and_replace(
@@ -239,10 +249,11 @@ class EmbeddedDocumentCollection:
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Replace the first match by ``sort``; the pre-image, or the post-image with ``return_new``."""
         return await self._find_and_modify(
-            filter, replacement, projection, sort, upsert, return_new, replace=True
+            filter, replacement, projection, sort, upsert, return_new, replace=True, guard=guard
         )
 
     async def _find_and_modify(
@@ -255,13 +266,14 @@ class EmbeddedDocumentCollection:
         return_new: bool,
         *,
         replace: bool,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         proj = Projection(projection)
 
         def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
             _, pre, post, changes = e.update(
                 self._ns, filter, update, multi=False, upsert=upsert, array_filters=None, sort=sort,
-                replace_only=replace,
+                replace_only=replace, guard=guard,
             )  # fmt: skip
             image = post if return_new else pre
             return (proj.apply(decode(image)) if image is not None else None), changes
@@ -274,21 +286,22 @@ class EmbeddedDocumentCollection:
         *,
         projection: Mapping[str, Any] | None = None,
         sort: Sort | None = None,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Delete the first match by ``sort`` and return it (projected)."""
         proj = Projection(projection)
 
         def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
-            _, pre, changes = e.delete(self._ns, filter, multi=False, sort=sort)
+            _, pre, changes = e.delete(self._ns, filter, multi=False, sort=sort, guard=guard)
             return (proj.apply(decode(pre)) if pre is not None else None), changes
 
         return await self._store._run(op)
 
     def watch(
-        self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None
+        self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None, pre_images: bool = False
     ) -> EmbeddedChangeStream:
         """Change events from now on (see ``DocumentCollection.watch``); call from a running event loop."""
-        return self._store._watch(self._ns, ids, filter)
+        return self._store._watch(self._ns, ids, filter, pre_images)
 
 
 def _check_limit(limit: int | None) -> None:

@@ -40,6 +40,7 @@ class EmbeddedChangeStream:
         *,
         ids: Sequence[Any] | None,
         filter: Mapping[str, Any] | None,
+        pre_images: bool = False,
     ) -> None:
         try:
             self._loop = asyncio.get_running_loop()
@@ -47,6 +48,7 @@ class EmbeddedChangeStream:
             raise DocumentStoreError("watch() must be called from a running event loop") from None
         self._hub = hub
         self.ns = ns
+        self.pre_images = pre_images
         self._ids = None if ids is None else {id_key(i) for i in ids}
         self._filter = None if filter is None else prepare_filter(filter)
         self._buffer: collections.deque[dict[str, Any]] = collections.deque()
@@ -174,7 +176,10 @@ class WatchHub:
                     continue
                 if wanted:
                     # Each stream gets its own copy: consumers may mutate what they receive.
-                    stream.offer_threadsafe(self._event(change, base["_id"], base["clusterTime"]))
+                    event = self._event(change, base["_id"], base["clusterTime"])
+                    if stream.pre_images and change.pre is not None:
+                        event["fullDocumentBeforeChange"] = decode(change.pre)
+                    stream.offer_threadsafe(event)
 
     def end_all(self) -> None:
         with self._lock:

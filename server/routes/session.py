@@ -75,25 +75,31 @@ class SessionRoutes:
         if linking:
             linked = await self.server.access(request)
         body = await self.server.read_body(request)
-        resolved = await self.server.providers.resolve(provider, body, request.remote or "unknown")
+        address = self.server.client_address(request)
+        resolved = await self.server.providers.resolve(provider, body, address)
         if linked is not None:
             return await self._link(linked, resolved)
         user, created = await self._user_for(resolved)
         if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
+            raise ApiError.user_disabled()
         device_id = _device_id(body)
         refresh_session_id = new_object_id()
         refresh, expires = self.server.issuer.refresh_token(
             user_id=user.id, session_id=refresh_session_id, device_id=device_id
         )
+        # A user API key's sessions end when the key is disabled or deleted.
+        identity = resolved.identity
+        key_id = identity.id if resolved.owner and identity.provider_type == "api-key" else None
         session = SessionRecord(
             id=refresh_session_id,
             user_id=user.id,
             device_id=device_id,
             refresh_digest=digest(refresh),
             expires_at=expires,
+            api_key_id=key_id,
         )
         await self.server.store.create_session(session)
+        await self.server.user_admin.touched(user.id, login=True)
         reply = json_response(
             {
                 "access_token": await self.server.access_token(user, session),
@@ -184,7 +190,8 @@ class SessionRoutes:
             return fault
         session, user = await self.server.refresh_session(request, "invalid session: invalid refresh token")
         if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
+            raise ApiError.user_disabled()
+        await self.server.user_admin.touched(user.id, login=False)
         return json_response({"access_token": await self.server.access_token(user, session)}, 201)
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
@@ -199,6 +206,7 @@ class SessionRoutes:
             # Clients look for this phrase to treat "already logged out" as success.
             raise ApiError.invalid_session("invalid session: failed to find refresh token") from None
         await self.server.store.delete_session(session.id)
+        await self.server.user_admin.end_revoked_streams(session.user_id)
         return empty_response(204)
 
     async def profile(self, request: web.Request) -> web.StreamResponse:
@@ -234,6 +242,7 @@ class SessionRoutes:
         _claims, user = await self.server.access(request)
         if await self.server.store.delete_user(user.id):
             self.server.user_deleted(user)
+        await self.server.user_admin.end_revoked_streams(user.id)
         return empty_response(204)
 
 

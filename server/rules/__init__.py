@@ -5,6 +5,7 @@ into an HTTP error. Semantics follow backend.md §1-§2 (App Services' documente
 rules for non-Sync MongoDB data sources).
 """
 
+from ._collection import RuledChangeStream, RuledCollection, RuleEnforcer, WriteConflict, user_document
 from ._expressions import (
     MISSING,
     ExpressionEnv,
@@ -27,6 +28,7 @@ from ._model import (
     parse_default_rule,
     parse_namespace_rule,
 )
+from ._policy import Policy, RuleBook, RuleDenied, check_pipeline, check_query
 
 __all__ = [
     "MISSING",
@@ -37,14 +39,24 @@ __all__ = [
     "FieldRule",
     "FunctionHook",
     "NamespaceRule",
+    "Policy",
     "QueryFilter",
     "Role",
+    "RuleBook",
     "RuleConfigError",
+    "RuleDenied",
+    "RuleEnforcer",
     "RuleEvaluationError",
+    "RuledChangeStream",
+    "RuledCollection",
     "Scope",
+    "WriteConflict",
     "check_expression",
+    "check_pipeline",
+    "check_query",
     "evaluate",
     "expand",
     "parse_default_rule",
     "parse_namespace_rule",
+    "user_document",
 ]

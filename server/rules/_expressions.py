@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import attrs
+from bson.errors import InvalidId
 from bson.objectid import ObjectId
 
 __all__ = [
@@ -292,7 +293,7 @@ async def _value_op(key: str, arg: Any, env: ExpressionEnv, scope: Scope) -> Any
             return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
         if key == "%uuidToString":
             return str(value) if isinstance(value, uuid.UUID) else MISSING
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, InvalidId):
         return MISSING  # an id that does not convert never matches anything
     raise RuleEvaluationError(f"unknown operator {key!r}")
 

@@ -118,7 +118,7 @@ async def test_location_failure_is_retried_by_the_next_request():
     # Without retries (RetryPolicy.none()) the failed location fails the call; the next call
     # asks again.
     async with App("app", base_url="http://127.0.0.1:1", transport=MockTransport(handler),
-                   retry=RetryPolicy.none()) as app:
+                   retry=RetryPolicy.none(), storage=MemoryStorage()) as app:
         with pytest.raises(TransportError):
             await app.log_in(Credentials.anonymous())
         user = await app.log_in(Credentials.anonymous())
@@ -132,7 +132,7 @@ async def test_location_failure_is_retried_by_the_next_request():
         return None
 
     async with App("app", base_url="http://127.0.0.1:1", transport=MockTransport(handler),
-                   retry=RetryPolicy(sleep=no_wait)) as app:
+                   retry=RetryPolicy(sleep=no_wait), storage=MemoryStorage()) as app:
         assert (await app.log_in(Credentials.anonymous())).is_logged_in and calls["n"] == 2
 
 

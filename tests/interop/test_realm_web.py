@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _scenarios import PROFILE_CONFIG, STEPS  # tests/interop is on sys.path (no __init__.py)
+from _scenarios import (  # tests/interop is on sys.path (no __init__.py)
+    EMAIL_PASSWORD_CONFIG,
+    MONGODB_CONFIG,
+    PROFILE_CONFIG,
+    STEPS,
+)
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -291,7 +296,7 @@ async def test_anonymous(start_server: ServerFactory) -> None:
 
 
 async def test_email_password(start_server: ServerFactory) -> None:
-    server = await start_server()
+    server = await start_server(EMAIL_PASSWORD_CONFIG)
     run = await run_scenario(server, "email_password.mjs")
     assert_steps(
         run,
@@ -370,7 +375,7 @@ async def test_delete_user(start_server: ServerFactory) -> None:
 
 
 async def test_mongodb(start_server: ServerFactory) -> None:
-    server = await start_server()
+    server = await start_server(MONGODB_CONFIG)
     run = await run_scenario(server, "mongodb.mjs")
     assert_steps(
         run,

@@ -23,6 +23,7 @@ from _server_testkit import Api, assert_error, fast, jwt_payload
 from appusers import App, Credentials
 from appusers.errors import FunctionExecutionError, FunctionNotFoundError, ServiceError
 from appusers.server import LocalServer, ServerConfig
+from appusers.server._config import AdminKey, AdminSettings
 from appusers.server.appdir import load_app_dir
 
 EXPORT = Path(__file__).with_name("appdir_export")
@@ -35,9 +36,16 @@ def exported(function_timeout: float = 60.0) -> ServerConfig:
     return attrs.evolve(loaded, limits=attrs.evolve(loaded.limits, function_timeout=function_timeout))
 
 
+#: An Admin API key pair, so that admin deletes can be checked against the export's triggers.
+ADMIN_PUBLIC = "tasktracker-admin"
+ADMIN_PRIVATE = "5f0c2a9e-4b7d-4e1a-9c3f-8d6b2e7a1c40"
+
+
 @pytest.fixture
 def config() -> ServerConfig:
-    return exported()
+    return attrs.evolve(
+        exported(), admin=AdminSettings(keys=(AdminKey.from_private(ADMIN_PUBLIC, ADMIN_PRIVATE),))
+    )
 
 
 def custom_jwt(sub: str, name: str) -> str:
@@ -242,6 +250,34 @@ async def test_delete_trigger_lists_every_linked_provider(server: LocalServer, m
     assert summary(recorded) == [
         event("CREATE", ["anon-user"], user_id),
         event("DELETE", ["anon-user", "local-userpass"], user_id),
+        event("LOGIN", ["anon-user"], user_id),
+    ]
+
+
+async def test_admin_api_delete_fires_the_delete_trigger(make_app: MakeApp, server: LocalServer) -> None:
+    app = await make_app()
+    user = await app.log_in(Credentials.anonymous(reuse=False))
+    watcher = await app.log_in(Credentials.function({"username": "watcher"}))
+    user_id = user.id
+    admin = f"{server.url}/api/admin/v3.0"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{admin}/auth/providers/mongodb-cloud/login",
+            json={"username": ADMIN_PUBLIC, "apiKey": ADMIN_PRIVATE},
+        ) as resp:
+            assert resp.status == 200
+            token = (await resp.json())["access_token"]
+        path = f"{admin}/groups/{server.group_id}/apps/{server.app_object_id}/users/{user_id}"
+        async with http.delete(path, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 204
+        # An unknown user: no deletion, so no trigger.
+        async with http.delete(path, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 404
+    await server.wait_for_triggers()
+    recorded = await watcher.call_function("myAuthEvents", user_id)
+    assert summary(recorded) == [
+        event("CREATE", ["anon-user"], user_id),
+        event("DELETE", ["anon-user"], user_id),
         event("LOGIN", ["anon-user"], user_id),
     ]
 
