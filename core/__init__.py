@@ -33,7 +33,8 @@ from ._events import (
     UsersChanged,
 )
 from ._functions import Functions
-from ._models import Identity, Profile, Tokens, UserState
+from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
+from ._retry import RetryPolicy
 from ._user import User
 from ._version import __version__
 from .errors import AppError
@@ -91,6 +92,8 @@ __all__ = [
     "AppEvent",
     "ChangeEvent",
     "ChangeStream",
+    "Connectivity",
+    "ConnectivityState",
     "Credentials",
     "CurrentUserChanged",
     "CurrentUserLinked",
@@ -112,6 +115,7 @@ __all__ = [
     "ProfileRefreshed",
     "Request",
     "Response",
+    "RetryPolicy",
     "Storage",
     "StorageIssue",
     "StorageRecovered",

@@ -140,6 +140,61 @@ def test_a_config_the_table_cannot_run_is_refused_when_compiled():
         {"trigger": "log_in", "source": OUT, "dest": IN, "before": "_drop_tokens"},
     ]}
     with pytest.raises(TypeError, match="before"):
-        _compile(Machine(model=None, **config))
+        _compile(Machine(model=None, **config), UserState)
     with pytest.raises(TypeError, match="after_state_change"):
-        _compile(Machine(model=None, **MACHINE_CONFIG, after_state_change="_drop_tokens"))
+        _compile(Machine(model=None, **MACHINE_CONFIG, after_state_change="_drop_tokens"), UserState)
+
+
+class Session(Recorder):
+    """A model with the LoggedIn sub-machine's hooks and attribute, as on ``User``."""
+
+    __slots__ = ("_reach",)
+
+    def __init__(self, state: UserState, reach: object, anonymous: bool = False) -> None:
+        super().__init__(state, anonymous)
+        self._reach = reach
+
+    def enter_session(self) -> None:
+        self.calls.append(("enter_session", self._state))
+        from appusers._models import ConnectivityState
+
+        self._reach = ConnectivityState.ONLINE
+
+    def leave_session(self) -> None:
+        self.calls.append(("leave_session", self._state))
+        self._reach = None
+
+
+@pytest.mark.parametrize("start", [IN, OUT, GONE])
+@pytest.mark.parametrize("trigger", ["log_in", "log_out", "reject_refresh", "remove", "delete"])
+def test_the_compiled_table_runs_the_session_hooks_as_transitions_does(start, trigger):
+    from appusers._machine import fire_with_machine
+    from appusers._models import ConnectivityState
+
+    outcomes = []
+    for run in (fire, fire_with_machine):
+        model = Session(start, ConnectivityState.OFFLINE if start is IN else None)
+        try:
+            result: object = run(model, trigger)
+        except InvalidTransition as exc:
+            result = ("InvalidTransition", str(exc))
+        outcomes.append((result, model.state, model._reach, model.calls))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("reach", ["ONLINE", "REFRESHING", "OFFLINE", None])
+@pytest.mark.parametrize("trigger", ["lose_server", "reach_server", "begin_refresh", "end_refresh"])
+@pytest.mark.parametrize("state", [IN, OUT])
+def test_the_compiled_connectivity_table_runs_as_transitions_does(reach, trigger, state):
+    from appusers._machine import fire_connectivity, fire_connectivity_with_machine
+    from appusers._models import ConnectivityState
+
+    outcomes = []
+    for run in (fire_connectivity, fire_connectivity_with_machine):
+        model = Session(state, None if reach is None else ConnectivityState[reach])
+        try:
+            result: object = run(model, trigger)
+        except InvalidTransition as exc:
+            result = ("InvalidTransition", str(exc))
+        outcomes.append((result, model.state, model._reach, model.calls))
+    assert outcomes[0] == outcomes[1]
