@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-from typing import Any
+from typing import Any, Final
 
 from ._models import FrozenDict, FrozenList
 
@@ -38,21 +38,29 @@ def _bson() -> tuple[Any, Any, Any]:
 
 
 _INT32 = range(-(2**31), 2**31)
+_INFINITIES = (float("inf"), float("-inf"))
 
 
 def _plain(value: Any) -> bool:
     """Whether ``value`` means the same in plain JSON and in EJSON (no BSON types, no int64)."""
+    # Plain loops, not all(<generator>): this runs on every argument of every call.
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
         return value in _INT32  # larger ints must be typed as $numberLong
     if kind is float:
-        return value == value and value not in (float("inf"), float("-inf"))
+        return value == value and value not in _INFINITIES
     if kind is list or kind is tuple or kind is FrozenList:
-        return all(_plain(item) for item in value)
+        for item in value:
+            if not _plain(item):
+                return False
+        return True
     if kind is dict or kind is FrozenDict:
-        return all(type(k) is str and not k.startswith("$") and _plain(v) for k, v in value.items())
+        for key, item in value.items():
+            if type(key) is not str or key.startswith("$") or not _plain(item):
+                return False
+        return True
     return False
 
 
@@ -70,9 +78,18 @@ def dumps(value: Any) -> str:
     return text
 
 
+#: Canonical numbers (what a function result usually is) decoded as bson decodes them: the
+#: lone wrapper's string through int()/float(). Anything else goes to bson.
+_NUMBERS: Final = {"$numberInt": int, "$numberDouble": float}
+
+
 def _hook(document: dict[str, Any]) -> Any:
     for key in document:
         if key.startswith("$"):
+            if len(document) == 1 and key in _NUMBERS:
+                text = document[key]
+                if type(text) is str:
+                    return _NUMBERS[key](text)
             json_util, _, read = _bson()
             return json_util.object_hook(document, read)
     return document

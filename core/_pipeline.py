@@ -279,7 +279,8 @@ class Pipeline:
             raise AppClosedError("this App is closed")
         if not self.opened:
             await self._keeper.open()
-        url = await self.url(path, app_scoped=app_scoped)
+        hostname = self._hostname if self._hostname is not None else await self._location()
+        url = f"{hostname}{self._app_prefix if app_scoped else API}{path}"
         if token == "access":
             assert user is not None
             response = await self._send_with_access(user, method, url, body, timeout, idempotent)
@@ -376,7 +377,9 @@ class Pipeline:
     def parse(self, response: Response, method: str, url: str, *, ejson: bool = False) -> Any:
         """The response's JSON body, or the typed error it stands for."""
         data: Any = None
-        media_type = response.content_type.split(";", 1)[0].strip().lower()
+        media_type = response.content_type
+        if media_type != "application/json":
+            media_type = media_type.split(";", 1)[0].strip().lower()
         if response.body and media_type == "application/json":
             try:
                 data = _ejson.loads(response.body) if ejson else _ejson.loads_plain(response.body)
