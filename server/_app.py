@@ -40,7 +40,7 @@ from ._mongo import call_mongo, parse_target, store_errors
 from ._outbox import Outbox
 from ._providers import Providers, Resolved
 from ._secrets import digest, new_object_id, new_secret
-from ._sse import decode_baas_request, serve_watch
+from ._sse import WatchSlots, decode_baas_request, serve_watch
 from ._store import (
     ApiKeyRecord,
     DuplicateError,
@@ -127,6 +127,7 @@ class ServerApp:
             scrypt=config.scrypt,
         )
         self.streams: set[asyncio.Task[Any]] = set()
+        self.watch_slots = WatchSlots(config.limits.watch_streams, config.limits.watch_streams_per_user)
         self.closing = False
 
     # ------------------------------------------------------------------ plumbing
@@ -648,7 +649,7 @@ class ServerApp:
             return fault
         self._check_app(request)
         header_token = self._bearer(request)
-        _claims, _user = await self._access(request, header_token or request.query.get("baas_at") or None)
+        _claims, user = await self._access(request, header_token or request.query.get("baas_at") or None)
         call = decode_baas_request(request.query.get("baas_request"))
         service = call.get("service")
         if call.get("name") != "watch" or service not in self.config.mongo_services:
@@ -662,13 +663,14 @@ class ServerApp:
             raise ApiError.invalid_parameter("expected 'ids' to be an array")
         if filter_ is not None and not isinstance(filter_, Mapping):
             raise ApiError.invalid_parameter("expected 'filter' to be an object")
-        try:
-            watcher = self.documents.collection(arg["database"], arg["collection"]).watch(
-                ids=ids, filter=dict(filter_) if filter_ is not None else None
-            )
-        except store_errors() as exc:
-            raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
-        return await serve_watch(request, watcher, self.streams)
+        with self.watch_slots.hold(user.id):
+            try:
+                watcher = self.documents.collection(arg["database"], arg["collection"]).watch(
+                    ids=ids, filter=dict(filter_) if filter_ is not None else None
+                )
+            except store_errors() as exc:
+                raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
+            return await serve_watch(request, watcher, self.streams)
 
     # ------------------------------------------------------------------ admin
     def _admin(self, request: web.Request) -> None:

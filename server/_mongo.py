@@ -106,8 +106,8 @@ async def call_mongo(store: Any, action: str, arguments: Any) -> Any:
     if action not in MONGO_ACTIONS:
         raise ApiError(404, "ServiceCommandNotFound", f"unknown MongoDB function {action!r}")
     arg = parse_target(arguments)
-    coll = store.collection(arg["database"], arg["collection"])
     try:
+        coll = store.collection(arg["database"], arg["collection"])
         return await _run(coll, action, arg)
     except ApiError:
         raise

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
+import contextlib
 import logging
-from collections.abc import Mapping
+import socket
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -16,11 +19,53 @@ from ._errors import ApiError
 from ._http import cors
 from ._mongo import store_errors
 
-__all__ = ["decode_baas_request", "serve_watch", "sse_event"]
+__all__ = ["WatchSlots", "decode_baas_request", "serve_watch", "sse_event"]
 
 log = logging.getLogger("appusers.server")
 
 _SSE_HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
+#: Seconds a stream that failed (its reader fell behind) waits for the reader to take the error event
+#: before the connection is cut: a reader that stopped reading would otherwise hold it for ever.
+FAIL_GRACE = 5.0
+#: Kernel send buffer of a watch connection: without it the kernel grows it to megabytes for a
+#: reader that never reads, and every byte in it was encoded for nobody.
+_SEND_BUFFER = 128 * 1024
+
+
+class WatchSlots:
+    """Caps on open watch streams, per user and for the whole server."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self.total = total
+        self.per_user = per_user
+        self._open = 0
+        self._by_user: collections.Counter[str] = collections.Counter()
+
+    @property
+    def open(self) -> int:
+        """Streams open now."""
+        return self._open
+
+    @contextlib.contextmanager
+    def hold(self, user_id: str) -> Iterator[None]:
+        """One slot for the duration of a stream; 429 when a cap is reached."""
+        if self._open >= self.total:
+            raise ApiError(
+                429, "TooManyRequests", f"too many open watch streams on this server (limit {self.total})"
+            )
+        if self._by_user[user_id] >= self.per_user:
+            raise ApiError(
+                429, "TooManyRequests", f"too many open watch streams for this user (limit {self.per_user})"
+            )
+        self._open += 1
+        self._by_user[user_id] += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            self._by_user[user_id] -= 1
+            if not self._by_user[user_id]:
+                del self._by_user[user_id]
 
 
 def sse_event(kind: str, data: Any) -> bytes:
@@ -60,6 +105,21 @@ async def serve_watch(
     task = asyncio.current_task()
     assert task is not None
     streams.add(task)
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+    add_fail_callback = getattr(watcher, "add_fail_callback", None)
+    if add_fail_callback is not None and transport is not None:
+
+        def cut_if_stuck() -> None:
+            if not task.done():
+                log.info("watch stream closed: its reader fell behind and did not take the error event")
+                transport.abort()
+
+        add_fail_callback(lambda _error: asyncio.get_running_loop().call_later(FAIL_GRACE, cut_if_stuck))
+    left = False
     try:
         await resp.prepare(request)
         await resp.write(b": stream open\n\n")
@@ -87,8 +147,10 @@ async def serve_watch(
         finally:
             if pending is not None:
                 pending.cancel()
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the client went away, or the server is closing
+    except ConnectionError:
+        left = True
+    except asyncio.CancelledError:
+        pass  # the server is closing
     finally:
         streams.discard(task)
         aclose = getattr(watcher, "aclose", None)
@@ -97,4 +159,7 @@ async def serve_watch(
                 await aclose()
             except Exception:  # closing a dead watcher must not mask the real outcome
                 log.debug("watch close failed", exc_info=True)
+    if left:
+        # An everyday event (a closed tab, a lost network), not a server fault: no traceback.
+        log.info("watch stream closed: the client went away")
     return resp
