@@ -24,6 +24,7 @@ __all__ = ["WatchSlots", "decode_baas_request", "serve_watch", "sse_event"]
 log = logging.getLogger("appusers.server")
 
 _SSE_HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle stream
+_LIVENESS = 1.0  # seconds between checks that an idle stream's client is still connected
 #: Seconds a stream that failed (its reader fell behind) waits for the reader to take the error event
 #: before the connection is cut: a reader that stopped reading would otherwise hold it for ever.
 FAIL_GRACE = 5.0
@@ -74,6 +75,10 @@ def sse_event(kind: str, data: Any) -> bytes:
     return f"event: {kind}\ndata: {text}\n\n".encode()
 
 
+def _error_event(exc: BaseException) -> bytes:
+    return sse_event("error", {"error_code": "MongoDBError", "error": str(exc) or type(exc).__name__})
+
+
 def decode_baas_request(value: str | None) -> Mapping[str, Any]:
     """The call document of a streaming request: base64 (either alphabet) of EJSON."""
     if not value:
@@ -110,11 +115,14 @@ async def serve_watch(
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+    cut = False
     add_fail_callback = getattr(watcher, "add_fail_callback", None)
     if add_fail_callback is not None and transport is not None:
 
         def cut_if_stuck() -> None:
+            nonlocal cut
             if not task.done():
+                cut = True
                 log.info("watch stream closed: its reader fell behind and did not take the error event")
                 transport.abort()
 
@@ -124,24 +132,45 @@ async def serve_watch(
         await resp.prepare(request)
         await resp.write(b": stream open\n\n")
         iterator = watcher.__aiter__()
+        # The embedded store's streams hand out what is buffered without a task per event.
+        next_nowait = getattr(watcher, "next_nowait", None)
         pending: asyncio.Future[Any] | None = None
+        idle = 0.0
         try:
             while True:
+                if pending is None and next_nowait is not None:
+                    try:
+                        event = next_nowait()
+                    except StopAsyncIteration:
+                        break
+                    except store_errors() as exc:
+                        await resp.write(_error_event(exc))
+                        break
+                    if event is not None:
+                        await resp.write(sse_event("message", event))
+                        continue
                 if pending is None:
                     pending = asyncio.ensure_future(iterator.__anext__())
-                done, _ = await asyncio.wait({pending}, timeout=_SSE_HEARTBEAT)
+                done, _ = await asyncio.wait({pending}, timeout=_LIVENESS)
                 if not done:
-                    # A comment line keeps proxies from timing out and reveals a vanished client.
-                    await resp.write(b": keep-alive\n\n")
+                    # aiohttp does not cancel a handler whose client left: look, so the slot and
+                    # the stream's buffer are freed within a second, not at the next heartbeat.
+                    if request.transport is None or request.transport.is_closing():
+                        raise ConnectionResetError("the client went away")
+                    idle += _LIVENESS
+                    if idle >= _SSE_HEARTBEAT:
+                        idle = 0.0
+                        # A comment line keeps proxies from timing out and reveals a vanished client.
+                        await resp.write(b": keep-alive\n\n")
                     continue
+                idle = 0.0
                 next_event, pending = pending, None
                 try:
                     event = next_event.result()
                 except StopAsyncIteration:
                     break
                 except store_errors() as exc:
-                    error = {"error_code": "MongoDBError", "error": str(exc) or type(exc).__name__}
-                    await resp.write(sse_event("error", error))
+                    await resp.write(_error_event(exc))
                     break
                 await resp.write(sse_event("message", event))
         finally:
@@ -159,7 +188,7 @@ async def serve_watch(
                 await aclose()
             except Exception:  # closing a dead watcher must not mask the real outcome
                 log.debug("watch close failed", exc_info=True)
-    if left:
+    if left and not cut:
         # An everyday event (a closed tab, a lost network), not a server fault: no traceback.
         log.info("watch stream closed: the client went away")
     return resp

@@ -22,7 +22,7 @@ import re
 import types
 from typing import Any
 
-import re2
+import re2  # type: ignore[import-untyped]  # no stubs; used through SafePattern only
 from bson.regex import Regex
 
 from ._errors import DocumentStoreError

@@ -108,12 +108,16 @@ class EmbeddedChangeStream:
         for callback in callbacks:
             callback(error)
 
-    def offer(self, data: bytes) -> None:
-        """Queue one event's BSON (on the stream's loop); over the budget the stream fails instead."""
+    def offer(self, events: list[bytes]) -> None:
+        """Queue the BSON events of one delivery (on the stream's loop), or fail as fallen behind.
+
+        A delivery (the events of one write) is always taken when the reader has
+        read everything before it, however large it is; the budget bounds the
+        backlog of a reader that has not.
+        """
         if self._closed:
             return
-        size = len(data)
-        # One event always fits, however large: a single big document must not fail every watcher.
+        size = sum(len(data) for data in events)
         if self._buffer and self._buffered + size > self._budget:
             self._hub.unregister(self)
             self._buffer.clear()
@@ -125,7 +129,7 @@ class EmbeddedChangeStream:
                 )
             )
             return
-        self._buffer.append(data)
+        self._buffer.extend(events)
         self._buffered += size
         self._wake()
 
@@ -136,6 +140,19 @@ class EmbeddedChangeStream:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def next_nowait(self) -> dict[str, Any] | None:
+        """The next buffered event, ``None`` if none is buffered yet; raises as ``__anext__`` at the end."""
+        if self._buffer:
+            data = self._buffer.popleft()
+            self._buffered -= len(data)
+            return decode(data)
+        if self._closed:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            raise StopAsyncIteration
+        return None
 
     def __aiter__(self) -> EmbeddedChangeStream:
         return self
@@ -191,7 +208,7 @@ class WatchHub:
 
     def publish(self, changes: Sequence[Change]) -> None:
         """Deliver ``changes`` (committed, in order) to the streams that want them; worker thread only."""
-        batches: dict[asyncio.AbstractEventLoop, list[tuple[EmbeddedChangeStream, bytes]]] = {}
+        batches: dict[asyncio.AbstractEventLoop, dict[EmbeddedChangeStream, list[bytes]]] = {}
         for change in changes:
             with self._lock:
                 streams = list(self._streams.get(change.ns, ()))
@@ -210,7 +227,7 @@ class WatchHub:
                 if wanted:
                     if data is None:
                         data = bson.encode(base, codec_options=CODEC_OPTIONS)
-                    batches.setdefault(stream.loop, []).append((stream, data))
+                    batches.setdefault(stream.loop, {}).setdefault(stream, []).append(data)
         for loop, batch in batches.items():
             try:
                 loop.call_soon_threadsafe(_deliver, batch)
@@ -251,9 +268,9 @@ class WatchHub:
         return event
 
 
-def _deliver(batch: list[tuple[EmbeddedChangeStream, bytes]]) -> None:
-    for stream, data in batch:
-        stream.offer(data)
+def _deliver(batch: dict[EmbeddedChangeStream, list[bytes]]) -> None:
+    for stream, events in batch.items():
+        stream.offer(events)
 
 
 def _diff(
