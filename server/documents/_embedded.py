@@ -84,6 +84,17 @@ class EmbeddedDocumentStore:
         where = "memory" if self._path is None else str(self._path)
         return f"<EmbeddedDocumentStore {where}{' closed' if self._closed else ''}>"
 
+    @property
+    def time_limit(self) -> float:
+        """Seconds each operation may take, queueing included; settable (applies to later operations)."""
+        return self._time_limit
+
+    @time_limit.setter
+    def time_limit(self, seconds: float) -> None:
+        if not seconds > 0:
+            raise ValueError("time_limit must be a positive number of seconds")
+        self._time_limit = float(seconds)
+
     def collection(self, database: str, name: str) -> EmbeddedDocumentCollection:
         """The collection ``name`` in ``database``; it exists once something is written to it."""
         check_namespace(database, name)
