@@ -251,7 +251,10 @@ async def attack_s14() -> dict[str, Any]:
     toml = "[limits]\nwatch_streams_per_user = 1000\n"
     async with serve(toml) as server:
         await _insert_run(server, 200)  # warm up
+        base_start = server.rss()
         base_seconds = await _insert_run(server, inserts)
+        # The store keeps every document in memory: this much growth is the data, not the watchers.
+        base_growth = server.rss() - base_start
     async with serve(toml) as server:
         await _insert_run(server, 200)
         start = server.rss()
@@ -289,10 +292,11 @@ async def attack_s14() -> dict[str, Any]:
         "attack": f"{watchers} watch sockets that never read, then {inserts:,} inserts of 2 KB",
         "test": _HTTP_TESTS + "test_stalled_watcher_is_cut_and_a_leaving_client_is_one_info_line",
         "figure": f"RSS {start:.0f} -> peak {peak:.0f} MiB (+{growth:.0f}), {after:.0f} MiB 5 s after close "
-        f"(+{residue:.0f}); inserts {inserts / seconds:.0f}/s vs {inserts / base_seconds:.0f}/s "
-        f"without watchers ({ratio:.0%})",
+        f"(+{residue:.0f}); without watchers the same inserts grow RSS by {base_growth:.0f} MiB; "
+        f"inserts {inserts / seconds:.0f}/s vs {inserts / base_seconds:.0f}/s without watchers ({ratio:.0%})",
         "verdict": "met" if growth <= 150 and residue <= 50 and ratio >= 0.8 else "missed",
         "rss_growth_mib": growth,
+        "rss_growth_without_watchers_mib": base_growth,
         "rss_after_close_mib": residue,
         "throughput_ratio": ratio,
     }

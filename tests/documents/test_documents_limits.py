@@ -320,3 +320,26 @@ async def test_watch_delivery_is_one_loop_hop_per_write() -> None:
             await s.aclose()
     finally:
         await store.aclose()
+
+
+def test_an_index_build_cut_short_leaves_no_partial_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    from appusers.server.documents import _index
+    from appusers.server.documents._deadline import Interrupted
+
+    views = {i: {"g": i % 2} for i in range(100)}
+    indexes = _index.EqualityIndexes()
+    real_values = _index._values
+    calls = 0
+
+    def interrupted_midway(view: Any, field: str) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 50:
+            raise Interrupted  # what the watchdog raises inside the worker at the deadline
+        return real_values(view, field)
+
+    monkeypatch.setattr(_index, "_values", interrupted_midway)
+    with pytest.raises(Interrupted):
+        indexes.candidates("ns", {"g": 1}, views)
+    monkeypatch.setattr(_index, "_values", real_values)
+    assert indexes.candidates("ns", {"g": 1}, views) == {i for i in range(100) if i % 2}
