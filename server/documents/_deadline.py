@@ -8,9 +8,11 @@ runs, however deep in mongomock it is, and unwinds the operation. Only the
 compute phase is interruptible: an operation computes on copies and commits
 after :meth:`Watchdog.disarm`, which also clears an interrupt that was raised but
 not yet delivered, so a commit is never torn and memory never disagrees with
-SQLite. Code that swallows the interrupt (a broad ``except``) gets it again
-every :data:`REFIRE` seconds; C code that runs long without returning to Python
-is the one thing it cannot stop, which is why patterns run on RE2 (linear time).
+SQLite. The interrupt is a ``BaseException``, which the borrowed engine never
+catches, and it is raised once per operation: a second one could land after the
+operation's own handler, in the thread pool's loop. C code that runs long
+without returning to Python is the one thing it cannot stop, which is why
+patterns run on RE2 (linear time).
 
 The cost on the normal path is two uncontended lock round trips per operation;
 the watchdog polls (no wake-up per operation).
@@ -25,10 +27,6 @@ import time
 from ._errors import DocumentStoreError
 
 __all__ = ["Interrupted", "MaxTimeExpired", "Watchdog"]
-
-#: Seconds between two interrupts of an operation that swallowed the first.
-REFIRE = 0.5
-
 
 class Interrupted(BaseException):
     """Raised in the worker at its deadline; a ``BaseException``, so ``except Exception`` lets it pass."""
@@ -108,7 +106,6 @@ class Watchdog:
                 if self._stopped:
                     return
                 now = time.monotonic()
-                due = self._armed and now >= self._deadline
-                if due and (self._fired_at == 0.0 or now - self._fired_at >= REFIRE):
+                if self._armed and self._fired_at == 0.0 and now >= self._deadline:
                     self._fired_at = now
                     _raise_in(self._target, Interrupted)
