@@ -9,7 +9,8 @@ Commands:
   fork-writers <path> <value size> <filestorage|in-place>
                            a small fork server: for each "fork <seed>" line on stdin, fork a
                            child that rewrites the store in a loop (through FileStorage, or
-                           naively in place as a negative control) and print its pid; for
+                           naively in place as a negative control) and print its pid (the
+                           child prints "w <seed>" as each write begins); for
                            each "reap <pid>" line, wait for that child and print "reaped"
 """
 
@@ -101,10 +102,20 @@ def fork_writers(path: Path, size: int, how: str) -> None:
                     asyncio.run(writer(path, int(arg), size))
                 finally:
                     os._exit(1)
-            print(pid, flush=True)
+            os.write(sys.stdout.fileno(), f"{pid}\n".encode())
         elif command == "reap":
             os.waitpid(int(arg), 0)
             print("reaped", flush=True)
+
+
+def _writing(seed: int) -> None:
+    """Tell the parent a write begins now (``w <seed>``).
+
+    The parent times its kill from these lines, not from the fork: on a loaded machine a child
+    may not even be scheduled within a fixed window. One write(2) of a few bytes on a pipe is
+    atomic, so these lines never interleave with the fork server's own lines.
+    """
+    os.write(sys.stdout.fileno(), f"w {seed}\n".encode())
 
 
 async def _rewrite_forever(path: Path, seed: int, size: int) -> None:
@@ -113,6 +124,7 @@ async def _rewrite_forever(path: Path, seed: int, size: int) -> None:
     while True:
         generation += 1
         value = value_for(generation, size)
+        _writing(seed)
         await storage.update({"a": value, "b": value, "generation": str(generation)})
 
 
@@ -123,6 +135,7 @@ async def _rewrite_in_place_forever(path: Path, seed: int, size: int) -> None:
         value = value_for(generation, size)
         items = {"a": value, "b": value, "generation": str(generation)}
         data = json.dumps({"format": "appusers-storage", "version": 1, "items": items}).encode()
+        _writing(seed)
         with open(path, "wb") as file:
             file.write(data)
 

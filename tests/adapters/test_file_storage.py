@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -459,6 +460,20 @@ def kill_writers(
 
     server = worker("fork-writers", path, size, how)
     assert server.stdin is not None and server.stdout is not None
+    stdout = server.stdout
+    writes: collections.Counter[str] = collections.Counter()  # "a write begins" lines per child
+
+    def line(*, until_writes: tuple[str, int] | None = None) -> str:
+        # Children's "w <seed>" lines interleave with the fork server's replies (and a killed
+        # child's last ones may still be in the pipe): they are counted aside. Returns the next
+        # server reply, or "" once child ``seed`` has begun ``n`` writes (``until_writes``).
+        while until_writes is None or writes[until_writes[0]] < until_writes[1]:
+            text = stdout.readline().strip()
+            if not text.startswith("w "):
+                return text
+            writes[text[2:]] += 1
+        return ""
+
     rng = random.Random(20261123)
     unreadable = mid_write = 0
     generations: set[int] = set()
@@ -466,12 +481,15 @@ def kill_writers(
     for seed in range(1, kills + 1):
         server.stdin.write(f"fork {seed}\n")
         server.stdin.flush()
-        pid = int(server.stdout.readline())
-        time.sleep(rng.uniform(0.0, 0.08))  # a random kill point in the writer's life, not a wait
+        pid = int(line())
+        # Kill at a random point inside the child's 1st-3rd write: timed from the child's own
+        # "a write begins" lines, so the kill lands inside writes however loaded the machine is.
+        assert line(until_writes=(str(seed), rng.randint(1, 3))) == "", "the fork server spoke out of turn"
+        time.sleep(rng.uniform(0.0, 0.03))
         os.kill(pid, signal.SIGKILL)
         server.stdin.write(f"reap {pid}\n")
         server.stdin.flush()
-        assert server.stdout.readline().strip() == "reaped"
+        assert line() == "reaped"
         readable, issues, generation = asyncio.run(inspect())
         unreadable += not readable
         mid_write += "orphan-removed" in issues
