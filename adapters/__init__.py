@@ -11,28 +11,39 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._aiohttp import AiohttpStreamResponse, AiohttpTransport
+    from ._default import default_storage, default_storage_path
+    from ._encrypted import EncryptedStorage
     from ._file import FileStorage
     from ._memory import MemoryStorage
     from ._mock import MockHandler, MockStreamResponse, MockTransport
+    from ._sqlite import SQLiteStorage
 
 __all__ = [
     "AiohttpStreamResponse",
     "AiohttpTransport",
+    "EncryptedStorage",
     "FileStorage",
     "MemoryStorage",
     "MockHandler",
     "MockStreamResponse",
     "MockTransport",
+    "SQLiteStorage",
+    "default_storage",
+    "default_storage_path",
 ]
 
 _HOMES = {
     "AiohttpStreamResponse": "._aiohttp",
     "AiohttpTransport": "._aiohttp",
+    "EncryptedStorage": "._encrypted",
     "FileStorage": "._file",
     "MemoryStorage": "._memory",
     "MockHandler": "._mock",
     "MockStreamResponse": "._mock",
     "MockTransport": "._mock",
+    "SQLiteStorage": "._sqlite",
+    "default_storage": "._default",
+    "default_storage_path": "._default",
 }
 
 

@@ -115,6 +115,15 @@ def _lower_headers(raw: CIMultiDictProxy[str]) -> dict[str, str]:
     return headers
 
 
+def _os_error(exc: aiohttp.ClientConnectorError) -> OSError | None:
+    # Read defensively: in aiohttp 3.9.2-3.13.0 a ClientConnectorCertificateError (a subclass)
+    # never sets what ``os_error`` returns, so reading it raised AttributeError from this border.
+    try:
+        return exc.os_error
+    except AttributeError:
+        return None
+
+
 def _os_reason(exc: OSError) -> str:
     # From the errno: asyncio's own strerror ("Connect call failed (...)") says less.
     if exc.errno:
@@ -133,9 +142,10 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
         return "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, socket.gaierror):
+        os_error = _os_error(exc)
+        if isinstance(os_error, socket.gaierror):
             return "could not resolve the host name"
-        return f"could not connect ({_os_reason(exc.os_error)})"
+        return "could not connect" if os_error is None else f"could not connect ({_os_reason(os_error)})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection"
     if isinstance(exc, aiohttp.ClientPayloadError | asyncio.IncompleteReadError):
@@ -291,7 +301,7 @@ class AiohttpTransport:
         if self._state is _State.CLOSED:
             return AppClosedError(f"{where} was interrupted: the transport was closed")
         if isinstance(exc, TimeoutError) or (
-            isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, TimeoutError)
+            isinstance(exc, aiohttp.ClientConnectorError) and isinstance(_os_error(exc), TimeoutError)
         ):
             after = "" if timeout is None else f" after {timeout:g} s"
             return RequestTimeoutError(f"{where} timed out{after}", method=method, url=_safe_url(url))

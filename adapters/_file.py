@@ -1,18 +1,29 @@
-"""FileStorage: users kept in one private JSON file that survives crashes and other processes.
+"""FileStorage: users kept in one private file that survives crashes and other processes.
 
-The file holds ``{"format": "appusers-storage", "version": 1, "items": {key: value}}``.
+Format 2: a header line ``appusers-storage 2 <n> <crc32 of the rest, hex>``, a line holding
+a JSON object of the items whose key or value contains a newline (usually ``{}``), then the
+other ``n`` items as alternate key and value lines. Start-up reads every user, and one
+``split`` of the text makes all keys and values at once (see benchmarks/run.py: several
+times faster than parsing JSON); the count and the checksum catch truncation and damage
+that a line format would not see. Format 1, ``{"format": "appusers-storage", "version": 1,
+"items": {key: value}}``, is still read; the next write migrates it to format 2.
 
 * Writes are atomic: a temp file in the same directory is written, flushed and fsynced,
   renamed over the store with ``os.replace``, then the directory is fsynced. A writer
   killed at any instant leaves either the old or the new store, plus at worst an orphan
   temp file (``.<name>.tmp-<random>``), which the next open removes.
-* Read-modify-write runs under ``fcntl.flock`` on a sibling ``<name>.lock`` file, so
-  several processes never lose each other's updates; waits are bounded by
-  ``lock_timeout`` and raise :class:`~appusers.errors.StorageLockTimeoutError`.
+* Read-modify-write runs under a ``portalocker`` lock (``flock`` on POSIX, ``LockFileEx`` on
+  Windows) on a sibling ``<name>.lock`` file, so several processes never lose each other's
+  updates; waits are bounded by ``lock_timeout`` and raise
+  :class:`~appusers.errors.StorageLockTimeoutError`.
 * Blocking work (lock waits, reads of a changed file, writes, fsyncs) runs in a worker
   thread, so the event loop never stalls on the disk or on another process.
-* Files are created 0600 and directories 0700 whatever the umask; a wider mode found at
-  open is narrowed and reported as a ``"permissions-repaired"`` :class:`StorageIssue`.
+* Files are created 0600 and the directories it creates 0700, whatever the umask; a wider
+  mode found on its own files is narrowed and reported as a ``"permissions-repaired"``
+  :class:`StorageIssue`. It never changes the mode of a directory it did not create: a
+  directory other users can write to (group/world-writable, even sticky like /tmp) is
+  refused with :class:`~appusers.errors.InsecureStorageError`, since whoever can write
+  there can swap the store or plant its lock file. A read-only directory can still be read.
 * A corrupt store (empty, truncated, not JSON, wrong format or version, wrong shape) is
   moved aside to ``<name>.corrupt-<UTC timestamp>``, the storage starts empty and a
   ``"quarantined"`` issue is queued: opening never fails because of corruption.
@@ -21,34 +32,39 @@ The file holds ``{"format": "appusers-storage", "version": 1, "items": {key: val
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
 import secrets
-import stat
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from appusers.errors import InvalidArgumentError, StorageError, StorageLockTimeoutError
+from appusers.errors import InvalidArgumentError, StorageError
 from appusers.storage import StorageIssue
 
 from ._memory import _apply, _check_key, _check_value, _checked_changes
+from ._private_files import (
+    FILE_MODE,
+    check_directory,
+    ensure_directory,
+    exclusive_lock,
+    quarantine_target,
+    repair_file_mode,
+)
 
 __all__ = ["FileStorage"]
 
 _logger = logging.getLogger("appusers.storage")
 
 _FORMAT = "appusers-storage"
-_VERSION = 1
-_FILE_MODE = 0o600
-_DIR_MODE = 0o700
-_LOCK_POLL_MAX = 0.02  # seconds; flock has no timeout, so waiters poll with a capped back-off
+_VERSION = 2
+_HEADER = _FORMAT.encode() + b" "
+_FILE_MODE = FILE_MODE
 
 # What identifies one version of the file: os.replace gives every write a new inode, and
 # mtime/size/ctime guard against a freed inode number being reused by a later write.
@@ -180,10 +196,17 @@ class FileStorage:
     # -- blocking work, always in a worker thread -----------------------------------
 
     def _open_sync(self) -> None:
-        self._ensure_dir()
-        self._repair_mode(self._dir, _DIR_MODE, "directory")
-        self._repair_mode(self._path, _FILE_MODE, "file")
-        self._repair_mode(self._lock_path, _FILE_MODE, "lock file")
+        ensure_directory(self._dir)
+        check_directory(self._dir)
+        self._repair_mode(self._path, "file")
+        self._repair_mode(self._lock_path, "lock file")
+        if not self._lock_file_is_creatable():
+            # A read-only directory can still be read: every write replaces the file whole,
+            # so a lock-free read is never torn. Writes fail with a StorageError; nothing is
+            # repaired or moved here.
+            _logger.info("the session store directory %s is read-only: reading without a lock", self._dir)
+            self._load(locked=False)
+            return
         with self._flock():
             # Writers only create temp files while holding the lock, so any we see now
             # belongs to a writer that died.
@@ -238,9 +261,7 @@ class FileStorage:
         return items
 
     def _write_locked(self, items: dict[str, str]) -> None:
-        document = {"format": _FORMAT, "version": _VERSION, "items": items}
-        # ensure_ascii: any str (even a lone surrogate) becomes plain ASCII JSON.
-        payload = json.dumps(document, separators=(",", ":")).encode("ascii")
+        payload = _encode(items)
         temp = self._dir / f"{self._temp_prefix}{secrets.token_hex(8)}"
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
@@ -259,76 +280,24 @@ class FileStorage:
         self._fsync_dir()
         self._snapshot = (_stat_key(self._path), items)
 
-    @contextmanager
-    def _flock(self) -> Iterator[None]:
+    def _flock(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self._lock_path, self._lock_timeout, self._path)
+
+    def _lock_file_is_creatable(self) -> bool:
+        """False in a read-only directory (or for a lock file we may not open)."""
         try:
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-        except OSError as exc:
-            raise StorageError(f"could not open the lock file {self._lock_path}: {exc.strerror}") from exc
-        try:
-            if stat.S_IMODE(os.fstat(fd).st_mode) != _FILE_MODE:
-                os.fchmod(fd, _FILE_MODE)
-            deadline = time.monotonic() + self._lock_timeout
-            delay = 0.0005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    pass
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise StorageLockTimeoutError(
-                        f"another writer held the lock on the session store {self._path} "
-                        f"for more than {self._lock_timeout:g} s"
-                    )
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, _LOCK_POLL_MAX)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the flock
+        except PermissionError:
+            return False
+        except OSError:
+            return True  # let _flock report it
+        os.close(fd)
+        return True
 
-    def _ensure_dir(self) -> None:
-        missing: list[Path] = []
-        directory = self._dir
-        while not directory.exists():
-            missing.append(directory)
-            directory = directory.parent
-        for directory in reversed(missing):
-            try:
-                os.mkdir(directory, _DIR_MODE)
-            except FileExistsError:
-                continue  # another process made it first; its mode is checked below
-            except OSError as exc:
-                raise StorageError(f"could not create the directory {directory}: {exc.strerror}") from exc
-            os.chmod(directory, _DIR_MODE)  # mkdir's mode went through the umask
-
-    def _repair_mode(self, path: Path, wanted: int, what: str) -> None:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return
-        mode = stat.S_IMODE(st.st_mode)
-        if mode == wanted:
-            return
-        widened = bool(mode & 0o077)
-        if widened and what == "directory" and not _private_dir_candidate(path, st):
-            _logger.warning(
-                "the session store directory %s is shared (mode %03o); keep the store in a "
-                "directory of its own so it can be made private",
-                path,
-                mode,
-            )
-            return
-        try:
-            os.chmod(path, wanted)
-        except OSError as exc:
-            _logger.warning("could not set the mode of %s from %03o: %s", path, mode, exc.strerror)
-            return
-        if not widened:
-            return  # too narrow for us to use (e.g. made under umask 0o777): fixed, nothing leaked
-        _logger.warning("the session store %s %s had mode %03o; narrowed to %03o", what, path, mode, wanted)
-        self._report("permissions-repaired", f"{what} mode {mode:03o} narrowed to {wanted:03o}", path)
+    def _repair_mode(self, path: Path, what: str) -> None:
+        detail = repair_file_mode(path, what)
+        if detail is not None:
+            self._report("permissions-repaired", detail, path)
 
     def _remove_orphans(self) -> None:
         removed = 0
@@ -347,12 +316,7 @@ class FileStorage:
             )
 
     def _quarantine(self, reason: str) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}")
-        n = 1
-        while target.exists():
-            target = self._path.with_name(f"{self._path.name}.corrupt-{stamp}-{n}")
-            n += 1
+        target = quarantine_target(self._path)
         try:
             os.replace(self._path, target)
             os.chmod(target, _FILE_MODE)  # it may hold tokens, whoever wrote it
@@ -405,11 +369,74 @@ def _read_all(fd: int) -> bytes:
         return file.readall()
 
 
+def _encode(items: Mapping[str, str]) -> bytes:
+    """Format 2 (see the module docstring)."""
+    plain: list[str] = []
+    quoted: dict[str, str] = {}
+    for key, value in items.items():
+        if "\n" in key or "\n" in value:
+            quoted[key] = value
+        else:
+            plain.append(key)
+            plain.append(value)
+    # ensure_ascii: the quoted items are one line of plain ASCII whatever they hold.
+    rest = json.dumps(quoted, separators=(",", ":")).encode("ascii") + b"\n"
+    if plain:
+        plain.append("")  # every line ends with a newline, the last one too
+        rest += "\n".join(plain).encode("utf-8", "surrogatepass")  # any str, even a lone surrogate
+    return b"%s%d %d %08x\n%s" % (_HEADER, _VERSION, len(plain) // 2, zlib.crc32(rest), rest)
+
+
 def _parse(data: bytes) -> dict[str, str]:
     if not data:
         raise _CorruptError("the file is empty")
+    if data.startswith(_HEADER):
+        return _parse_v2(data)
+    if data[:1] == b"{":
+        return _parse_v1(data)
+    raise _CorruptError("not an appusers storage file")
+
+
+def _parse_v2(data: bytes) -> dict[str, str]:
+    # Offsets into one buffer, never slices of it: the store can be tens of MiB.
+    end = data.find(b"\n")
+    fields = data[:end].split(b" ") if 0 < end < 100 else []
+    if len(fields) != 4:
+        raise _CorruptError("malformed header")
+    _, version, count, crc = fields
+    if version != b"%d" % _VERSION:
+        shown = version[:10].decode("ascii", "replace")
+        raise _CorruptError(f"unsupported format version {shown}, expected {_VERSION}")
     try:
-        # Decoding first is markedly faster than json.loads(bytes) on large stores.
+        plain_count, expected_crc = int(count), int(crc, 16)
+    except ValueError:
+        raise _CorruptError("malformed header") from None
+    view = memoryview(data)
+    if zlib.crc32(view[end + 1 :]) != expected_crc:
+        raise _CorruptError("checksum mismatch: truncated or damaged")
+    quoted_end = data.find(b"\n", end + 1)
+    if quoted_end < 0:
+        raise _CorruptError("item count mismatch")
+    try:
+        quoted = json.loads(data[end + 1 : quoted_end])
+        # One split makes every key and value in a single pass: no per-line work at all.
+        lines = str(view[quoted_end + 1 :], "utf-8", "surrogatepass").split("\n")
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise _CorruptError("malformed items") from None
+    if not isinstance(quoted, dict) or not all(type(v) is str for v in quoted.values()):
+        raise _CorruptError("malformed items")
+    if lines.pop() != "" or len(lines) != 2 * plain_count:
+        raise _CorruptError("item count mismatch")
+    pairs = iter(lines)
+    items = dict(zip(pairs, pairs, strict=True))
+    if len(items) != plain_count or not quoted.keys().isdisjoint(items):
+        raise _CorruptError("duplicate keys")
+    items.update(quoted)
+    return items
+
+
+def _parse_v1(data: bytes) -> dict[str, str]:
+    try:
         document = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise _CorruptError("not UTF-8 text") from None
@@ -418,24 +445,13 @@ def _parse(data: bytes) -> dict[str, str]:
     if not isinstance(document, dict) or document.get("format") != _FORMAT:
         raise _CorruptError("not an appusers storage file")
     version = document.get("version")
-    if type(version) is not int or version != _VERSION:
+    if type(version) is not int or version != 1:
         shown = str(version) if type(version) is int else "missing or not an integer"
         raise _CorruptError(f"unsupported format version {shown}, expected {_VERSION}")
     items = document.get("items")
     if not isinstance(items, dict) or not all(type(v) is str for v in items.values()):
         raise _CorruptError("items is not an object of strings")
     return items
-
-
-def _private_dir_candidate(path: Path, st: os.stat_result) -> bool:
-    """Whether narrowing this directory to 0700 can only affect the store: ours, not a
-    shared sticky directory like /tmp, not the home directory."""
-    if st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:
-        return False
-    try:
-        return not path.samefile(Path.home())
-    except (OSError, RuntimeError):
-        return True
 
 
 def _unlink_quietly(path: Path) -> None:

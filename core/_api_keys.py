@@ -12,7 +12,7 @@ from ._credentials import _require_text
 from .errors import InvalidArgumentError, MissingJsonKeyError, ResponseError
 
 if TYPE_CHECKING:
-    from ._user import User
+    from ._pipeline import Principal
 
 __all__ = ["ApiKey", "ApiKeys"]
 
@@ -56,15 +56,16 @@ class ApiKeys:
 
     __slots__ = ("_user",)
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: Principal) -> None:
         self._user = user
 
     async def _call(self, method: str, path: str, body: bytes | None = None,
                     timeout: float | None = None) -> Any:
-        app = self._user.app
-        app._require_logged_in(self._user)
-        return await app._request(method, "/auth/api_keys" + path, app_scoped=False, body=body,
-                                  user=self._user, token="refresh", timeout=timeout)
+        user = self._user
+        pipeline = user._pipeline
+        pipeline.require_logged_in(user)
+        return await pipeline.request(method, "/auth/api_keys" + path, app_scoped=False, body=body,
+                                      user=user, token="refresh", timeout=timeout)
 
     async def create(self, name: str, *, timeout: float | None = None) -> ApiKey:
         """A new enabled key; its secret ``key`` is returned this once only."""

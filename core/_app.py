@@ -1,45 +1,32 @@
-"""``App``: the users of one App Services app, their sessions, and where they are kept.
+"""``App``: the users of one App Services app and the public API over them.
 
 Data flows one way: a caller asks the App; the App decides (the lifecycle
-machine, the refresh policy); a transport or storage adapter does the I/O; the
-result is committed as a transition; then, outside any lock, the change is
-published on the Rx streams.
-
-Refresh policy (behavior.md §8, extended):
-
-* an access token is refreshed shortly before it expires (``refresh_leeway``),
-  the expiry measured on the monotonic clock from the token's own lifetime;
-* a 401 on an access-token request causes one refresh and one retry, and never
-  more than one refresh per request whatever the clocks say;
-* concurrent requests share one in-flight refresh (single flight);
-* a refresh the server rejects with 401 logs the user out (cause
-  ``REFRESH_TOKEN_REJECTED``) and wipes its tokens from memory and storage; a
-  refresh failing on the network or a 5xx leaves the user logged in;
-* a log-out racing a refresh wins: the late refresh result is dropped.
+machine, the current-user rule); the request pipeline (``_pipeline``) does the
+HTTP, the persistence (``_persistence``) the storage; the result is committed as
+a transition; then, outside any lock, the change is published on the Rx streams.
+The refresh policy is described in ``_pipeline``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import json
+import functools
 import logging
-import platform
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 from reactivex import Observable, abc
 
-from . import _ejson, _jwt
-from ._credentials import ANONYMOUS, FUNCTION, Credentials
+from ._credentials import ANONYMOUS, Credentials
 from ._email_password import EmailPasswordAuth
 from ._events import (
     AccessTokenRefreshed,
     AppEvent,
     CurrentUserChanged,
+    CurrentUserLinked,
     CustomDataRefreshed,
     IdentitiesLinked,
     LoggedIn,
@@ -50,38 +37,28 @@ from ._events import (
     UsersChanged,
 )
 from ._machine import fire
-from ._models import Identity, Profile, UserState
-from ._records import Index, Keys, UserRecord, dump_index, dump_user, load_index, load_user
-from ._streams import SafeBehaviorSubject, SafeSubject, hide
+from ._models import UserState
+from ._persistence import Persistence
+from ._pipeline import Pipeline
+from ._records import Index, UserRecord
+from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from ._user import User
-from ._version import __version__
 from .errors import (
     AppClosedError,
-    BadTokenError,
-    HTTPStatusError,
     InvalidArgumentError,
-    InvalidSessionError,
-    MalformedJsonError,
-    MissingJsonKeyError,
-    RefreshTokenRejectedError,
-    ResponseError,
     StorageError,
     UserAlreadyNamedError,
     UserNotFoundError,
     UserNotLoggedInError,
-    service_error_from_body,
 )
 from .storage import Storage, StorageIssue
-from .transport import Request, Response, Transport
+from .transport import Transport
 
 __all__ = ["DEFAULT_BASE_URL", "App"]
 
 DEFAULT_BASE_URL = "https://services.cloud.mongodb.com"
-_API = "/api/client/v2.0"
 _NO_DEVICE = "000000000000000000000000"
 _log = logging.getLogger("appusers")
-
-TokenKind = Literal["none", "access", "refresh"]
 
 
 def _check_base_url(base_url: str) -> str:
@@ -96,22 +73,6 @@ def _check_base_url(base_url: str) -> str:
     return trimmed
 
 
-def _device_info(app_id: str) -> dict[str, str]:
-    uname = platform.uname()
-    return {
-        "appId": app_id,
-        "platform": uname.system or "unknown",
-        "platformVersion": uname.release or "unknown",
-        "sdk": "appusers",
-        "sdkVersion": __version__,
-        "cpuArch": uname.machine or "unknown",
-        "deviceName": "unknown",
-        "deviceVersion": "unknown",
-        "frameworkName": platform.python_implementation(),
-        "frameworkVersion": platform.python_version(),
-    }
-
-
 class App:
     """The users of the App Services app ``app_id``.
 
@@ -121,8 +82,9 @@ class App:
             user = await app.log_in(Credentials.anonymous())
             print(await user.functions.sum(1, 2))
 
-    ``storage`` keeps users between runs (default: in memory only; use
-    ``FileStorage`` to restore them at the next start). ``transport`` does HTTP
+    ``storage`` keeps users between runs (default: a private file under the platform's user
+    data directory, one per app id and base URL, see ``appusers.adapters.default_storage_path``;
+    pass ``MemoryStorage()`` to keep nothing). ``transport`` does HTTP
     (default: aiohttp; closed with the App). ``timeout`` is the default per-request timeout in seconds;
     most calls also take their own ``timeout=``.
     """
@@ -145,33 +107,60 @@ class App:
             raise InvalidArgumentError("refresh_leeway must be >= 0 seconds")
         self.id = app_id
         self.base_url = _check_base_url(base_url)
-        self.timeout = float(timeout)
-        self.refresh_leeway = float(refresh_leeway)
         if storage is None:
-            from appusers.adapters._memory import MemoryStorage
+            from appusers.adapters._default import default_storage
 
-            storage = MemoryStorage()
-        self.storage: Storage = storage
-        self._transport = transport
-        self._keys = Keys.for_app(app_id)
-        self._app_prefix = f"{_API}/app/{quote(app_id, safe='')}"
-        self._device = _device_info(app_id)
+            storage = default_storage(app_id, self.base_url)
+        self._persistence = Persistence(storage, app_id)
+        self._pipeline = Pipeline(
+            self, app_id, self.base_url, transport=transport, timeout=float(timeout),
+            refresh_leeway=float(refresh_leeway),
+        )
         self._users: dict[str, User] = {}  # storage order
         self._current: User | None = None
-        self._hostname: str | None = None
-        self._location_task: asyncio.Task[str] | None = None
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
         self._closed = False
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._saves: set[asyncio.Task[Any]] = set()  # background saves aclose lets finish
         self._events: SafeSubject[AppEvent] | None = None
         self._current_subject: SafeBehaviorSubject[User | None] | None = None
         self._users_subject: SafeBehaviorSubject[tuple[User, ...]] | None = None
         self._published_current: str | None = None
         self._published_users: tuple[str, ...] = ()
-        self._listeners: dict[Callable[[AppEvent], Any], abc.DisposableBase] = {}
+        self._listeners: dict[Callable[..., Any], abc.DisposableBase] = {}
         self.storage_issues: list[StorageIssue] = []
+
+    @property
+    def storage(self) -> Storage:
+        """Where the users are kept between runs."""
+        return self._persistence.storage
+
+    @property
+    def timeout(self) -> float:
+        """The default per-request timeout, in seconds."""
+        return self._pipeline.timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._pipeline.timeout = value
+
+    @property
+    def refresh_leeway(self) -> float:
+        """How long before its expiry an access token is refreshed, in seconds."""
+        return self._pipeline.refresh_leeway
+
+    @refresh_leeway.setter
+    def refresh_leeway(self, value: float) -> None:
+        self._pipeline.refresh_leeway = value
+
+    @property
+    def _transport(self) -> Transport | None:
+        return self._pipeline.given_transport
+
+    @property
+    def _tasks(self) -> set[asyncio.Task[Any]]:
+        """Background work (saves, revocations, watch pumps) cancelled by :meth:`aclose`."""
+        return self._pipeline.tasks
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -196,29 +185,19 @@ class App:
                 return
             await self._restore()
             self._opened = True
+            self._pipeline.opened = True
 
     async def aclose(self) -> None:
         """Cancel what is in flight and close the transport. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self._pipeline.closed = True
         if self._saves:
             # switch_user persists in the background: let that land (local I/O, bounded by the
             # storage's lock timeout), or the next start would restore a stale current user.
             await asyncio.gather(*self._saves, return_exceptions=True)
-        tasks = list(self._tasks)
-        if self._location_task is not None:
-            tasks.append(self._location_task)
-        for user in self._users.values():
-            if user._refresh_future is not None:
-                tasks.append(user._refresh_future)  # type: ignore[arg-type]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._transport is not None:
-            # Like httpx's Client, the App owns the transport it is given.
-            await self._transport.aclose()
+        await self._pipeline.aclose()
 
     @property
     def closed(self) -> bool:
@@ -227,7 +206,7 @@ class App:
     @property
     def email_password_auth(self) -> EmailPasswordAuth:
         """Register, confirm and reset email/password identities."""
-        return EmailPasswordAuth(self)
+        return EmailPasswordAuth(self._pipeline, self)
 
     def __del__(self) -> None:
         if getattr(self, "_opened", False) and not getattr(self, "_closed", True):
@@ -267,8 +246,8 @@ class App:
         if not user.is_logged_in:
             raise UserNotLoggedInError("User is no longer valid or is logged out")
         self._current = user
-        user.last_used = time.time()
-        task = self._spawn(self._save_quietly(user))
+        user._last_used = time.time()
+        task = self._pipeline.spawn(self._save_quietly(user))
         if task is not None:
             self._saves.add(task)
             task.add_done_callback(self._saves.discard)
@@ -284,16 +263,15 @@ class App:
                 if known.is_logged_in and known.is_anonymous():
                     self.switch_user(known)
                     return known
-        body = self._credentials_body(credentials)
-        path = f"/auth/providers/{quote(credentials.provider, safe='')}/login"
-        data = await self._request("POST", path, body=body, timeout=timeout)
-        user_id, access, access_claims, refresh, device_id = self._parse_login(data)
+        pipeline = self._pipeline
+        login = await pipeline.log_in(credentials, timeout=timeout)
         try:
-            identities, profile = await self._fetch_profile(access, timeout=timeout)
+            identities, profile = await pipeline.fetch_profile(login.access_token, timeout=timeout)
         except BaseException:
             # Nothing was committed; don't leave a live session behind on the server either.
-            self._spawn(self._revoke_quietly(refresh))
+            pipeline.spawn(pipeline.revoke_quietly(login.refresh_token))
             raise
+        user_id = login.user_id
         user = self._users.get(user_id)
         state_before = user.state if user is not None else UserState.LOGGED_OUT
         if user is None:
@@ -309,13 +287,13 @@ class App:
         else:
             fire(user, "log_in")
             user._session += 1
-        user._refresh_token = refresh
-        user._set_access_token(access, access_claims)
-        if device_id != _NO_DEVICE:
-            user.device_id = device_id
+        user._refresh_token = login.refresh_token
+        user._set_access_token(login.access_token, login.access_claims)
+        if login.device_id != _NO_DEVICE:
+            user._device_id = login.device_id
         user._identities = identities
         user._profile = profile
-        user.last_used = time.time()
+        user._last_used = time.time()
         self._current = user
         try:
             await self._save(user)
@@ -342,7 +320,7 @@ class App:
         refresh = user._refresh_token
         await self._end_session(user, "log_out", LogoutCause.USER_REQUEST)
         if refresh is not None:
-            await self._revoke(refresh)
+            await self._pipeline.revoke(refresh)
 
     async def remove_user(self, user: User) -> None:
         """Forget ``user`` on this device (logging it out first if needed)."""
@@ -352,15 +330,15 @@ class App:
         refresh = user._refresh_token if user.is_logged_in else None
         await self._end_session(user, "remove", LogoutCause.REMOVED)
         if refresh is not None:
-            await self._revoke(refresh)
+            await self._pipeline.revoke(refresh)
 
     async def delete_user(self, user: User, *, timeout: float | None = None) -> None:
         """Delete ``user`` on the server, then forget it here."""
         self._check_known(user, missing="The specified user could not be found.")
         if not user.is_logged_in:
             raise UserNotLoggedInError("User must be logged in to be deleted.")
-        await self._request("DELETE", "/auth/delete", app_scoped=False, user=user, token="access",
-                            timeout=timeout)
+        await self._pipeline.request("DELETE", "/auth/delete", app_scoped=False, user=user,
+                                     token="access", timeout=timeout)
         if user.is_logged_in:
             await self._end_session(user, "delete", LogoutCause.DELETED)
 
@@ -387,12 +365,14 @@ class App:
             self._users_subject = SafeBehaviorSubject(tuple(self._users.values()))
         return hide(self._users_subject)
 
-    def add_listener(self, callback: Callable[[AppEvent], Any]) -> None:
-        """Call ``callback(event)`` for every app event."""
+    def add_listener(self, callback: Callable[[AppEvent], Any] | Callable[[], Any]) -> None:
+        """Call ``callback(event)`` — or ``callback()``, if it takes no argument — for every
+        app event. A callback of any other shape raises ``TypeError`` here."""
+        observer = listener(callback)
         if callback not in self._listeners:
-            self._listeners[callback] = self.events.subscribe(on_next=callback)
+            self._listeners[callback] = self.events.subscribe(on_next=observer)
 
-    def remove_listener(self, callback: Callable[[AppEvent], Any]) -> None:
+    def remove_listener(self, callback: Callable[[AppEvent], Any] | Callable[[], Any]) -> None:
         if callback in self._listeners:
             self._listeners.pop(callback).dispose()
 
@@ -418,7 +398,7 @@ class App:
             if self._events is not None:
                 self._events.on_next(UsersChanged(user_ids))
 
-    # -- sessions --------------------------------------------------------------------------
+    # -- sessions (what the request pipeline and the users ask of the App) ----------------
 
     async def _end_session(self, user: User, trigger: str, cause: LogoutCause) -> None:
         """Run ``trigger`` (log_out, reject_refresh, remove, delete), persist, publish."""
@@ -431,95 +411,32 @@ class App:
             self._current = None
         try:
             if removed:
-                await self._purge(user.id)
+                await self._persistence.purge(user.id, self._index())
             else:
                 await self._save(user)
         finally:
             user._publish(LoggedOut(user.id, cause, user.state), state_before)
             self._publish_app(users_changed=True)
 
-    async def _revoke(self, refresh_token: str) -> None:
-        """``DELETE /auth/session``; an already-unknown session counts as revoked."""
+    async def _session_rejected(self, user: User, *, disabled: bool = False) -> None:
+        cause = LogoutCause.USER_DISABLED if disabled else LogoutCause.REFRESH_TOKEN_REJECTED
+        await self._end_session(user, "reject_refresh", cause)
+
+    async def _access_token_refreshed(self, user: User, token: str, claims: Mapping[str, Any]) -> None:
+        custom_before = user.custom_data
+        user._set_access_token(token, claims)
         try:
-            await self._request("DELETE", "/auth/session", app_scoped=False, bearer=refresh_token)
-        except InvalidSessionError as exc:
-            if "failed to find refresh token" not in exc.message:
-                raise
-
-    async def _revoke_quietly(self, refresh_token: str) -> None:
-        try:
-            await self._revoke(refresh_token)
-        except Exception as exc:  # best effort: the caller already has the real error
-            _log.debug("could not revoke an unused session: %s", type(exc).__name__)
-
-    async def _refresh_access_token(self, user: User, *, custom_data: bool = False) -> str:
-        """A fresh access token for ``user``; concurrent callers share one request.
-
-        ``custom_data``: the caller asked for custom data, so ``CustomDataRefreshed`` is
-        published even when the data did not change.
-        """
-        self._check_known(user, missing="No user has been found")
-        if custom_data:
-            user._announce_custom_data = True
-        pending = user._refresh_future
-        if pending is None:
-            if not user.is_logged_in or user._refresh_token is None:
-                raise UserNotLoggedInError("The user is not logged in")
-            pending = asyncio.ensure_future(self._do_refresh(user))
-            pending.add_done_callback(lambda f: f.cancelled() or f.exception())
-            user._refresh_future = pending
-        return await asyncio.shield(pending)
-
-    async def _do_refresh(self, user: User) -> str:
-        session = user._session
-        refresh = user._refresh_token
-        assert refresh is not None
-        try:
-            url = await self._url("/auth/session", app_scoped=False)
-            response = await self._send("POST", url, bearer=refresh)
-            if user._session != session or not user.is_logged_in:
-                # Logged out (or in again) meanwhile: whatever came back must not touch the user.
-                raise UserNotLoggedInError("the user logged out while its token was being refreshed")
-            if response.status == 401:
-                await self._end_session(user, "reject_refresh", LogoutCause.REFRESH_TOKEN_REJECTED)
-                raise RefreshTokenRejectedError(
-                    "the server rejected the refresh token; the user was logged out",
-                    status=401,
-                    error_code="InvalidSession",
-                    method="POST",
-                    url=_path_of(url),
-                )
-            data = self._parse(response, "POST", url)
-            token = data.get("access_token") if isinstance(data, dict) else None
-            if not isinstance(token, str):
-                raise MissingJsonKeyError("access_token")
-            claims = _jwt.decode_payload(token, what="access token")
-            custom_before = user.custom_data
-            user._set_access_token(token, claims)
-            try:
-                await self._save(user)
-            except StorageError as exc:
-                _log.warning("could not persist a refreshed token: %s", type(exc).__name__)
-            user._publish(AccessTokenRefreshed(user.id), user.state)
-            custom_after = user.custom_data
-            if custom_after != custom_before or user._announce_custom_data:
-                user._announce_custom_data = False
-                user._publish(CustomDataRefreshed(user.id, custom_after), user.state)
-            return token
-        finally:
-            user._refresh_future = None
-
-    async def _fetch_profile(
-        self, access_token: str, *, timeout: float | None = None
-    ) -> tuple[tuple[Identity, ...], Profile]:
-        data = await self._request("GET", "/auth/profile", app_scoped=False, bearer=access_token,
-                                   timeout=timeout)
-        return _parse_profile(data)
+            await self._save(user)
+        except StorageError as exc:
+            _log.warning("could not persist a refreshed token: %s", type(exc).__name__)
+        user._publish(AccessTokenRefreshed(user.id), user.state)
+        custom_after = user.custom_data
+        if custom_after != custom_before or user._announce_custom_data:
+            user._announce_custom_data = False
+            user._publish(CustomDataRefreshed(user.id, custom_after), user.state)
 
     async def _refresh_profile(self, user: User) -> None:
-        self._require_logged_in(user)
-        data = await self._request("GET", "/auth/profile", app_scoped=False, user=user, token="access")
-        identities, profile = _parse_profile(data)
+        identities, profile = await self._pipeline.refresh_profile(user)
         user._identities = identities
         user._profile = profile
         await self._save(user)
@@ -533,228 +450,21 @@ class App:
             raise UserNotLoggedInError("The specified user is not logged in.")
         if credentials.provider == ANONYMOUS:
             raise UserAlreadyNamedError("Cannot add anonymous credentials to an existing user.")
-        body = self._credentials_body(credentials)
-        path = f"/auth/providers/{quote(credentials.provider, safe='')}/login?link=true"
-        if user._expired_soon(self.refresh_leeway):
-            await self._refresh_access_token(user)
-        # No 401 refresh-and-retry here (as core): a 401 on link is about the credentials
-        # (InvalidPassword), and a failed link must change nothing, tokens included.
-        bearer = self._require_logged_in(user)._access_token
-        data = await self._request("POST", path, body=body, bearer=bearer, timeout=timeout)
-        if not isinstance(data, dict):
-            raise ResponseError("the link response is not an object")
-        token = data.get("access_token")
-        if not isinstance(token, str):
-            raise MissingJsonKeyError("access_token")
-        claims = _jwt.decode_payload(token, what="access token")
-        linked_id = data.get("user_id")
-        if isinstance(linked_id, str) and linked_id != user.id:
-            raise ResponseError("the link response is for another user")
-        identities, profile = await self._fetch_profile(token, timeout=timeout)
+        token, claims, identities, profile = await self._pipeline.link(user, credentials, timeout=timeout)
         if not user.is_logged_in:
             raise UserNotLoggedInError("the user logged out while linking")
         user._set_access_token(token, claims)
         user._identities = identities
         user._profile = profile
         self._current = user
-        user.last_used = time.time()
+        user._last_used = time.time()
         try:
             await self._save(user)
         finally:
             user._publish(IdentitiesLinked(user.id, identities), user.state)
             self._publish_app()
-
-    async def _call_function(
-        self, user: User, name: str, args: tuple[Any, ...], *, timeout: float | None = None,
-        service: str | None = None,
-    ) -> Any:
-        if not isinstance(name, str) or not name:
-            raise InvalidArgumentError("the function name must be a non-empty string")
-        self._require_logged_in(user)
-        payload: dict[str, Any] = {"name": name, "arguments": list(args)}
-        if service is not None:
-            payload["service"] = service
-        try:
-            body = _ejson.dumps(payload).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(f"arguments cannot be encoded as Extended JSON: {exc}") from None
-        return await self._request("POST", "/functions/call", body=body, user=user, token="access",
-                                   timeout=timeout, ejson=True)
-
-    # -- the request pipeline ------------------------------------------------------------------
-
-    def _get_transport(self) -> Transport:
-        if self._closed:
-            raise AppClosedError("this App is closed")
-        if self._transport is None:
-            from appusers.adapters._aiohttp import AiohttpTransport
-
-            self._transport = AiohttpTransport(timeout=self.timeout)
-        return self._transport
-
-    async def _send(
-        self, method: str, url: str, *, bearer: str | None = None, body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> Response:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if bearer is not None:
-            headers["Authorization"] = f"Bearer {bearer}"
-        request = Request(method, url, headers, body, timeout if timeout is not None else self.timeout)
-        debug = _log.isEnabledFor(logging.DEBUG)
-        if debug:
-            _log.debug("%s %s", method, _path_of(url))
-        response = await self._get_transport().send(request)
-        if debug:
-            _log.debug("%s %s -> %d", method, _path_of(url), response.status)
-        return response
-
-    async def _location(self) -> str:
-        if self._hostname is not None:
-            return self._hostname
-        task = self._location_task
-        if task is None:
-            task = asyncio.ensure_future(self._fetch_location())
-            task.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self._location_task = task
-        try:
-            hostname = await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._location_task = None  # a failure is retried by the next request
-        self._hostname = hostname
-        return hostname
-
-    async def _fetch_location(self) -> str:
-        url = f"{self.base_url}{_API}/app/{quote(self.id, safe='')}/location"
-        data = self._parse(await self._send("GET", url), "GET", url)
-        hostname = data.get("hostname") if isinstance(data, dict) else None
-        if not isinstance(hostname, str) or not hostname:
-            raise MissingJsonKeyError("hostname")
-        return hostname.rstrip("/")
-
-    async def _url(self, path: str, *, app_scoped: bool) -> str:
-        hostname = self._hostname if self._hostname is not None else await self._location()
-        return f"{hostname}{self._app_prefix if app_scoped else _API}{path}"
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        app_scoped: bool = True,
-        body: bytes | None = None,
-        user: User | None = None,
-        token: TokenKind = "none",
-        bearer: str | None = None,
-        timeout: float | None = None,
-        ejson: bool = False,
-    ) -> Any:
-        """Send one API request and return its parsed body, raising typed errors.
-
-        ``token="access"`` applies the refresh policy; ``token="refresh"`` treats a
-        401 as a dead session (the user is logged out).
-        """
-        if self._closed:
-            raise AppClosedError("this App is closed")
-        await self.open()
-        url = await self._url(path, app_scoped=app_scoped)
-        if token == "access":
-            assert user is not None
-            response = await self._send_with_access(user, method, url, body, timeout)
-        elif token == "refresh":
-            assert user is not None
-            sent = self._require_logged_in(user)._refresh_token
-            assert sent is not None
-            response = await self._send(method, url, bearer=sent, body=body, timeout=timeout)
-            if response.status == 401 and user.is_logged_in and user._refresh_token == sent:
-                await self._end_session(user, "reject_refresh", LogoutCause.REFRESH_TOKEN_REJECTED)
-                raise RefreshTokenRejectedError(
-                    "the server rejected the refresh token; the user was logged out",
-                    status=401, error_code="InvalidSession", method=method, url=_path_of(url),
-                )
-        else:
-            response = await self._send(method, url, bearer=bearer, body=body, timeout=timeout)
-        return self._parse(response, method, url, ejson=ejson)
-
-    async def _send_with_access(
-        self, user: User, method: str, url: str, body: bytes | None, timeout: float | None
-    ) -> Response:
-        refreshed = False
-        if user._expired_soon(self.refresh_leeway):
-            await self._refresh_access_token(user)
-            refreshed = True
-        sent = self._require_logged_in(user)._access_token
-        assert sent is not None
-        response = await self._send(method, url, bearer=sent, body=body, timeout=timeout)
-        if response.status != 401:
-            return response
-        if user._access_token == sent:
-            if refreshed or not user.is_logged_in:
-                return response  # one refresh per request at most: the 401 stands
-            await self._refresh_access_token(user)
-        current = user._access_token
-        if current is None or current == sent:
-            return response
-        # One retry, with whichever fresh token this or a concurrent request obtained.
-        return await self._send(method, url, bearer=current, body=body, timeout=timeout)
-
-    def _parse(self, response: Response, method: str, url: str, *, ejson: bool = False) -> Any:
-        data: Any = None
-        media_type = response.content_type.split(";", 1)[0].strip().lower()
-        if response.body and media_type == "application/json":
-            try:
-                data = _ejson.loads(response.body) if ejson else json.loads(response.body)
-            except ValueError:
-                if response.ok:
-                    raise MalformedJsonError(
-                        f"{method} {_path_of(url)}: the response is not valid JSON"
-                    ) from None
-                data = None
-            error = service_error_from_body(data, status=response.status, method=method)
-            if error is not None:
-                error.url = _path_of(url)  # without the query: a streaming URL may carry a token
-                raise error
-        if not response.ok:
-            kind = "server error" if response.status >= 500 else "client error"
-            path = _path_of(url)
-            raise HTTPStatusError(
-                f"{method} {path} failed: HTTP {response.status} ({kind})",
-                status=response.status, method=method, url=path,
-            )
-        return data
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _credentials_body(self, credentials: Credentials) -> bytes:
-        body: dict[str, Any] = {}
-        if credentials.provider != FUNCTION:
-            body["provider"] = credentials.provider
-        body.update(credentials.payload)
-        body["options"] = {"device": self._device}
-        try:
-            return _ejson.dumps(body).encode()
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgumentError(f"credentials cannot be encoded as Extended JSON: {exc}") from None
-
-    @staticmethod
-    def _parse_login(data: Any) -> tuple[str, str, dict[str, Any], str, str]:
-        if not isinstance(data, dict):
-            raise ResponseError("the login response is not an object")
-        for key in ("user_id", "access_token", "refresh_token", "device_id"):
-            if not isinstance(data.get(key), str):
-                raise MissingJsonKeyError(key)
-        for key in ("user_id", "device_id"):
-            value = data[key]
-            if not value.isprintable() or " " in value or (key == "user_id" and not value):
-                raise ResponseError(f"the login response's {key} is not a usable identifier")
-        try:
-            access_claims = _jwt.decode_payload(data["access_token"], what="access token")
-            _jwt.decode_payload(data["refresh_token"], what="refresh token")
-        except BadTokenError as exc:
-            raise BadTokenError(f"Could not log in user: received {exc.message}") from None
-        return data["user_id"], data["access_token"], access_claims, data["refresh_token"], data["device_id"]
+            if self._events is not None:
+                self._events.on_next(CurrentUserLinked(user.id, identities))
 
     def _check_known(self, user: User, *, missing: str) -> None:
         if not isinstance(user, User):
@@ -762,31 +472,17 @@ class App:
         if user._app is not self or self._users.get(user.id) is not user:
             raise UserNotFoundError(missing)
 
-    def _require_logged_in(self, user: User) -> User:
-        if not user.is_logged_in:
-            raise UserNotLoggedInError(f"user {user.id} is not logged in")
-        return user
+    # -- persistence -----------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any] | None:
-        try:
-            task = asyncio.get_running_loop().create_task(coro)
-        except RuntimeError:
-            coro.close()
-            return None
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    # -- persistence ---------------------------------------------------------------------------
-
-    def _index(self) -> str:
+    def _index(self) -> Index:
         # The stored id follows the current-user rule (core): after the current user logs
         # out or goes, it is the first logged-in user in storage order, not None.
         current = self.current_user
-        return dump_index(Index(tuple(self._users), None if current is None else current.id))
+        return Index(tuple(self._users), None if current is None else current.id)
 
-    async def _save(self, user: User) -> None:
-        record = UserRecord(
+    @staticmethod
+    def _record(user: User) -> UserRecord:
+        return UserRecord(
             id=user.id,
             state=user.state,
             access_token=user._access_token,
@@ -797,123 +493,31 @@ class App:
             provider_type=user._provider_type,
             last_used=user.last_used,
         )
-        await self.storage.update(
-            {self._keys.user(user.id): dump_user(record), self._keys.index: self._index()}
-        )
+
+    async def _save(self, user: User) -> None:
+        await self._persistence.save(self._record(user), self._index())
 
     async def _save_quietly(self, user: User) -> None:
+        # The record and the index are taken when the save runs, not when it was asked for:
+        # a log-out between the two must not be overwritten by a stale current user.
         try:
             await self._save(user)
         except StorageError as exc:
             _log.warning("could not persist the current user: %s", type(exc).__name__)
 
-    async def _purge(self, user_id: str) -> None:
-        await self.storage.update({self._keys.user(user_id): None, self._keys.index: self._index()})
-
     async def _restore(self) -> None:
-        items = await self.storage.items(self._keys.prefix)
-        # Restoring builds a few objects per user, all long-lived: the cyclic GC would
-        # rescan them over and over (half the restore time at 100,000 users).
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            purge, issues = self._load(items)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        await self._after_restore(purge, issues)
-
-    def _load(self, items: Mapping[str, str]) -> tuple[dict[str, str | None], list[StorageIssue]]:
-        """Build the users; return the records to purge and what was repaired."""
-        issues = list(self.storage.drain_issues())
-        index = Index()
-        raw_index = items.get(self._keys.index)
-        if raw_index is not None:
-            try:
-                index = load_index(raw_index)
-            except ValueError as exc:
-                issues.append(StorageIssue("record-dropped", f"unreadable user index: {exc}"))
-        user_key = self._keys.user
-        order = list(index.order)
-        if len(items) - (raw_index is not None) > len(order):
-            # Records the index does not list (written by an older or crashed writer): keep them, last.
-            indexed = set(order)
-            for key in items:
-                user_id = self._keys.user_id_of(key)
-                if user_id is not None and user_id not in indexed:
-                    order.append(user_id)
-        purge: dict[str, str | None] = {}
-        users = self._users
-        logged_in, logged_out, removed = UserState.LOGGED_IN, UserState.LOGGED_OUT, UserState.REMOVED
-        for user_id in order:
-            raw = items.get(user_key(user_id))
-            if raw is None:
-                continue
-            try:
-                record = load_user(raw)
-            except (ValueError, KeyError, TypeError) as exc:
-                issues.append(StorageIssue("record-dropped", f"unreadable record of user {user_id}: {exc}"))
-                purge[user_key(user_id)] = None
-                continue
-            state = record.state
-            if state is removed or record.id != user_id:
-                purge[user_key(user_id)] = None
-                continue
-            access, refresh = record.access_token, record.refresh_token
-            if state is logged_in:
-                # Tokens were decoded before they were stored; a damaged one is one without
-                # a JWT's shape, and its user comes back logged out (core's rule).
-                if not (access and refresh and access.count(".") == 2 and refresh.count(".") == 2):
-                    state, access, refresh = logged_out, None, None
-            else:
-                access = refresh = None
-            users[user_id] = User(
-                self, user_id, state, access, refresh, record.device_id, record.identities,
-                record.profile, record.provider_type, record.last_used,
-            )
-        if index.current is not None:
-            self._current = self._users.get(index.current)
-        return purge, issues
-
-    async def _after_restore(self, purge: dict[str, str | None], issues: list[StorageIssue]) -> None:
-        if purge:
-            purge[self._keys.index] = self._index()
-            try:
-                await self.storage.update(purge)
-            except StorageError as exc:
-                _log.warning("could not purge removed users: %s", type(exc).__name__)
-        self.storage_issues.extend(issues)
-        for issue in issues:
+        restored = await self._persistence.restore(functools.partial(User, self))
+        if self._users:
+            self._users.update(restored.users)
+        else:
+            self._users = restored.users
+        if restored.current is not None:
+            self._current = self._users.get(restored.current)
+        if restored.purge:
+            await self._persistence.finish_restore(restored.purge, self._index())
+        self.storage_issues.extend(restored.issues)
+        for issue in restored.issues:
             _log.warning("storage recovered: %s (%s)", issue.kind, issue.detail)
             if self._events is not None:
                 self._events.on_next(StorageRecovered(issue))
         self._publish_app()
-
-
-def _path_of(url: str) -> str:
-    """The URL without its query: streaming URLs can carry a token there."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _parse_profile(data: Any) -> tuple[tuple[Identity, ...], Profile]:
-    if not isinstance(data, dict):
-        raise ResponseError("the profile response is not an object")
-    raw_identities = data.get("identities")
-    if not isinstance(raw_identities, list):
-        raise MissingJsonKeyError("identities")
-    identities = []
-    for item in raw_identities:
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(
-            item.get("provider_type"), str
-        ):
-            raise ResponseError("a profile identity lacks a string id or provider_type")
-        identities.append(Identity(item["id"], item["provider_type"]))
-    profile_data = data.get("data")
-    if not isinstance(profile_data, dict):
-        raise MissingJsonKeyError("data")
-    kind = data.get("type")
-    if not isinstance(kind, str) or not kind or not kind.isprintable():
-        kind = "normal"
-    return tuple(identities), Profile(profile_data, kind)
-

@@ -1,6 +1,7 @@
 """The ``appusers`` command: sessions kept between runs, for people and scripts.
 
-``serve`` runs the local server, ``demo`` narrates a user's life against a
+``serve`` runs the local server, ``admin`` manages its users through the Admin API
+(``_cli_admin``), ``demo`` narrates a user's life against a
 throwaway one; the other commands (``login``, ``whoami``, ``users``, ``switch``,
 ``logout``, ``remove``, ``call``, ``custom-data``, ``api-keys``) work on the
 session kept in the user's data directory (see ``_cli_session``).
@@ -118,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
 
     sub.add_parser("serve", help="run the local App Services-compatible server (see 'serve --help')",
+                   add_help=False)
+    sub.add_parser("admin", help="manage the server's users through its Admin API (see 'admin --help')",
                    add_help=False)
     demo = command("demo", "start a throwaway local server and walk through a user's life")
     demo.add_argument("--quiet", action="store_true", help="print only the summary line")
@@ -242,6 +245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from appusers.server._cli import serve_main
 
         return serve_main(args_list[1:])
+    if args_list[:1] == ["admin"]:
+        # The Admin API client has its own options (see `appusers admin --help`).
+        from ._cli_admin import admin_main
+
+        return admin_main(args_list[1:])
     # Until parsing succeeds, a usage error is reported in the mode the caller asked for.
     json_mode, debug, base_url = "--json" in args_list, "--debug" in args_list, DEFAULT_LOCAL_URL
     try:

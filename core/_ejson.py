@@ -12,6 +12,8 @@ from typing import Any
 
 from bson import json_util
 
+from ._models import FrozenDict, FrozenList
+
 __all__ = ["decode", "dumps", "loads"]
 
 _CANONICAL = json_util.JSONOptions(
@@ -40,9 +42,9 @@ def _plain(value: Any) -> bool:
         return value in _INT32  # larger ints must be typed as $numberLong
     if kind is float:
         return value == value and value not in (float("inf"), float("-inf"))
-    if kind is list or kind is tuple:
+    if kind is list or kind is tuple or kind is FrozenList:
         return all(_plain(item) for item in value)
-    if kind is dict:
+    if kind is dict or kind is FrozenDict:
         return all(type(k) is str and not k.startswith("$") and _plain(v) for k, v in value.items())
     return False
 

@@ -9,7 +9,7 @@ from ._credentials import _require_text
 from .errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from ._app import App
+    from ._pipeline import Pipeline
 
 __all__ = ["EmailPasswordAuth"]
 
@@ -19,17 +19,18 @@ _BASE = "/auth/providers/local-userpass"
 class EmailPasswordAuth:
     """The email/password provider's account calls. None of them logs anybody in."""
 
-    __slots__ = ("_app",)
+    __slots__ = ("_owner", "_pipeline")
 
-    def __init__(self, app: App) -> None:
-        self._app = app
+    def __init__(self, pipeline: Pipeline, owner: object) -> None:
+        self._pipeline = pipeline
+        self._owner = owner  # for repr only
 
     async def _post(self, action: str, body: dict[str, Any], timeout: float | None) -> None:
         try:
             payload = _ejson.dumps(body).encode()
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"arguments cannot be encoded as Extended JSON: {exc}") from None
-        await self._app._request("POST", f"{_BASE}/{action}", body=payload, timeout=timeout)
+        await self._pipeline.request("POST", f"{_BASE}/{action}", body=payload, timeout=timeout)
 
     async def register_user(self, email: str, password: str, *, timeout: float | None = None) -> None:
         """Create a pending (or, if the server auto-confirms, a confirmed) identity."""
@@ -74,5 +75,5 @@ class EmailPasswordAuth:
         await self._post("reset/call", body, timeout)
 
     def __repr__(self) -> str:
-        return f"<EmailPasswordAuth of {self._app!r}>"
+        return f"<EmailPasswordAuth of {self._owner!r}>"
 

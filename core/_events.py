@@ -18,6 +18,7 @@ __all__ = [
     "AccessTokenRefreshed",
     "AppEvent",
     "CurrentUserChanged",
+    "CurrentUserLinked",
     "CustomDataRefreshed",
     "IdentitiesLinked",
     "LoggedIn",
@@ -35,6 +36,9 @@ class LogoutCause(enum.Enum):
 
     USER_REQUEST = "user request"
     REFRESH_TOKEN_REJECTED = "refresh token rejected"
+    #: The server answered ``UserDisabled``: an administrator disabled the user and its
+    #: sessions ended; unlike an expired session, logging in again will not help.
+    USER_DISABLED = "user disabled"
     REMOVED = "removed"
     DELETED = "deleted"
 
@@ -94,6 +98,15 @@ class AppEvent:
 @attrs.frozen
 class CurrentUserChanged(AppEvent):
     user_id: str | None
+
+
+@attrs.frozen
+class CurrentUserLinked(AppEvent):
+    """The current user linked an identity (linking makes a user current, as in core);
+    ``identities`` is its full new list. Follows the user's own ``IdentitiesLinked``."""
+
+    user_id: str
+    identities: tuple[Identity, ...]
 
 
 @attrs.frozen

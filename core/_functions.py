@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._user import User
+    from ._pipeline import Principal
 
 __all__ = ["Functions"]
 
@@ -16,7 +16,7 @@ class Functions:
 
     __slots__ = ("_user",)
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: Principal) -> None:
         self._user = user
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
@@ -25,7 +25,7 @@ class Functions:
         user = self._user
 
         async def call(*args: Any, timeout: float | None = None) -> Any:
-            return await user.call_function(name, *args, timeout=timeout)
+            return await user._pipeline.call_function(user, name, args, timeout=timeout)
 
         call.__name__ = name
         call.__qualname__ = f"functions.{name}"

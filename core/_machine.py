@@ -23,12 +23,13 @@ __all__ = ["MACHINE_CONFIG", "InvalidTransition", "StatefulUser", "fire"]
 
 LOGGED_IN, LOGGED_OUT, REMOVED = UserState.LOGGED_IN, UserState.LOGGED_OUT, UserState.REMOVED
 
-#: The whole lifecycle. ``is_anonymous`` and ``drop_tokens`` are looked up on the user.
+#: The whole lifecycle. ``is_anonymous`` and ``_drop_tokens`` are looked up on the user, whose
+#: ``_state`` the machine writes: a user has no public way to change its state.
 MACHINE_CONFIG: Final[dict[str, Any]] = {
     "states": [
         {"name": LOGGED_IN},
-        {"name": LOGGED_OUT, "on_enter": ["drop_tokens"]},
-        {"name": REMOVED, "on_enter": ["drop_tokens"], "final": True},
+        {"name": LOGGED_OUT, "on_enter": ["_drop_tokens"]},
+        {"name": REMOVED, "on_enter": ["_drop_tokens"], "final": True},
     ],
     "transitions": [
         # Logging in again with a known identity keeps the same user object.
@@ -44,16 +45,16 @@ MACHINE_CONFIG: Final[dict[str, Any]] = {
     "initial": None,
     "auto_transitions": False,
     "send_event": False,
-    "model_attribute": "state",
+    "model_attribute": "_state",
 }
 
 
 class StatefulUser(Protocol):
-    state: UserState
+    _state: UserState
 
     def is_anonymous(self) -> bool: ...
 
-    def drop_tokens(self) -> None: ...
+    def _drop_tokens(self) -> None: ...
 
 
 class InvalidTransition(Exception):
@@ -70,8 +71,8 @@ def fire(user: StatefulUser, trigger: str) -> UserState:
     except MachineError as exc:
         raise InvalidTransition(str(exc)) from None
     if not ok:
-        raise InvalidTransition(f"{trigger} was not allowed from {user.state.value}")
-    return user.state
+        raise InvalidTransition(f"{trigger} was not allowed from {user._state.value}")
+    return user._state
 
 
 def allowed(state: UserState, trigger: str) -> bool:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import attrs
 
-__all__ = ["Identity", "Profile", "Tokens", "UserState"]
+__all__ = ["FrozenDict", "FrozenList", "Identity", "Profile", "Tokens", "UserState", "freeze"]
 
 
 class UserState(enum.Enum):
@@ -38,8 +38,56 @@ class Tokens:
         return "Tokens(<redacted>)"
 
 
+def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError(f"{type(self).__name__} is read-only: copy it (dict(x), list(x)) to change it")
+
+
+class FrozenDict(dict[str, Any]):
+    """A ``dict`` that cannot change: every mutation raises ``TypeError``.
+
+    A ``dict`` subclass rather than a ``MappingProxyType`` so that it still is what
+    callers expect of JSON data: equal to a plain dict, accepted by ``json.dumps``,
+    copied and pickled as itself. Its values are frozen too (see :func:`freeze`).
+    """
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+class FrozenList(list[Any]):
+    """A ``list`` that cannot change (every mutation raises ``TypeError``); equal to a plain list."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+    append = clear = extend = insert = pop = remove = reverse = sort = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenList, (list(self),))
+
+
+def freeze(value: Any) -> Any:
+    """``value`` with every dict and list in it (at any depth) replaced by a read-only copy."""
+    kind = type(value)
+    if kind is dict or kind is FrozenDict:
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    if kind is list or kind is FrozenList:
+        return FrozenList([freeze(v) for v in value])
+    if kind is tuple:
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, bytearray):
+        return bytes(value)
+    return value
+
+
+_EMPTY: Final = FrozenDict()
+
+
 def _freeze_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value or {})
+    return freeze(dict(value)) if value else _EMPTY
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:

@@ -52,7 +52,7 @@ from .errors import (
 from .transport import Request, Response, StreamingTransport, StreamResponse
 
 if TYPE_CHECKING:
-    from ._user import User
+    from ._pipeline import Principal
 
 __all__ = [
     "ChangeEvent",
@@ -279,14 +279,14 @@ class MongoClient:
 
     __slots__ = ("_user", "service_name")
 
-    def __init__(self, user: User, service_name: str) -> None:
+    def __init__(self, user: Principal, service_name: str) -> None:
         if not isinstance(service_name, str) or not service_name:
             raise InvalidArgumentError("the service name must be a non-empty string")
         self._user = user
         self.service_name = service_name
 
     @property
-    def user(self) -> User:
+    def user(self) -> Principal:
         return self._user
 
     def db(self, name: str) -> MongoDatabase:
@@ -332,7 +332,7 @@ class MongoCollection:
         return self.database.client.service_name
 
     @property
-    def user(self) -> User:
+    def user(self) -> Principal:
         return self.database.client.user
 
     def __repr__(self) -> str:
@@ -345,7 +345,7 @@ class MongoCollection:
         document: dict[str, Any] = {"database": self.database.name, "collection": self.name}
         document.update(arg)
         user = self.user
-        return await user._app._call_function(
+        return await user._pipeline.call_function(
             user, name, (document,), timeout=timeout, service=self.service_name
         )
 
@@ -647,7 +647,7 @@ class MongoCollection:
 
             task = loop.create_task(pump())
             # The App cancels (and awaits) its tasks when it closes: no stream outlives it.
-            tasks = self.user._app._tasks
+            tasks = self.user._pipeline.tasks
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
@@ -794,16 +794,16 @@ class ChangeStream:
             return
         collection = self.collection
         user = collection.user
-        app = user._app
-        app._require_logged_in(user)
-        transport = app._get_transport()
+        pipeline = user._pipeline
+        pipeline.require_logged_in(user)
+        transport = pipeline.transport
         if not isinstance(transport, StreamingTransport):
             raise InvalidArgumentError(
                 f"watch needs a transport with open_stream() (a StreamingTransport); "
                 f"{type(transport).__name__} has none"
             )
-        await app.open()
-        base = await app._url("/functions/call", app_scoped=True)
+        await pipeline.ensure_open()
+        base = await pipeline.url("/functions/call", app_scoped=True)
         url = f"{base}?baas_request={self._baas_request}"
         parts = urlsplit(base)
         self._where = f"{parts.scheme}://{parts.netloc}{parts.path}"
@@ -824,30 +824,31 @@ class ChangeStream:
         self, stack: contextlib.AsyncExitStack, transport: StreamingTransport, url: str
     ) -> StreamResponse:
         """The open event stream, after at most one refresh and one retry (the rule of
-        ``App._send_with_access``); raises the typed error of a failed response."""
+        ``Pipeline._send_with_access``); raises the typed error of a failed response."""
         user = self.collection.user
-        app = user._app
+        pipeline = user._pipeline
         refreshed = False
-        if user._expired_soon(app.refresh_leeway):
-            await app._refresh_access_token(user)
+        if user._expired_soon(pipeline.refresh_leeway):
+            await pipeline.refresh_access_token(user)
             refreshed = True
-        sent = app._require_logged_in(user)._access_token
+        pipeline.require_logged_in(user)
+        sent = user.access_token
         assert sent is not None
         stream = await self._enter(stack, transport, url, sent)
         if stream.status == 401:
             rejected = await self._as_response(stream)
             await stack.aclose()
-            if user._access_token == sent and not refreshed and user.is_logged_in:
-                await app._refresh_access_token(user)
-            current = user._access_token
+            if user.access_token == sent and not refreshed and user.is_logged_in:
+                await pipeline.refresh_access_token(user)
+            current = user.access_token
             if current is None or current == sent:
-                app._parse(rejected, "GET", url)  # raises the 401's typed error
+                pipeline.parse(rejected, "GET", url)  # raises the 401's typed error
             assert current is not None
             stream = await self._enter(stack, transport, url, current)
         media_type = stream.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if not 200 <= stream.status < 300 or media_type == "application/json":
             # A failure, or a 2xx carrying an error body (protocol.md §2.5): the typed error.
-            app._parse(await self._as_response(stream), "GET", url)
+            pipeline.parse(await self._as_response(stream), "GET", url)
         if media_type != "text/event-stream":
             raise ResponseError(
                 f"GET {self._where}: expected an event stream, got {media_type or 'no content type'!r}"
@@ -857,9 +858,9 @@ class ChangeStream:
     async def _enter(
         self, stack: contextlib.AsyncExitStack, transport: StreamingTransport, url: str, token: str
     ) -> StreamResponse:
-        app = self.collection.user._app
+        pipeline = self.collection.user._pipeline
         headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {token}"}
-        timeout = self._timeout if self._timeout is not None else app.timeout
+        timeout = self._timeout if self._timeout is not None else pipeline.timeout
         _log.debug("GET %s (stream)", self._where)
         request = Request("GET", url, headers, None, timeout)
         stream = await stack.enter_async_context(

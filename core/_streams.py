@@ -10,13 +10,15 @@ App's loop thread); bindings move delivery to their host thread.
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from reactivex import Observable, abc
 from reactivex.subject import BehaviorSubject, Subject
 
-__all__ = ["SafeBehaviorSubject", "SafeSubject", "hide"]
+__all__ = ["SafeBehaviorSubject", "SafeSubject", "hide", "listener"]
 
 _T = TypeVar("_T")
 _log = logging.getLogger("appusers.streams")
@@ -59,3 +61,39 @@ def hide(subject: Subject[_T]) -> Observable[_T]:
         return subject.subscribe(observer, scheduler=scheduler)
 
     return Observable(subscribe)
+
+
+def listener(callback: Callable[..., Any]) -> Callable[[Any], Any]:
+    """``callback`` as an observer of events: called with the event if it takes one
+    argument, with none if it takes none (the Node SDK's listener shape).
+
+    Decided once, here, so a listener of the wrong shape fails when it is added, with a
+    ``TypeError`` naming it, rather than on every event inside the SDK (where the error
+    could only be logged).
+    """
+    if not callable(callback):
+        raise TypeError(f"a listener must be callable, not {type(callback).__name__}")
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return callback  # no introspectable signature (some builtins): called with the event
+    for arguments in ((None,), ()):
+        try:
+            signature.bind(*arguments)
+        except TypeError:
+            continue
+        if arguments:
+            return callback
+
+        def without_event(_event: Any) -> Any:
+            return callback()
+
+        return without_event
+    raise TypeError(
+        f"a listener takes one argument (the event) or none; {_name(callback)} has the "
+        f"signature {signature}"
+    )
+
+
+def _name(callback: Callable[..., Any]) -> str:
+    return getattr(callback, "__qualname__", None) or type(callback).__name__

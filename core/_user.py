@@ -1,9 +1,10 @@
 """``User``: one user of an App, a model of the lifecycle machine in ``_machine``.
 
-A ``User`` holds its state and tokens; every I/O goes through its App, which
-owns the transport, the storage and the rules that span users (current user,
-anonymous reuse). The class is slotted and its streams are built on first use,
-so an App can hold 100,000 restored users cheaply.
+A ``User`` holds its state and tokens. Its requests go through the App's request
+pipeline (``_pipeline``); what spans users (the current user, anonymous reuse,
+storage) is the App's, reached through the narrow :class:`UserOwner` interface.
+The class is slotted and its streams are built on first use, so an App can hold
+100,000 restored users cheaply.
 """
 
 from __future__ import annotations
@@ -13,27 +14,42 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reactivex import Observable, abc
 
 from . import _ejson, _jwt
-from ._credentials import ANONYMOUS
+from ._api_keys import ApiKeys
+from ._credentials import ANONYMOUS, Credentials
 from ._events import UserEvent
-from ._models import Identity, Profile, Tokens, UserState
+from ._functions import Functions
+from ._models import FrozenDict, Identity, Profile, Tokens, UserState, freeze
+from ._mongo import MongoClient
+from ._pipeline import Pipeline
 from ._records import identities_from_raw
-from ._streams import SafeBehaviorSubject, SafeSubject, hide
+from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from .errors import BadTokenError
 
-if TYPE_CHECKING:
+__all__ = ["User", "UserOwner"]
 
-    from ._api_keys import ApiKeys
-    from ._app import App
-    from ._credentials import Credentials
-    from ._functions import Functions
-    from ._mongo import MongoClient
+_NO_DATA: Mapping[str, Any] = FrozenDict()
 
-__all__ = ["User"]
+
+class UserOwner(Protocol):
+    """What a ``User`` needs of the App that holds it (``App`` is the implementation).
+
+    Requests go through the App's request pipeline; operations that change which
+    users exist or which one is current (log-out, link) are the App's.
+    """
+
+    @property
+    def _pipeline(self) -> Pipeline: ...
+
+    async def log_out(self, user: Any = None) -> None: ...
+
+    async def _link(self, user: Any, credentials: Credentials, *, timeout: float | None = None) -> None: ...
+
+    async def _refresh_profile(self, user: Any) -> None: ...
 
 
 def _profile_data(raw: str) -> dict[str, Any]:
@@ -59,24 +75,23 @@ class User:
         "_announce_custom_data",
         "_app",
         "_custom_data",
+        "_device_id",
         "_events",
+        "_id",
         "_identities",
+        "_last_used",
         "_listeners",
         "_profile",
         "_provider_type",
-        "_refresh_future",
         "_refresh_token",
         "_session",
+        "_state",
         "_state_subject",
-        "device_id",
-        "id",
-        "last_used",
-        "state",
     )
 
     def __init__(
         self,
-        app: App,
+        app: UserOwner,
         user_id: str,
         state: UserState,
         access_token: str | None,
@@ -88,26 +103,26 @@ class User:
         last_used: float = 0.0,
     ) -> None:
         self._app = app
-        self.id = user_id
-        self.state = state
+        self._id = user_id
+        #: Written only by the lifecycle machine (``_machine.fire``), whose model attribute it is.
+        self._state = state
         self._access_token = access_token
         self._refresh_token = refresh_token
         #: Monotonic time after which the access token is treated as expired; None = unknown yet.
         self._access_deadline: float | None = None
-        self.device_id = device_id
+        self._device_id = device_id
         # Restored users keep identities and profile as raw JSON until first read.
         self._identities: tuple[Identity, ...] | str = identities
         self._profile: Profile | tuple[str, str] | None = profile
         self._provider_type = provider_type
-        self.last_used = last_used
+        self._last_used = last_used
         #: Bumped by every log-in and log-out, so a late refresh result can tell it is stale.
         self._session = 0
-        self._refresh_future: asyncio.Future[str] | None = None
         self._custom_data: tuple[str, Mapping[str, Any]] | None = None
         self._announce_custom_data = False
         self._state_subject: SafeBehaviorSubject[UserState] | None = None
         self._events: SafeSubject[UserEvent] | None = None
-        self._listeners: dict[Callable[[UserEvent], Any], abc.DisposableBase] | None = None
+        self._listeners: dict[Callable[..., Any], abc.DisposableBase] | None = None
 
     # -- machine model hooks (named in _machine.MACHINE_CONFIG) --------------------------
 
@@ -118,7 +133,7 @@ class User:
             return len(identities) == 1 and identities[0].provider_type == ANONYMOUS
         return self._provider_type == ANONYMOUS
 
-    def drop_tokens(self) -> None:
+    def _drop_tokens(self) -> None:
         self._access_token = None
         self._refresh_token = None
         self._access_deadline = None
@@ -126,14 +141,41 @@ class User:
         self._session += 1
 
     # -- read-only view -----------------------------------------------------------------
+    # Nothing here can be assigned: a state changes only through the machine, tokens only
+    # through log-in, refresh and log-out.
 
     @property
-    def app(self) -> App:
+    def id(self) -> str:
+        """The user id the server gave at log-in."""
+        return self._id
+
+    @property
+    def state(self) -> UserState:
+        """Where the user is in its lifecycle; watch ``state_changes`` for changes."""
+        return self._state
+
+    @property
+    def device_id(self) -> str | None:
+        """The device id of the last log-in (None if the server gave none)."""
+        return self._device_id
+
+    @property
+    def last_used(self) -> float:
+        """When this user last logged in, linked or was switched to (epoch seconds)."""
+        return self._last_used
+
+    @property
+    def app(self) -> UserOwner:
+        """The App this user belongs to."""
         return self._app
 
     @property
+    def _pipeline(self) -> Pipeline:
+        return self._app._pipeline
+
+    @property
     def is_logged_in(self) -> bool:
-        return self.state is UserState.LOGGED_IN
+        return self._state is UserState.LOGGED_IN
 
     @property
     def access_token(self) -> str | None:
@@ -181,10 +223,14 @@ class User:
 
     @property
     def custom_data(self) -> Mapping[str, Any]:
-        """The access token's ``user_data`` claim, EJSON-decoded (``{}`` without one)."""
+        """The access token's ``user_data`` claim, EJSON-decoded (``{}`` without one).
+
+        Read-only, nested values included (changing it raises ``TypeError``): it is what the
+        token says; change it on the server and call :meth:`refresh_custom_data`.
+        """
         token = self._access_token
         if token is None:
-            return {}
+            return _NO_DATA
         cached = self._custom_data
         if cached is not None and cached[0] == token:
             return cached[1]
@@ -192,7 +238,7 @@ class User:
             claim = _jwt.decode_payload(token, what="access token").get("user_data")
         except BadTokenError:
             claim = None
-        data = _ejson.decode(claim) if isinstance(claim, dict) else {}
+        data = freeze(_ejson.decode(claim)) if isinstance(claim, dict) else _NO_DATA
         self._custom_data = (token, data)
         return data
 
@@ -212,14 +258,16 @@ class User:
             self._events = SafeSubject()
         return hide(self._events)
 
-    def add_listener(self, callback: Callable[[UserEvent], Any]) -> None:
-        """Call ``callback(event)`` for every event of this user."""
+    def add_listener(self, callback: Callable[[UserEvent], Any] | Callable[[], Any]) -> None:
+        """Call ``callback(event)`` — or ``callback()``, if it takes no argument — for every
+        event of this user. A callback of any other shape raises ``TypeError`` here."""
+        observer = listener(callback)
         if self._listeners is None:
             self._listeners = {}
         if callback not in self._listeners:
-            self._listeners[callback] = self.events.subscribe(on_next=callback)
+            self._listeners[callback] = self.events.subscribe(on_next=observer)
 
-    def remove_listener(self, callback: Callable[[UserEvent], Any]) -> None:
+    def remove_listener(self, callback: Callable[[UserEvent], Any] | Callable[[], Any]) -> None:
         if self._listeners and callback in self._listeners:
             self._listeners.pop(callback).dispose()
 
@@ -234,7 +282,7 @@ class User:
         if event is not None and self._events is not None:
             self._events.on_next(event)
 
-    # -- operations (all I/O goes through the App) ---------------------------------------
+    # -- operations (all I/O goes through the App's request pipeline) -----------------
 
     async def log_out(self) -> None:
         """Log out. Local tokens are gone even if the server cannot be told (then it raises)."""
@@ -242,26 +290,20 @@ class User:
 
     async def call_function(self, name: str, *args: Any, timeout: float | None = None) -> Any:
         """Call the backend function ``name`` with ``args``; return its EJSON-decoded result."""
-        return await self._app._call_function(self, name, args, timeout=timeout)
+        return await self._app._pipeline.call_function(self, name, args, timeout=timeout)
 
     @property
     def functions(self) -> Functions:
         """``await user.functions.sum(1, 2)`` calls the backend function ``sum``."""
-        from ._functions import Functions
-
         return Functions(self)
 
     @property
     def api_keys(self) -> ApiKeys:
         """The user's API keys: ``await user.api_keys.create("ci")``."""
-        from ._api_keys import ApiKeys
-
         return ApiKeys(self)
 
     def mongo_client(self, service_name: str) -> MongoClient:
         """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user."""
-        from ._mongo import MongoClient
-
         return MongoClient(self, service_name)
 
     async def wait_for(self, state: UserState, *, timeout: float | None = None) -> None:
@@ -288,12 +330,14 @@ class User:
 
     async def refresh_custom_data(self) -> Mapping[str, Any]:
         """Get a new access token and return the custom data it carries."""
-        await self._app._refresh_access_token(self, custom_data=True)
+        # CustomDataRefreshed is published even when the data did not change: it was asked for.
+        self._announce_custom_data = True
+        await self._app._pipeline.refresh_access_token(self)
         return self.custom_data
 
     async def refresh_access_token(self) -> None:
         """Get a new access token now."""
-        await self._app._refresh_access_token(self)
+        await self._app._pipeline.refresh_access_token(self)
 
     async def link_credentials(self, credentials: Credentials, *, timeout: float | None = None) -> None:
         """Add the identity of ``credentials`` to this user (an anonymous user stops being

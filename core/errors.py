@@ -38,7 +38,9 @@
     │   └── MaintenanceError                  MaintenanceInProgress
     └── StorageError                          the session store failed
         ├── StorageLockTimeoutError (TimeoutError)
-        └── CorruptStorageError               unreadable store (quarantined by FileStorage)
+        ├── CorruptStorageError               unreadable store (quarantined by FileStorage)
+        ├── InsecureStorageError              a store directory other users can write to
+        └── StorageKeyUnavailableError        no key for an encrypted store (no OS keyring)
 
 Messages never contain tokens, passwords or API keys: servers echo request data
 back in error text, so ``ServiceError`` keeps the server's message but the
@@ -64,6 +66,7 @@ __all__ = [
     "FunctionExecutionError",
     "FunctionNotFoundError",
     "HTTPStatusError",
+    "InsecureStorageError",
     "InvalidArgumentError",
     "InvalidParameterError",
     "InvalidPasswordError",
@@ -80,6 +83,7 @@ __all__ = [
     "ServiceNotFoundError",
     "ServiceUserNotFoundError",
     "StorageError",
+    "StorageKeyUnavailableError",
     "StorageLockTimeoutError",
     "TransportError",
     "UserAlreadyConfirmedError",
@@ -309,6 +313,18 @@ class StorageLockTimeoutError(StorageError, TimeoutError):
 
 class CorruptStorageError(StorageError):
     code = "CorruptStorage"
+
+
+class InsecureStorageError(StorageError):
+    """The store's directory (or file) can be written by other users, who could swap the tokens."""
+
+    code = "InsecureStorage"
+
+
+class StorageKeyUnavailableError(StorageError):
+    """An encrypted storage has no key: no OS keyring is usable and the app passed none."""
+
+    code = "StorageKeyUnavailable"
 
 
 _BY_ERROR_CODE: Mapping[str, type[ServiceError]] = {

@@ -44,6 +44,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(.*\.)?(_T\w*|TokenKind|SSLContext)"),
     # ServerConfig's settings tables are private: the server is configured with TOML (server.md).
     (r"py:class", r"appusers\.server\._config\.(\w+Settings|ProvidersConfig)"),
+    # The App's request pipeline: the App builds the service objects that take it.
+    (r"py:class", r"(appusers\._pipeline\.)?Pipeline"),
     # The bindings' schedulers share a private mixin; their pages document what it provides.
     (r"py:class", r"appusers\.bindings\._host_scheduler\.HostScheduling"),
     # Exceptions the standard library defines, named as bases of the error tree.
@@ -70,7 +72,7 @@ html_static_path = ["_static"] if (_HERE / "_static").is_dir() else []
 
 # Pages other people write; listed in the index only while they exist, so the build stays
 # clean whichever of them have landed.
-CONTRIBUTED_PAGES = ["bindings-qt", "server-documents", "performance"]
+CONTRIBUTED_PAGES = ["bindings-qt", "server-documents", "performance", "reliability"]
 
 # Public classes live in private modules (appusers._app...) and are re-exported; signatures
 # name them by their defining module. Resolve such a reference to the public name the docs
@@ -88,11 +90,18 @@ def _public_candidates(target: str) -> list[str]:
     return candidates
 
 
+# The core's narrow internal interfaces (protocols that keep its modules free of import
+# circles) are documented as the public class that implements them.
+_IMPLEMENTED_BY = {"Principal": "appusers.User", "UserOwner": "appusers.App"}
+
+
 def _resolve_private(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     if node.get("refdomain") != "py":
         return None
     domain = env.get_domain("py")
-    for candidate in _public_candidates(node.get("reftarget", "")):
+    target = node.get("reftarget", "")
+    implementation = _IMPLEMENTED_BY.get(target.rpartition(".")[2])
+    for candidate in [implementation] if implementation else _public_candidates(target):
         if candidate in domain.objects:
             return domain.resolve_xref(
                 env, node["refdoc"], app.builder, node["reftype"], candidate, node, contnode

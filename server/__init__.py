@@ -15,12 +15,16 @@ under the data directory; documents in the embedded document store. See
 
 from ._cli import serve_main
 from ._config import DEMO_CUSTOM_TOKEN_SECRET, DEMO_SERVER_API_KEY, ConfigError, ServerConfig, load_config
+from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings
 from ._server import LocalServer
 
 __all__ = [
     "DEMO_CUSTOM_TOKEN_SECRET",
     "DEMO_SERVER_API_KEY",
+    "AuthTrigger",
     "ConfigError",
+    "EnvironmentSettings",
+    "FunctionSettings",
     "LocalServer",
     "ServerConfig",
     "load_config",

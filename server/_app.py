@@ -9,6 +9,12 @@ One middleware turns an :class:`ApiError` into ``{"error", "error_code", "link"}
 aiohttp's own 404/405/413 into the same shape, and any other exception into a bare
 500 ``InternalServerError`` with no detail (logged server-side). It also answers
 CORS preflight (OPTIONS) for every path.
+
+Access tokens carry the user's custom data (``user_data``) only while it is at most
+``custom_data.max_token_bytes`` of EJSON and the token fits the listener's header limit:
+otherwise a user's own data would make every later request of theirs fail (issue 9
+item 4). Left-out data stays readable in its document; this is logged once per user,
+with sizes only.
 """
 
 from __future__ import annotations
@@ -25,20 +31,33 @@ from typing import Any
 from aiohttp import web
 
 from . import _ejson
+from ._access import RuleAccess
+from ._address import ClientAddresses
 from ._config import ServerConfig
-from ._errors import ApiError
+from ._errors import ApiError, ConfigError
 from ._faults import ROUTE_NAMES, Faults
-from ._functions import FunctionContext, FunctionRegistry, FunctionUser, Services
-from ._http import empty_response, error_response, finish_headers
+from ._functions import FunctionContext, FunctionRegistry, FunctionRequest, FunctionUser, Services, Values
+from ._hashing import PasswordHasher
+from ._http import CORS, Cors, error_response, finish_headers
 from ._mongo import store_errors
 from ._outbox import Outbox
-from ._providers import Providers
+from ._providers import Providers, provider_id
 from ._secrets import digest
 from ._store import SessionRecord, UserRecord, UserStore
 from ._throttle import LoginThrottle
 from ._tokens import TokenClaims, TokenIssuer
+from ._triggers import AuthTriggers, auth_event_user
+from ._user_admin import UserAdmin
 from ._userpass import EmailPassword
-from .routes import ApiKeyRoutes, FunctionRoutes, HookRoutes, SessionRoutes, UserpassRoutes
+from .routes import (
+    AdminAccess,
+    AdminRoutes,
+    ApiKeyRoutes,
+    FunctionRoutes,
+    HookRoutes,
+    SessionRoutes,
+    UserpassRoutes,
+)
 
 __all__ = ["ROUTE_NAMES", "ServerApp"]
 
@@ -53,8 +72,8 @@ _STATUS_CODES = {
     413: "RequestTooLarge",
     415: "BadRequest",
 }
-_CORS_HEADERS = "Authorization, Content-Type, Accept, X-Requested-With, X-Appusers-Admin"
-_CORS_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+#: Users whose oversized custom data was logged as left out of their tokens (bounded).
+_LOGGED_LIMIT = 10_000
 
 
 class ServerApp:
@@ -70,6 +89,8 @@ class ServerApp:
         outbox: Outbox,
         url: Callable[[], str],
         admin_token: str | None = None,
+        admin: AdminAccess | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.config = config
         self.store = store
@@ -80,17 +101,51 @@ class ServerApp:
         self.admin_token = admin_token
         self.faults = Faults()
         self.throttle = LoginThrottle(config.throttle)
-        self.registry = FunctionRegistry(config.functions_module, config.limits.function_timeout)
-        self.services = Services(documents, config.mongo_services)
-        self.providers = Providers(config, store, self.throttle, lambda: self.context(None))
+        self.hasher = PasswordHasher(config.scrypt)
+        self.addresses = ClientAddresses(config.http.trusted_proxies)
+        on_creation = config.custom_data.on_user_creation_function
+        hooks = config.providers.hook_functions() | ({on_creation} if on_creation else set())
+        self.registry = FunctionRegistry(
+            config.functions_module,
+            config.limits.function_timeout,
+            settings=config.function_settings,
+            hooks=hooks,
+        )
+        for trigger in config.triggers:
+            if trigger.function not in self.registry:
+                raise ConfigError(f"trigger {trigger.name!r}: function {trigger.function!r} is not defined")
+        if on_creation is not None and on_creation not in self.registry:
+            raise ConfigError(
+                f"custom_data.on_user_creation_function: function {on_creation!r} is not defined"
+            )
+        self.values = Values(config.values)
+        self.triggers = AuthTriggers(config.triggers, lambda: self.context(None))
+        self.rules = RuleAccess(self)
+        self.services = Services(documents, config.mongo_services, self.rules.for_context)
+        self.providers = Providers(
+            config, store, self.throttle, lambda: self.context(None), hasher=self.hasher
+        )
         self.email_password = EmailPassword(
             settings=lambda: config.providers.local_userpass,
             store=store,
             registry=self.registry,
             context=lambda: self.context(None),
             outbox=outbox,
-            scrypt=config.scrypt,
+            hasher=self.hasher,
+            throttle=config.throttle,
         )
+        self.admin = admin
+        self.user_admin = UserAdmin(
+            store=store,
+            app_id=config.app_id,
+            purge=config.anonymous_purge,
+            scrypt=config.scrypt,
+            userpass_provider_id=lambda: (
+                provider_id(config.app_id, "local-userpass") if config.providers.local_userpass else None
+            ),
+            clock=clock,
+        )
+        self._oversized_logged: set[str] = set()
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = False
 
@@ -100,15 +155,48 @@ class ServerApp:
         """Handled requests by route name."""
         return self.faults.stats
 
-    def context(self, user: FunctionUser | None) -> FunctionContext:
-        """A function context for ``user`` (None in login-time hooks)."""
+    def context(self, user: FunctionUser | None, request: FunctionRequest | None = None) -> FunctionContext:
+        """A function context for ``user`` (None in login-time hooks and triggers: system)."""
         return FunctionContext(
-            app_id=self.config.app_id, services=self.services, registry=self.registry, user=user
+            app_id=self.config.app_id,
+            service_root=self.services,
+            registry=self.registry,
+            user=user,
+            values=self.values,
+            environment=self.config.environment,
+            request=request,
         )
+
+    async def user_created(self, user: UserRecord) -> None:
+        """Run the user creation function (if configured) for a user a log-in just created.
+
+        Raises the function's ApiError after deleting the user again: App Services fails the
+        account creation when that function fails.
+        """
+        name = self.config.custom_data.on_user_creation_function
+        if name is None:
+            return
+        context = self.context(None)
+        try:
+            await self.registry.invoke(name, context, [auth_event_user(user)])
+        except ApiError:
+            await self.store.delete_user(user.id)
+            raise
+
+    def user_deleted(self, user: UserRecord) -> None:
+        """Fire the ``DELETE`` authentication triggers for ``user`` (already deleted from the store).
+
+        Every route that deletes a user calls this once, after the deletion succeeded.
+        """
+        self.triggers.fire("DELETE", user, [i.provider_type for i in user.identities])
 
     def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
         """The next ``times`` requests to ``route`` answer ``status`` with ``body``."""
         self.faults.inject(route, status, body, times)
+
+    def client_address(self, request: web.Request) -> str:
+        """The address throttles count ``request`` against (forwarded only by trusted proxies)."""
+        return self.addresses.client(request.remote, request.headers)
 
     def enter(self, route: str) -> web.Response | None:
         """Count a request to ``route``; an injected fault's reply if one is pending."""
@@ -119,6 +207,7 @@ class ServerApp:
         app = web.Application(
             middlewares=[self._middleware], client_max_size=self.config.limits.max_body_bytes
         )
+        app[CORS] = Cors(self.config.http.allowed_origins)
         groups: list[Any] = [
             SessionRoutes(self),
             UserpassRoutes(self),
@@ -127,6 +216,8 @@ class ServerApp:
         ]
         if self.admin_token is not None:
             groups.append(HookRoutes(self))
+        if self.admin is not None:
+            groups.append(AdminRoutes(self, self.admin))
         for group in groups:
             app.router.add_routes(group.routes())
         return app
@@ -136,14 +227,8 @@ class ServerApp:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.method == "OPTIONS":
-            resp: web.StreamResponse = empty_response(204)
-            resp.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
-            resp.headers["Access-Control-Allow-Headers"] = request.headers.get(
-                "Access-Control-Request-Headers", _CORS_HEADERS
-            )
-            resp.headers["Access-Control-Max-Age"] = "600"
-            finish_headers(request, resp)
-            return resp
+            return request.app[CORS].preflight(request)
+        resp: web.StreamResponse
         try:
             resp = await handler(request)
         except ApiError as err:
@@ -165,7 +250,11 @@ class ServerApp:
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request body as an EJSON object (canonical or relaxed); ``{}`` when empty."""
-        raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
+        try:
+            async with asyncio.timeout(self.config.http.read_timeout):
+                raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
+        except TimeoutError:
+            raise ApiError(408, "RequestTimeout", "request body not received in time") from None
         if not raw.strip():
             return {}
         try:
@@ -204,13 +293,15 @@ class ServerApp:
             raise ApiError.must_authenticate()
         claims = self.issuer.verify(token, "access")
         user = await self.store.get_user(claims.user_id)
+        # A disabled user's tokens (signed by us, so really its own) say so, before the
+        # revocation checks: clients tell "account disabled" from "session expired" by it.
+        if user is not None and user.disabled:
+            raise ApiError.user_disabled()
         if user is None or user.generation != claims.generation:
             raise ApiError.invalid_session("invalid session: access token revoked")
         session = await self.store.get_session(claims.session_id)
         if session is None or session.user_id != user.id:
             raise ApiError.invalid_session("invalid session: session revoked")
-        if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
         return claims, user
 
     async def refresh_session(
@@ -221,6 +312,9 @@ class ServerApp:
         if token is None:
             raise ApiError.must_authenticate()
         claims = self.issuer.verify(token, "refresh", not_found=missing)
+        owner = await self.store.get_user(claims.user_id)
+        if owner is not None and owner.disabled:
+            raise ApiError.user_disabled()
         session = await self.store.get_session(claims.session_id)
         if session is None or not hmac.compare_digest(session.refresh_digest, digest(token)):
             raise ApiError.invalid_session(missing)
@@ -245,12 +339,40 @@ class ServerApp:
         return {} if doc is None else dict(_ejson.to_claim(doc))
 
     async def access_token(self, user: UserRecord, session: SessionRecord) -> str:
-        return self.issuer.access_token(
-            user_id=user.id,
-            session_id=session.id,
-            device_id=session.device_id,
-            generation=user.generation,
-            user_data=await self.custom_data(user.id),
+        """A new access token for ``user``'s ``session``, never longer than the header limit."""
+        data = await self.custom_data(user.id)
+        size = len(_ejson.dumps(data).encode("utf-8")) if data else 0
+        if size > self.config.custom_data.max_token_bytes:
+            self._left_out(user.id, size)
+            data = None
+
+        def issue(user_data: dict[str, Any] | None) -> str:
+            return self.issuer.access_token(
+                user_id=user.id,
+                session_id=session.id,
+                device_id=session.device_id,
+                generation=user.generation,
+                user_data=user_data,
+            )
+
+        token = issue(data)
+        # The header field carrying it: "Authorization: Bearer <token>" (a little slack for clients).
+        if data is not None and len(token) + 64 > self.config.http.max_header_bytes:
+            self._left_out(user.id, size)
+            token = issue(None)
+        return token
+
+    def _left_out(self, user_id: str, size: int) -> None:
+        if user_id in self._oversized_logged:
+            return
+        if len(self._oversized_logged) < _LOGGED_LIMIT:
+            self._oversized_logged.add(user_id)
+        log.warning(
+            "custom data of user %s is %d bytes of EJSON, over the access token's limit of %d:"
+            " left out of its access tokens (still readable in its document)",
+            user_id,
+            size,
+            self.config.custom_data.max_token_bytes,
         )
 
     async def function_user(self, user: UserRecord) -> FunctionUser:
@@ -275,6 +397,5 @@ class ServerApp:
         await self.store.bump_generation(user_id)
 
     async def revoke_sessions(self, user_id: str) -> None:
-        """Every session (refresh token, and so its access tokens) of the user ends."""
-        await self.store.delete_sessions(user_id)
-        await self.store.bump_generation(user_id)
+        """Every session (refresh token, and so its access tokens and streams) of the user ends."""
+        await self.user_admin.end_sessions(user_id)

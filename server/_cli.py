@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
-from ._config import ConfigError, load_config
+import attrs
+
+from ._config import ConfigError, ServerConfig, admin_key_from_file, load_config
 from ._server import LocalServer
 
 __all__ = ["serve_main"]
@@ -20,18 +23,78 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="appusers serve", description="Run the local App Services-compatible server."
     )
-    p.add_argument("--config", type=Path, default=None, help="TOML settings file (default: demo settings)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config", type=Path, default=None, help="TOML settings file (default: demo settings)"
+    )
+    source.add_argument(
+        "--app-dir",
+        type=Path,
+        default=None,
+        help="an App Services app directory as `appservices pull` exports it (see docs/migrating.md)",
+    )
+    p.add_argument(
+        "--app-id",
+        default=None,
+        help="with --app-dir: the client app id (default: .mdb/meta.json, else the app's name)",
+    )
+    p.add_argument(
+        "--environment", default=None, help="with --app-dir: override root_config.json's environment"
+    )
+    p.add_argument(
+        "--secrets",
+        type=Path,
+        default=None,
+        help="with --app-dir: JSON file {secret name: value} (secrets are not part of an export)",
+    )
     p.add_argument(
         "--data", type=Path, default=Path("appusers-data"), help="data directory (default ./appusers-data)"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=9090, help="port (default 9090; 0 picks a free one)")
     p.add_argument("--admin-token", default=None, help="enable /_appusers/admin/* test hooks with this token")
+    p.add_argument(
+        "--admin-key-file",
+        type=Path,
+        default=None,
+        help="serve the Admin API (/api/admin/v3.0) to this key pair: a JSON file"
+        ' {"public_key", "private_key"}, e.g. from `appusers admin create-key FILE`',
+    )
     return p
 
 
+def _settings(args: argparse.Namespace) -> ServerConfig:
+    if args.app_dir is None:
+        if args.app_id is not None or args.environment is not None or args.secrets is not None:
+            raise ConfigError("--app-id, --environment and --secrets go with --app-dir")
+        return load_config(args.config)
+    from .appdir import read_app_dir
+
+    loaded = read_app_dir(
+        args.app_dir, app_id=args.app_id, environment=args.environment, secrets=_secrets(args.secrets)
+    )
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    return loaded.config
+
+
+def _secrets(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read secrets file {path}: {type(exc).__name__}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ConfigError(f"{path}: must hold a JSON object of secret name -> string value")
+    return data
+
+
 async def _serve(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _settings(args)
+    if args.admin_key_file is not None:
+        key = admin_key_from_file(args.admin_key_file)
+        config = attrs.evolve(config, admin=attrs.evolve(config.admin, keys=(*config.admin.keys, key)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -41,8 +104,16 @@ async def _serve(args: argparse.Namespace) -> int:
         config=config, data_dir=args.data, host=args.host, port=args.port, admin_token=args.admin_token
     ) as server:
         print(f"appusers server: {server.url}  app id: {server.app_id}  data: {server.data_dir}", flush=True)
+        if config.admin.enabled:
+            print(
+                f"admin api: {server.url}/api/admin/v3.0  group id: {server.group_id}"
+                f"  app _id: {server.app_object_id}",
+                flush=True,
+            )
         if config.functions_module is not None:
             print(f"functions: {config.functions_module}", flush=True)
+        if args.app_dir is not None:
+            print(f"app directory: {args.app_dir}", flush=True)
         await stop.wait()
         print("stopping", flush=True)
     return 0

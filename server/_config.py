@@ -10,6 +10,7 @@ providers apply. Relative paths in the file are relative to the file.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,16 +18,31 @@ from typing import Any
 
 import attrs
 
+from ._errors import ConfigError
+from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings, from_toml
+from .rules import (
+    DefaultRule,
+    NamespaceRule,
+    Role,
+    RuleConfigError,
+    parse_default_rule,
+    parse_namespace_rule,
+)
+
 __all__ = [
     "DEMO_CUSTOM_TOKEN_SECRET",
     "DEMO_FUNCTIONS_MODULE",
     "DEMO_SERVER_API_KEY",
+    "AdminKey",
+    "AdminSettings",
+    "AnonymousPurgeSettings",
     "ApiKeySettings",
     "ConfigError",
     "CustomDataSettings",
     "CustomFunctionSettings",
     "CustomTokenSettings",
     "FacebookSettings",
+    "HttpSettings",
     "LimitSettings",
     "MetadataField",
     "OpenIdSettings",
@@ -36,7 +52,11 @@ __all__ = [
     "ServerKey",
     "ThrottleSettings",
     "UserpassSettings",
+    "admin_key_from_file",
+    "demo_rules",
     "load_config",
+    "read_default_rule",
+    "read_namespace_rule",
 ]
 
 #: HS256 secret of the demo custom-token provider. LOCAL DEMO ONLY: anyone who
@@ -46,10 +66,6 @@ DEMO_CUSTOM_TOKEN_SECRET = "appusers-local-demo-secret-NOT-FOR-PRODUCTION"
 DEMO_SERVER_API_KEY = "appusers-local-demo-server-key-NOT-FOR-PRODUCTION"
 #: The functions module the demo settings load.
 DEMO_FUNCTIONS_MODULE = Path(__file__).with_name("demo_functions.py")
-
-
-class ConfigError(ValueError):
-    """The TOML file is unreadable or holds a setting of the wrong shape."""
 
 
 @attrs.frozen
@@ -63,6 +79,9 @@ class UserpassSettings:
     reset_function: str | None = None
     #: Seconds an emailed confirmation/reset token stays valid.
     token_lifetime: int = 1800
+    #: register, confirm/send, reset/send and reset/call answer the same for known and unknown
+    #: addresses (off: App Services' answers, 409/404, which tell a prober who is registered).
+    prevent_user_enumeration: bool = True
 
 
 @attrs.frozen
@@ -79,7 +98,7 @@ class CustomTokenSettings:
     """``custom-token``: how to verify the caller's JWT."""
 
     algorithm: str = "HS256"  # HS256 (key = shared secret) or RS256 (key = public key PEM)
-    key: str = DEMO_CUSTOM_TOKEN_SECRET
+    key: str = attrs.field(default=DEMO_CUSTOM_TOKEN_SECRET, repr=False)  # a secret: never in a repr
     audience: str | None = None
     metadata_fields: tuple[MetadataField, ...] = ()
 
@@ -144,6 +163,23 @@ class ProvidersConfig:
         value = getattr(self, attr)
         return value is not None and value is not False
 
+    def hook_functions(self) -> frozenset[str]:
+        """Functions the enabled providers call at log-in, confirmation or reset time.
+
+        They are private unless a function setting says otherwise: a client must not be
+        able to call a password-reset or authentication hook directly.
+        """
+        hooks: set[str | None] = set()
+        if self.local_userpass is not None:
+            hooks |= {self.local_userpass.confirmation_function, self.local_userpass.reset_function}
+        if self.custom_function is not None:
+            hooks.add(self.custom_function.function)
+        if self.oauth2_google is not None:
+            hooks.add(self.oauth2_google.code_exchange_function)
+        if self.oauth2_facebook is not None:
+            hooks.add(self.oauth2_facebook.verifier_function)
+        return frozenset(h for h in hooks if h is not None)
+
 
 @attrs.frozen
 class CustomDataSettings:
@@ -155,25 +191,42 @@ class CustomDataSettings:
     user_id_field: str = "user_id"
     #: The mongo service whose store holds the collection.
     service: str = "mongodb-atlas"
+    #: Custom data larger than this (bytes of canonical EJSON) is left out of access tokens
+    #: (it stays readable in its document), so no user's data can outgrow the header limit.
+    max_token_bytes: int = 16 * 1024
+    #: Run as system with the new user (``{id, type, data, identities}``) right after a log-in
+    #: created it; if it fails, the user is deleted again and the log-in fails.
+    on_user_creation_function: str | None = None
 
 
 @attrs.frozen
 class ThrottleSettings:
-    """Login throttling (see ``_throttle.py`` for the algorithm).
+    """Login throttling and account-route rate limits (see ``_throttle.py`` for the algorithm).
 
-    After ``account_free_failures`` failed logins for one account (or
-    ``address_free_failures`` from one client address) within ``window``
-    seconds, each further attempt must wait ``base_delay * 2**(n-1)`` seconds
-    after the last failure, capped at ``max_delay``. Nothing ever locks an
-    account for longer than ``max_delay``; a success clears the account counter.
+    After ``account_free_failures`` failed logins at one account from one address (or
+    ``address_free_failures`` from one address, or ``account_wide_free_failures`` at one
+    account from anywhere) within ``window`` seconds, each further attempt must wait
+    ``base_delay * 2**(n-1)`` seconds after the last failure, capped at ``max_delay``
+    (``account_wide_max_delay`` for the account-wide count, which only slows addresses that
+    have not logged in to the account within ``known_for`` seconds). Nobody is locked out.
+    The email/password account routes are rate limited per address (``userpass_per_address``
+    requests at once, refilled at ``userpass_address_rate`` per second) and per email address
+    (``userpass_per_email``, refilled at ``userpass_email_rate``); 0 turns a limit off.
     """
 
     enabled: bool = True
     account_free_failures: int = 5
     address_free_failures: int = 100
+    account_wide_free_failures: int = 20
     base_delay: float = 1.0
-    max_delay: float = 60.0
+    max_delay: float = 90.0
+    account_wide_max_delay: float = 30.0
     window: float = 900.0
+    known_for: float = 30 * 24 * 3600.0
+    userpass_per_address: int = 60
+    userpass_address_rate: float = 1.0
+    userpass_per_email: int = 10
+    userpass_email_rate: float = 10 / 3600
 
 
 @attrs.frozen
@@ -183,6 +236,12 @@ class ScryptSettings:
     n: int = 2**15
     r: int = 8
     p: int = 1
+    #: Threads hashing passwords at once (the rest of the server keeps the other cores), and
+    #: how many hashings may wait for one before new ones are refused with 429.
+    workers: int = 1
+    max_waiting: int = 64
+    #: How much lower the hashing threads' scheduling priority is (Linux ``nice``; 0 = same).
+    nice: int = 10
 
 
 @attrs.frozen
@@ -201,6 +260,67 @@ class LimitSettings:
 
 
 @attrs.frozen
+class AdminKey:
+    """An Admin API key pair the server accepts: the public key and the sha256 hex digest
+    of the private key (the private key itself is never kept)."""
+
+    public_key: str
+    private_key_sha256: str = attrs.field(repr=False)
+
+    @classmethod
+    def from_private(cls, public_key: str, private_key: str) -> AdminKey:
+        import hashlib
+
+        return cls(public_key, hashlib.sha256(private_key.encode("utf-8")).hexdigest())
+
+
+@attrs.frozen
+class AdminSettings:
+    """The Admin API (``/api/admin/v3.0``): off (every admin route 404) without a key."""
+
+    keys: tuple[AdminKey, ...] = ()
+    #: App Services' lifetimes: admin access tokens 30 minutes, refresh tokens 60 days.
+    access_token_lifetime: int = 1800
+    refresh_token_lifetime: int = 60 * 24 * 3600
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any key pair is configured."""
+        return bool(self.keys)
+
+
+@attrs.frozen
+class AnonymousPurgeSettings:
+    """Anonymous users inactive (no log-in, no refresh) for ``inactive_days`` are deleted,
+    as App Services does after 90 days; every ``interval`` seconds by a server task
+    (0: only on request, e.g. ``appusers admin purge-anonymous``). ``inactive_days = 0``
+    turns the purge off."""
+
+    inactive_days: float = 90.0
+    interval: float = 3600.0
+
+
+@attrs.frozen
+class HttpSettings:
+    """The HTTP listener: limits against slow and flooding clients, proxies, CORS."""
+
+    #: Seconds a client has to send a request's head (from connecting, or on a kept-alive
+    #: connection within each such period) and, separately, its body; slower ones are dropped,
+    #: and so are kept-alive connections idle that long.
+    read_timeout: float = 10.0
+    #: Open connections per client address (0: no cap); more are closed on arrival.
+    max_connections_per_address: int = 256
+    #: Longest request line or header field (bytes); access tokens are kept below it.
+    max_header_bytes: int = 32 * 1024
+    #: Peers (addresses or CIDR networks) whose X-Forwarded-For / Forwarded headers name the
+    #: client; from anyone else those headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Origins browsers may call from; "*" = any origin, never with credentials (tokens travel
+    #: in the Authorization header, not in cookies).
+    allowed_origins: tuple[str, ...] = ("*",)
+
+
+@attrs.frozen
 class ServerConfig:
     """Everything the server needs besides its data directory and address."""
 
@@ -212,8 +332,24 @@ class ServerConfig:
     access_token_lifetime: int = 1800
     refresh_token_lifetime: int = 60 * 24 * 3600
     limits: LimitSettings = LimitSettings()
+    http: HttpSettings = HttpSettings()
     throttle: ThrottleSettings = ThrottleSettings()
     scrypt: ScryptSettings = ScryptSettings()
+    admin: AdminSettings = AdminSettings()
+    anonymous_purge: AnonymousPurgeSettings = AnonymousPurgeSettings()
+    #: Per-function settings (``functions/config.json`` / ``[[functions.config]]``). A function
+    #: not listed is public and runs as its caller, except provider hooks, which are private.
+    function_settings: tuple[FunctionSettings, ...] = ()
+    #: ``context.values`` / ``%%values``: name -> value.
+    values: Mapping[str, Any] = attrs.field(factory=dict)
+    environment: EnvironmentSettings = attrs.field(factory=EnvironmentSettings)
+    #: Authentication triggers (CREATE / LOGIN / DELETE).
+    triggers: tuple[AuthTrigger, ...] = ()
+    #: Rules of the MongoDB services (App Services semantics, see ``appusers.server.rules``):
+    #: one per namespace, and at most one default rule per service (``service`` None = every
+    #: service). A namespace with neither is denied to app users.
+    rules: tuple[NamespaceRule, ...] = ()
+    default_rules: tuple[DefaultRule, ...] = ()
 
     @classmethod
     def demo(cls) -> ServerConfig:
@@ -229,7 +365,87 @@ class ServerConfig:
                 oauth2_google=OpenIdSettings(code_exchange_function="exchange_google_code"),
             ),
             functions_module=DEMO_FUNCTIONS_MODULE,
+            **demo_rules(),
         )
+
+
+def demo_rules(custom_data: CustomDataSettings | None = None) -> dict[str, Any]:
+    """The demo settings' rules as ``ServerConfig`` keyword arguments.
+
+    Each user may read and write only their own custom-data document
+    (``user_id_field`` = ``%%user.id``) and, in every other collection, only the
+    documents whose ``owner_id`` is their id (the default rule).
+    """
+    cd = custom_data or CustomDataSettings()
+    own_data = Role(name="own custom data", apply_when={cd.user_id_field: "%%user.id"}, read=True, write=True)
+    owner = Role(name="owner", apply_when={"owner_id": "%%user.id"}, read=True, write=True)
+    return {
+        "rules": (NamespaceRule(database=cd.database, collection=cd.collection, roles=(own_data,)),),
+        "default_rules": (DefaultRule(roles=(owner,)),),
+    }
+
+
+def read_namespace_rule(
+    path: str | Path,
+    *,
+    service: str | None = None,
+    database: str | None = None,
+    collection: str | None = None,
+) -> NamespaceRule:
+    """Parse an exported ``rules.json`` (``data_sources/<svc>/<db>/<coll>/rules.json``).
+
+    ``database``/``collection`` (from the path) win over the file's own keys; a
+    ConfigError names the file and the key path.
+    """
+    data = _json_file(path)
+    try:
+        return parse_namespace_rule(
+            data, service=service, database=database, collection=collection, where="rules.json"
+        )
+    except RuleConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def read_default_rule(path: str | Path, *, service: str | None = None) -> DefaultRule:
+    """Parse an exported ``data_sources/<svc>/default_rule.json``; ConfigError names file and key."""
+    data = _json_file(path)
+    try:
+        return parse_default_rule(data, service=service, where="default_rule.json")
+    except RuleConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _json_file(path: str | Path) -> Any:
+    try:
+        with Path(path).open("rb") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read rule file {path}: {exc}") from None
+
+
+def _rules(raw: Mapping[str, Any], custom_data: CustomDataSettings) -> dict[str, Any]:
+    """``[[rules]]`` and ``[default_rule]``; neither present -> the demo rules (like providers)."""
+    if "rules" not in raw and "default_rule" not in raw:
+        return demo_rules(custom_data)
+    entries = raw.get("rules", [])
+    if not isinstance(entries, list):
+        raise ConfigError("rules must be an array of tables ([[rules]])")
+    rules: list[NamespaceRule] = []
+    seen: set[tuple[str | None, str, str]] = set()
+    try:
+        for i, entry in enumerate(entries):
+            rule = parse_namespace_rule(entry, where=f"rules[{i}]")
+            key = (rule.service, rule.database, rule.collection)
+            if key in seen:
+                raise ConfigError(f"rules[{i}] repeats the rule for {rule.database}.{rule.collection}")
+            seen.add(key)
+            rules.append(rule)
+        defaults: tuple[DefaultRule, ...] = ()
+        if "default_rule" in raw:
+            defaults = (parse_default_rule(raw["default_rule"], where="default_rule"),)
+    except RuleConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return {"rules": tuple(rules), "default_rules": defaults}
 
 
 def load_config(path: str | Path | None) -> ServerConfig:
@@ -243,6 +459,57 @@ def load_config(path: str | Path | None) -> ServerConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     return _from_mapping(raw, path.parent)
+
+
+def admin_key_from_file(path: str | Path) -> AdminKey:
+    """The :class:`AdminKey` of a key file (see ``appusers._admin_key``); ConfigError otherwise."""
+    from appusers._admin_key import AdminKeyError, read_admin_key_file
+
+    try:
+        pair = read_admin_key_file(path)
+    except AdminKeyError as exc:
+        raise ConfigError(str(exc)) from None
+    return AdminKey.from_private(pair.public_key, pair.private_key)
+
+
+def _admin(table: Mapping[str, Any], base: Path) -> AdminSettings:
+    where = "admin"
+    keys: list[AdminKey] = []
+    key_file = _path(_get(table, "key_file", str, None, where), base)
+    if key_file is not None:
+        keys.append(admin_key_from_file(key_file))
+    public = _get(table, "public_key", str, None, where)
+    private = _get(table, "private_key", str, None, where)
+    private_sha = _get(table, "private_key_sha256", str, None, where)
+    if public is not None:
+        if (private is None) == (private_sha is None):
+            raise ConfigError("admin.public_key needs exactly one of private_key or private_key_sha256")
+        if private_sha is not None:
+            if len(private_sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in private_sha):
+                raise ConfigError("admin.private_key_sha256 must be 64 hex digits")
+            keys.append(AdminKey(public, private_sha.lower()))
+        else:
+            assert private is not None
+            keys.append(AdminKey.from_private(public, private))
+    elif private is not None or private_sha is not None:
+        raise ConfigError("admin.private_key given without admin.public_key")
+    if not all(k.public_key.strip() for k in keys):
+        raise ConfigError("admin.public_key must not be empty")
+    access = _get(table, "access_lifetime", int, 1800, where)
+    refresh = _get(table, "refresh_lifetime", int, 60 * 24 * 3600, where)
+    if access <= 0 or refresh <= 0:
+        raise ConfigError("admin.access_lifetime and admin.refresh_lifetime must be positive")
+    return AdminSettings(keys=tuple(keys), access_token_lifetime=access, refresh_token_lifetime=refresh)
+
+
+def _anonymous_purge(table: Mapping[str, Any]) -> AnonymousPurgeSettings:
+    where = "users"
+    number = (int, float)
+    days = float(_get(table, "anonymous_inactive_days", number, 90.0, where))
+    interval = float(_get(table, "purge_interval", number, 3600.0, where))
+    if days < 0 or interval < 0:
+        raise ConfigError("users.anonymous_inactive_days and users.purge_interval must not be negative")
+    return AnonymousPurgeSettings(inactive_days=days, interval=interval)
 
 
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -259,12 +526,6 @@ def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], defaul
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{where}.{key} has the wrong type")
     return value
-
-
-def _positive(value: Any, key: str) -> Any:
-    if not value > 0:
-        raise ConfigError(f"limits.{key} must be positive")
-    return float(value) if isinstance(value, float) else value
 
 
 def _path(value: str | None, base: Path) -> Path | None:
@@ -294,6 +555,8 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         collection=_get(cd, "collection", str, "custom_data", "custom_data"),
         user_id_field=_get(cd, "user_id_field", str, "user_id", "custom_data"),
         service=_get(cd, "service", str, "mongodb-atlas", "custom_data"),
+        max_token_bytes=_get(cd, "max_token_bytes", int, 16 * 1024, "custom_data"),
+        on_user_creation_function=_get(cd, "on_user_creation_function", str, None, "custom_data"),
     )
 
     mongo = _table(raw, "mongodb")
@@ -317,30 +580,80 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         limits=LimitSettings(
             max_body_bytes=_get(limits, "max_body_bytes", int, 4 * 1024 * 1024, "limits"),
             function_timeout=float(_get(limits, "function_timeout", number, 60.0, "limits")),
-            document_timeout=_positive(
-                _get(limits, "document_timeout", number, 10.0, "limits"), "document_timeout"
+            document_timeout=float(
+                _positive(_get(limits, "document_timeout", number, 10.0, "limits"), "limits.document_timeout")
             ),
             watch_buffer_bytes=_positive(
-                _get(limits, "watch_buffer_bytes", int, 1024 * 1024, "limits"), "watch_buffer_bytes"
+                _get(limits, "watch_buffer_bytes", int, 1024 * 1024, "limits"), "limits.watch_buffer_bytes"
             ),
             watch_streams_per_user=_positive(
-                _get(limits, "watch_streams_per_user", int, 32, "limits"), "watch_streams_per_user"
+                _get(limits, "watch_streams_per_user", int, 32, "limits"), "limits.watch_streams_per_user"
             ),
-            watch_streams=_positive(_get(limits, "watch_streams", int, 1024, "limits"), "watch_streams"),
+            watch_streams=_positive(
+                _get(limits, "watch_streams", int, 1024, "limits"), "limits.watch_streams"
+            ),
         ),
-        throttle=ThrottleSettings(
-            enabled=_get(throttle, "enabled", bool, True, "throttle"),
-            account_free_failures=_get(throttle, "account_free_failures", int, 5, "throttle"),
-            address_free_failures=_get(throttle, "address_free_failures", int, 100, "throttle"),
-            base_delay=float(_get(throttle, "base_delay", number, 1.0, "throttle")),
-            max_delay=float(_get(throttle, "max_delay", number, 60.0, "throttle")),
-            window=float(_get(throttle, "window", number, 900.0, "throttle")),
-        ),
+        http=_http(_table(raw, "http")),
+        throttle=_throttle(throttle),
         scrypt=ScryptSettings(
             n=_get(security, "scrypt_n", int, 2**15, "security"),
             r=_get(security, "scrypt_r", int, 8, "security"),
             p=_get(security, "scrypt_p", int, 1, "security"),
+            workers=_positive(_get(security, "hash_workers", int, 1, "security"), "security.hash_workers"),
+            max_waiting=_get(security, "hash_max_waiting", int, 64, "security"),
+            nice=_get(security, "hash_nice", int, 10, "security"),
         ),
+        admin=_admin(_table(raw, "admin"), base),
+        anonymous_purge=_anonymous_purge(_table(raw, "users")),
+        **from_toml(raw, base),
+        **_rules(raw, custom_data),
+    )
+
+
+def _positive(value: Any, where: str) -> Any:
+    if value <= 0:
+        raise ConfigError(f"{where} must be positive")
+    return value
+
+
+def _throttle(t: Mapping[str, Any]) -> ThrottleSettings:
+    d = ThrottleSettings()
+    values: dict[str, Any] = {}
+    for field in attrs.fields(ThrottleSettings):
+        default = getattr(d, field.name)
+        kind: Any = bool if isinstance(default, bool) else (int if isinstance(default, int) else (int, float))
+        value = _get(t, field.name, kind, default, "throttle")
+        if not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"throttle.{field.name} must not be negative")
+        values[field.name] = float(value) if isinstance(default, float) else value
+    return ThrottleSettings(**values)
+
+
+def _http(t: Mapping[str, Any]) -> HttpSettings:
+    import ipaddress
+
+    d = HttpSettings()
+    proxies = _get(t, "trusted_proxies", list, list(d.trusted_proxies), "http")
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(f"http.trusted_proxies: {proxy!r} is not an address or network") from None
+    origins = _get(t, "allowed_origins", list, list(d.allowed_origins), "http")
+    if not all(isinstance(o, str) and o for o in origins):
+        raise ConfigError("http.allowed_origins must be a list of origins")
+    return HttpSettings(
+        read_timeout=float(
+            _positive(_get(t, "read_timeout", (int, float), d.read_timeout, "http"), "http.read_timeout")
+        ),
+        max_connections_per_address=_get(
+            t, "max_connections_per_address", int, d.max_connections_per_address, "http"
+        ),
+        max_header_bytes=_positive(
+            _get(t, "max_header_bytes", int, d.max_header_bytes, "http"), "http.max_header_bytes"
+        ),
+        trusted_proxies=tuple(proxies),
+        allowed_origins=tuple(o.rstrip("/") for o in origins),
     )
 
 
@@ -415,6 +728,7 @@ def _providers(table: Mapping[str, Any], base: Path) -> ProvidersConfig:
             confirmation_function=_get(up, "confirmation_function", str, None, where),
             reset_function=_get(up, "reset_function", str, None, where),
             token_lifetime=_get(up, "token_lifetime", int, 1800, where),
+            prevent_user_enumeration=_get(up, "prevent_user_enumeration", bool, True, where),
         ),
         api_key=None if ak is None else ApiKeySettings(server_keys=tuple(server_keys)),
         custom_token=None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from typing import Any
 
 from bson import json_util
@@ -31,18 +32,51 @@ _DUMP_OPTIONS = JSONOptions(
 )
 
 
+#: A JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into parsed text
+#: (raw surrogate bytes are not UTF-8 and fail decoding before this).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def loads(text: str | bytes) -> Any:
     """Parse canonical or relaxed EJSON into BSON-typed Python values.
 
     Raises ``ValueError`` (``json.JSONDecodeError`` or a bson error wrapped as one)
-    for anything that is not valid EJSON.
+    for anything that is not valid EJSON, and for a string holding a lone UTF-16
+    surrogate (``"\\ud800"``): Python accepts it, but it cannot be stored, encoded
+    as UTF-8 or compared to the text a client meant, so it fails later as a 500.
     """
     try:
-        return json_util.loads(text, json_options=_LOAD_OPTIONS)
+        value = json_util.loads(text, json_options=_LOAD_OPTIONS)
     except ValueError:
         raise
     except Exception as exc:  # bson raises TypeError/InvalidId/... on bad wrappers
         raise ValueError(f"invalid extended JSON: {type(exc).__name__}") from None
+    raw = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
+        raise ValueError("invalid string: a lone UTF-16 surrogate is not text")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key, value or regex pattern) in ``value`` holds a surrogate.
+
+    Iterative, so nesting as deep as the JSON parser allows cannot exhaust the stack.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(getattr(item, "pattern", None), str):
+            stack.append(item.pattern)
+    return False
 
 
 def dumps(value: Any) -> str:

@@ -7,7 +7,7 @@ Messages are written for the caller and never include tokens, passwords or keys.
 
 from __future__ import annotations
 
-__all__ = ["ERROR_LINK", "ApiError"]
+__all__ = ["ERROR_LINK", "ApiError", "ConfigError"]
 
 #: The real service points ``link`` at its log viewer; a local server has none,
 #: so every error links to the same harmless placeholder.
@@ -36,6 +36,11 @@ class ApiError(Exception):
         return cls(401, "InvalidSession", detail)
 
     @classmethod
+    def user_disabled(cls) -> ApiError:
+        """401 UserDisabled: an administrator disabled the user."""
+        return cls(401, "UserDisabled", "user disabled")
+
+    @classmethod
     def must_authenticate(cls) -> ApiError:
         """401 MissingAuthReq: the route needs a token and got none."""
         return cls(401, "MissingAuthReq", "must authenticate first")
@@ -59,3 +64,7 @@ class ApiError(Exception):
     def unauthorized_login(cls, message: str = "unauthorized") -> ApiError:
         """401 InvalidPassword: unknown user or wrong secret (never says which)."""
         return cls(401, "InvalidPassword", message)
+
+
+class ConfigError(ValueError):
+    """The settings are unreadable or hold a setting of the wrong shape (the message says where)."""

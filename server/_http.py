@@ -3,6 +3,12 @@
 JSON bodies carry exactly ``Content-Type: application/json`` (core compares the
 whole header value); empty bodies carry no content type; every response gets CORS
 headers and ``Cache-Control: no-store``.
+
+CORS (reliability.md S22): origins come from ``[http] allowed_origins``; ``"*"`` (the default)
+answers ``Access-Control-Allow-Origin: *``. Credentials are never allowed: tokens travel in
+the ``Authorization`` header, not in cookies, so a browser needs no credentialed request, and
+an echoed origin with ``Allow-Credentials: true`` would let any site read responses made with
+the visitor's cookies. Preflights allow only the headers and methods the protocol uses.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from . import _ejson
 from ._errors import ApiError
 
 __all__ = [
+    "CORS",
     "JSON_CT",
+    "Cors",
     "cors",
     "empty_response",
     "error_response",
@@ -47,18 +55,46 @@ def error_response(err: ApiError) -> web.Response:
     return resp
 
 
+class Cors:
+    """CORS answers for the configured origins (never with credentials)."""
+
+    HEADERS = "Authorization, Content-Type, Accept"
+    METHODS = "GET, POST, PUT, DELETE"
+
+    def __init__(self, allowed_origins: tuple[str, ...]):
+        self._any = "*" in allowed_origins
+        self._origins = frozenset(o for o in allowed_origins if o != "*")
+
+    def apply(self, request: web.BaseRequest, headers: Any) -> None:
+        """``Access-Control-*`` response headers for ``request``'s origin."""
+        if self._any:
+            headers["Access-Control-Allow-Origin"] = "*"
+        else:
+            headers["Vary"] = "Origin"
+            origin = request.headers.get("Origin")
+            if origin is None or origin.rstrip("/") not in self._origins:
+                return  # no grant: the browser withholds the response from the page
+            headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = "X-BAAS-Location, Retry-After"
+
+    def preflight(self, request: web.Request) -> web.Response:
+        """The answer to an ``OPTIONS`` preflight."""
+        resp = empty_response(204)
+        resp.headers["Access-Control-Allow-Methods"] = self.METHODS
+        resp.headers["Access-Control-Allow-Headers"] = self.HEADERS
+        resp.headers["Access-Control-Max-Age"] = "600"
+        finish_headers(request, resp)
+        return resp
+
+
+#: The application's :class:`Cors` (set when the server builds its aiohttp application).
+CORS = web.AppKey("appusers_cors", Cors)
+_ANY_ORIGIN = Cors(("*",))
+
+
 def cors(request: web.Request, headers: Any) -> None:
-    """CORS headers so a browser client can call the server."""
-    origin = request.headers.get("Origin")
-    if origin:
-        # Reflecting the origin (with credentials) is what realm-web's OAuth link
-        # flow needs; the server only listens on loopback by default.
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Access-Control-Allow-Credentials"] = "true"
-        headers["Vary"] = "Origin"
-    else:
-        headers["Access-Control-Allow-Origin"] = "*"
-    headers["Access-Control-Expose-Headers"] = "X-BAAS-Location, Retry-After"
+    """CORS headers for ``request`` as its application is configured."""
+    request.app.get(CORS, _ANY_ORIGIN).apply(request, headers)
 
 
 def finish_headers(request: web.Request, resp: web.StreamResponse) -> None:

@@ -1,7 +1,10 @@
 """The MongoDB service: ``functions/call`` with ``service`` set, onto the document store.
 
-Argument and result shapes follow protocol.md §11. There are no access rules:
-every logged-in user may use every collection (a local development server).
+Argument and result shapes follow protocol.md §11. With ``ruled`` (every call of
+an application user) the collection is wrapped in the caller's rules
+(``appusers.server.rules``); rule denials become App Services errors: no rule
+for the namespace and role-denied writes 403 ``NoMatchingRuleFound``, operators
+and stages application users may not use 400 ``ArgumentsNotAllowed``.
 Counts are typed for core-based clients: ``deletedCount``/``matchedCount``/
 ``modifiedCount`` as int32, ``count`` as int64.
 """
@@ -9,14 +12,15 @@ Counts are typed for core-based clients: ``deletedCount``/``matchedCount``/
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bson.int64 import Int64
 
 from ._errors import ApiError
+from .rules import RuleDenied, RuleEvaluationError
 
-__all__ = ["MONGO_ACTIONS", "call_mongo", "parse_target", "store_errors"]
+__all__ = ["MONGO_ACTIONS", "call_mongo", "parse_target", "rule_error", "store_errors"]
 
 log = logging.getLogger("appusers.server")
 
@@ -101,16 +105,30 @@ def _list(arg: Mapping[str, Any], key: str, *, required: bool = False) -> list[A
     return value
 
 
-async def call_mongo(store: Any, action: str, arguments: Any) -> Any:
-    """Run one MongoDB action; returns the Python result to encode as EJSON."""
+def rule_error(exc: RuleDenied | RuleEvaluationError) -> ApiError:
+    """The App Services error for a rule denial (status codes: see docs/rules.md)."""
+    if isinstance(exc, RuleEvaluationError):
+        return ApiError(400, "FunctionExecutionError", f"rule evaluation failed: {exc}")
+    status = {"no_rule": 403, "denied": 403, "conflict": 409}.get(exc.kind, 400)
+    return ApiError(status, exc.code, exc.message)
+
+
+async def call_mongo(
+    store: Any, action: str, arguments: Any, *, ruled: Callable[[Any, str, str], Any] | None = None
+) -> Any:
+    """Run one MongoDB action (under ``ruled``'s rules when given); the Python result to encode."""
     if action not in MONGO_ACTIONS:
         raise ApiError(404, "ServiceCommandNotFound", f"unknown MongoDB function {action!r}")
     arg = parse_target(arguments)
     try:
         coll = store.collection(arg["database"], arg["collection"])
+        if ruled is not None:
+            coll = ruled(coll, arg["database"], arg["collection"])
         return await _run(coll, action, arg)
     except ApiError:
         raise
+    except (RuleDenied, RuleEvaluationError) as exc:
+        raise rule_error(exc) from None
     except store_errors() as exc:
         raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
 

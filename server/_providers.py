@@ -8,7 +8,6 @@ an algorithm allow-list) and throttled per account and per client address.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -22,7 +21,8 @@ import jwt
 from ._config import OpenIdSettings, ServerConfig
 from ._errors import ApiError
 from ._functions import FunctionContext
-from ._secrets import digest, dummy_verify, new_object_id, verify_password
+from ._hashing import PasswordHasher
+from ._secrets import digest, new_object_id
 from ._store import IdentityRecord, UserStore
 from ._throttle import LoginThrottle
 
@@ -110,11 +110,13 @@ class Providers:
         store: UserStore,
         throttle: LoginThrottle,
         context_factory: Callable[[], FunctionContext],
+        hasher: PasswordHasher,
     ):
         self._config = config
         self._store = store
         self._throttle = throttle
         self._context = context_factory
+        self._hasher = hasher
         self._jwks: dict[Path, jwt.PyJWKSet] = {}
 
     def _pid(self, provider: str) -> str:
@@ -151,15 +153,14 @@ class Providers:
         account = "local-userpass:" + email
         self._throttle.check(account, address)
         record = await self._store.get_userpass(email)
-        # scrypt is deliberately slow: keep it off the event loop.
         if record is None:
-            await asyncio.to_thread(dummy_verify, self._config.scrypt)
+            await self._hasher.dummy()  # an unknown name costs the same time as a wrong password
             self._throttle.failed(account, address)
             raise ApiError.unauthorized_login()
-        if not await asyncio.to_thread(verify_password, password, record.password_hash):
+        if not await self._hasher.verify(password, record.password_hash):
             self._throttle.failed(account, address)
             raise ApiError.unauthorized_login()
-        self._throttle.succeeded(account)
+        self._throttle.succeeded(account, address)
         if not record.confirmed:
             raise ApiError.unauthorized_login("confirmation required")
         return Resolved(

@@ -5,22 +5,26 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from ._admin_auth import AdminAuth
 from ._app import ServerApp
 from ._config import ServerConfig
+from ._datadir import prepare
+from ._listener import GuardedSite, Limits
 from ._outbox import Outbox
 from ._sqlite_store import SqliteUserStore
 from ._store import UserStore
 from ._tokens import TokenIssuer
+from .routes import AdminAccess
 
 __all__ = ["LocalServer"]
 
@@ -32,7 +36,10 @@ class LocalServer:
 
     ``config=None`` uses the demo settings; ``data_dir=None`` uses a temporary
     directory deleted on close; ``port=0`` picks a free port. With ``admin_token``
-    the test hooks are also served over HTTP under ``/_appusers/admin/``.
+    the test hooks are also served over HTTP under ``/_appusers/admin/``. With admin
+    keys in ``config.admin`` the Admin API is served under ``/api/admin/v3.0``
+    (:attr:`group_id`, :attr:`app_object_id`). ``clock`` (epoch seconds) dates user
+    activity and the anonymous-user purge; tests pass a fake one.
     """
 
     def __init__(
@@ -42,8 +49,11 @@ class LocalServer:
         host: str = "127.0.0.1",
         port: int = 0,
         admin_token: str | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.config = config if config is not None else ServerConfig.demo()
+        self._clock = clock
+        self._ids: tuple[str, str] | None = None
         self._requested_dir = Path(data_dir) if data_dir is not None else None
         self._host = host
         self._port = port
@@ -55,6 +65,7 @@ class LocalServer:
         self._store: UserStore | None = None
         self._documents: Any = None
         self._url: str | None = None
+        self._limits = Limits(self.config.http)
 
     def __repr__(self) -> str:
         return f"LocalServer(url={self._url!r}, app_id={self.app_id!r})"
@@ -79,6 +90,20 @@ class LocalServer:
         return self._data_dir
 
     @property
+    def group_id(self) -> str:
+        """The Admin API's group (project) id: stable per data directory."""
+        if self._ids is None:
+            raise RuntimeError("server not started")
+        return self._ids[0]
+
+    @property
+    def app_object_id(self) -> str:
+        """The app's ``_id`` in the Admin API (not the client app id): stable per data directory."""
+        if self._ids is None:
+            raise RuntimeError("server not started")
+        return self._ids[1]
+
+    @property
     def stats(self) -> collections.Counter[str]:
         """Handled requests by route name."""
         return self._server_app.stats
@@ -100,11 +125,8 @@ class LocalServer:
             self._data_dir = self._temp_dir
         else:
             self._data_dir = self._requested_dir
-            if not self._data_dir.exists():
-                # Only a directory we create is narrowed; an existing one keeps its mode.
-                self._data_dir.mkdir(parents=True)
-                os.chmod(self._data_dir, 0o700)
         try:
+            prepare(self._data_dir)
             self._store = SqliteUserStore(self._data_dir / "users.sqlite3")
             self._documents = EmbeddedDocumentStore(
                 self._data_dir / "documents",
@@ -117,6 +139,20 @@ class LocalServer:
                 self.config.access_token_lifetime,
                 self.config.refresh_token_lifetime,
             )
+            self._ids = (await self._store.stable_id("admin/group"), await self._store.stable_id("admin/app"))
+            admin = None
+            if self.config.admin.enabled:
+                admin = AdminAccess(
+                    auth=AdminAuth(
+                        settings=self.config.admin,
+                        throttle=self.config.throttle,
+                        store=self._store,
+                        signing_secret=await self._store.signing_secret(),
+                        group_id=self._ids[0],
+                    ),
+                    group_id=self._ids[0],
+                    app_object_id=self._ids[1],
+                )
             self._app = ServerApp(
                 config=self.config,
                 store=self._store,
@@ -125,16 +161,28 @@ class LocalServer:
                 outbox=Outbox(self._data_dir / "outbox.jsonl"),
                 url=lambda: self.url,
                 admin_token=self._admin_token,
+                admin=admin,
+                clock=self._clock,
             )
-            self._runner = web.AppRunner(self._app.build(), access_log=None, handle_signals=False)
+            http = self.config.http
+            self._runner = web.AppRunner(
+                self._app.build(),
+                access_log=None,
+                handle_signals=False,
+                # Access tokens are kept below this limit (custom data is capped), so a user's own
+                # token always fits; the token also travels in a stream's URL.
+                max_line_size=http.max_header_bytes,
+                max_field_size=http.max_header_bytes,
+            )
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self._host, self._port)
+            site = GuardedSite(self._runner, self._host, self._port, self._limits)
             await site.start()
             server = site._server
             assert server is not None
             sock = server.sockets[0].getsockname()  # type: ignore[attr-defined]
             host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
             self._url = f"http://{host}:{sock[1]}"
+            self._app.user_admin.start()
         except BaseException:
             await self.close()
             raise
@@ -147,13 +195,17 @@ class LocalServer:
         app, self._app = self._app, None
         if app is not None:
             app.closing = True
+            await app.user_admin.stop()
             for task in list(app.streams):
                 task.cancel()
             if app.streams:
                 await asyncio.wait(list(app.streams), timeout=5)
+            app.hasher.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if app is not None:
+            await app.triggers.close()  # before the stores they may use go away
         documents, self._documents = self._documents, None
         if documents is not None:
             await documents.aclose()
@@ -186,6 +238,22 @@ class LocalServer:
     async def revoke_sessions(self, user_id: str) -> None:
         """End every session of the user: refresh tokens and access tokens stop working."""
         await self._server_app.revoke_sessions(user_id)
+
+    async def disable_user(self, user_id: str) -> None:
+        """Disable the user as the Admin API does (log-ins refused, sessions ended)."""
+        await self._server_app.user_admin.disable(user_id)
+
+    async def enable_user(self, user_id: str) -> None:
+        """Enable a disabled user."""
+        await self._server_app.user_admin.enable(user_id)
+
+    async def purge_anonymous(self, inactive_days: float | None = None) -> list[str]:
+        """Run the anonymous-user purge now (``clock``'s time); the deleted user ids."""
+        return await self._server_app.user_admin.purge_anonymous(inactive_days=inactive_days)
+
+    async def wait_for_triggers(self) -> None:
+        """Wait until every authentication trigger started so far has finished."""
+        await self._server_app.triggers.idle()
 
     def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
         """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (None = empty body)."""

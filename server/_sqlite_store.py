@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._store import (
+    AdminSessionRecord,
     ApiKeyRecord,
     DuplicateError,
     EmailToken,
@@ -62,7 +63,20 @@ CREATE TABLE IF NOT EXISTS email_tokens (
     token_digest TEXT NOT NULL, expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS email_tokens_email ON email_tokens(email, kind);
+CREATE TABLE IF NOT EXISTS admin_sessions (
+    id TEXT PRIMARY KEY, public_key TEXT NOT NULL, refresh_digest TEXT NOT NULL, expires_at INTEGER NOT NULL
+);
 """
+#: Columns added after the first release: (table, column, declaration). Existing files
+#: get them on open; ``last_active`` starts at the upgrade time so that users of an
+#: older file are not taken for long inactive.
+_ADDED_COLUMNS = (
+    ("users", "last_login", "INTEGER NOT NULL DEFAULT 0"),
+    ("users", "last_active", "INTEGER NOT NULL DEFAULT 0"),
+    ("sessions", "api_key_id", "TEXT"),
+)
+_USER_COLS = "id, type, created, disabled, generation, data, last_login, last_active"
+_SESSION_COLS = "id, user_id, device_id, refresh_digest, expires_at, api_key_id"
 
 
 class SqliteUserStore:
@@ -80,6 +94,18 @@ class SqliteUserStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for table, column, declaration in _ADDED_COLUMNS:
+            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                with self._tx():
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                    if column == "last_active":
+                        self._db.execute("UPDATE users SET last_active=?", (int(time.time()),))
+        self._db.execute("CREATE INDEX IF NOT EXISTS sessions_api_key ON sessions(api_key_id)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS users_last_active ON users(last_active)")
 
     def __repr__(self) -> str:
         return f"SqliteUserStore({str(self._path)!r})"
@@ -126,10 +152,12 @@ class SqliteUserStore:
         from ._secrets import new_object_id
 
         user_id = new_object_id()
+        now = int(time.time())
         with self._tx():
             self._db.execute(
-                "INSERT INTO users (id, type, created, disabled, generation, data) VALUES (?,?,?,0,0,?)",
-                (user_id, user_type, int(time.time()), json.dumps(dict(data))),
+                "INSERT INTO users (id, type, created, disabled, generation, data, last_login, last_active)"
+                " VALUES (?,?,?,0,0,?,0,?)",
+                (user_id, user_type, now, json.dumps(dict(data)), now),
             )
             self._insert_identity(user_id, identity)
         user = await self.get_user(user_id)
@@ -137,11 +165,11 @@ class SqliteUserStore:
         return user
 
     async def get_user(self, user_id: str) -> UserRecord | None:
-        row = self._db.execute(
-            "SELECT id, type, created, disabled, generation, data FROM users WHERE id=?", (user_id,)
-        ).fetchone()
-        if row is None:
-            return None
+        row = self._db.execute(f"SELECT {_USER_COLS} FROM users WHERE id=?", (user_id,)).fetchone()  # noqa: S608
+        return None if row is None else self._user(row)
+
+    def _user(self, row: Any) -> UserRecord:
+        user_id = row[0]
         identities = tuple(
             IdentityRecord(id=r[0], provider_type=r[1], provider_id=r[2], provider_data=json.loads(r[3]))
             for r in self._db.execute(
@@ -158,6 +186,8 @@ class SqliteUserStore:
             generation=row[4],
             data=json.loads(row[5]),
             identities=identities,
+            last_login=row[6],
+            last_active=row[7],
         )
 
     async def find_identity_owner(self, provider_type: str, identity_id: str) -> str | None:
@@ -201,16 +231,70 @@ class SqliteUserStore:
             cur = self._db.execute("DELETE FROM users WHERE id=?", (user_id,))
         return cur.rowcount > 0
 
+    async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
+        cur = self._db.execute("UPDATE users SET disabled=? WHERE id=?", (int(disabled), user_id))
+        return cur.rowcount > 0
+
+    async def touch_user(self, user_id: str, now: int, *, login: bool) -> None:
+        if login:
+            self._db.execute("UPDATE users SET last_login=?, last_active=? WHERE id=?", (now, now, user_id))
+        else:
+            # Refreshes come every half hour per client: skip the write within a minute.
+            self._db.execute(
+                "UPDATE users SET last_active=? WHERE id=? AND last_active < ?", (now, user_id, now - 60)
+            )
+
+    async def list_users(self, after: str | None, limit: int, descending: bool) -> list[UserRecord]:
+        order, cmp = ("DESC", "<") if descending else ("ASC", ">")
+        where, args = ("", ()) if after is None else (f"WHERE id {cmp} ?", (after,))
+        rows = self._db.execute(
+            f"SELECT {_USER_COLS} FROM users {where} ORDER BY id {order} LIMIT ?",  # noqa: S608
+            (*args, limit),
+        ).fetchall()
+        return [self._user(r) for r in rows]
+
+    async def purge_anonymous(self, inactive_before: int, limit: int) -> list[str]:
+        ids = [
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT u.id FROM users u WHERE u.last_active < ? AND u.type='normal'"
+                " AND EXISTS (SELECT 1 FROM identities i WHERE i.user_id=u.id)"
+                " AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.user_id=u.id"
+                " AND i.provider_type != 'anon-user') ORDER BY u.last_active LIMIT ?",
+                (inactive_before, limit),
+            )
+        ]
+        for user_id in ids:
+            await self.delete_user(user_id)
+        return ids
+
+    async def stable_id(self, name: str) -> str:
+        from ._secrets import new_object_id
+
+        key = "id/" + name
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, new_object_id().encode())
+        )
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return bytes(row[0]).decode()
+
     # sessions
     async def create_session(self, session: SessionRecord) -> None:
         self._db.execute(
-            "INSERT INTO sessions (id, user_id, device_id, refresh_digest, expires_at) VALUES (?,?,?,?,?)",
-            (session.id, session.user_id, session.device_id, session.refresh_digest, session.expires_at),
+            f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?,?,?,?,?,?)",  # noqa: S608
+            (
+                session.id,
+                session.user_id,
+                session.device_id,
+                session.refresh_digest,
+                session.expires_at,
+                session.api_key_id,
+            ),
         )
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         row = self._db.execute(
-            "SELECT id, user_id, device_id, refresh_digest, expires_at FROM sessions WHERE id=?",
+            f"SELECT {_SESSION_COLS} FROM sessions WHERE id=?",  # noqa: S608
             (session_id,),
         ).fetchone()
         return None if row is None else SessionRecord(*row)
@@ -259,10 +343,15 @@ class SqliteUserStore:
         return None if row is None else self._key(row)
 
     async def set_api_key_disabled(self, key_id: str, disabled: bool) -> None:
-        self._db.execute("UPDATE api_keys SET disabled=? WHERE id=?", (int(disabled), key_id))
+        with self._tx():
+            self._db.execute("UPDATE api_keys SET disabled=? WHERE id=?", (int(disabled), key_id))
+            if disabled:
+                self._db.execute("DELETE FROM sessions WHERE api_key_id=?", (key_id,))
 
     async def delete_api_key(self, key_id: str) -> bool:
-        return self._db.execute("DELETE FROM api_keys WHERE id=?", (key_id,)).rowcount > 0
+        with self._tx():
+            self._db.execute("DELETE FROM sessions WHERE api_key_id=?", (key_id,))
+            return self._db.execute("DELETE FROM api_keys WHERE id=?", (key_id,)).rowcount > 0
 
     # email/password
     async def create_userpass(self, record: UserpassRecord) -> None:
@@ -303,6 +392,19 @@ class SqliteUserStore:
             self._db.execute("DELETE FROM userpass WHERE email=?", (email,))
             self._db.execute("DELETE FROM email_tokens WHERE email=?", (email,))
 
+    async def list_pending(self, after: str | None, limit: int) -> list[UserpassRecord]:
+        rows = self._db.execute(
+            "SELECT email, identity_id, password_hash, confirmed, created FROM userpass"
+            " WHERE confirmed=0 AND identity_id > ? ORDER BY identity_id LIMIT ?",
+            ("" if after is None else after, limit),
+        ).fetchall()
+        return [
+            UserpassRecord(
+                email=r[0], identity_id=r[1], password_hash=r[2], confirmed=bool(r[3]), created=r[4]
+            )
+            for r in rows
+        ]
+
     async def put_email_token(self, token: EmailToken) -> None:
         self._db.execute(
             "INSERT INTO email_tokens (token_id, kind, email, token_digest, expires_at) VALUES (?,?,?,?,?)",
@@ -324,6 +426,22 @@ class SqliteUserStore:
 
     async def delete_email_tokens(self, email: str, kind: str) -> None:
         self._db.execute("DELETE FROM email_tokens WHERE email=? AND kind=?", (email, kind))
+
+    # Admin API sessions
+    async def create_admin_session(self, session: AdminSessionRecord) -> None:
+        self._db.execute(
+            "INSERT INTO admin_sessions (id, public_key, refresh_digest, expires_at) VALUES (?,?,?,?)",
+            (session.id, session.public_key, session.refresh_digest, session.expires_at),
+        )
+
+    async def get_admin_session(self, session_id: str) -> AdminSessionRecord | None:
+        row = self._db.execute(
+            "SELECT id, public_key, refresh_digest, expires_at FROM admin_sessions WHERE id=?", (session_id,)
+        ).fetchone()
+        return None if row is None else AdminSessionRecord(*row)
+
+    async def delete_admin_session(self, session_id: str) -> bool:
+        return self._db.execute("DELETE FROM admin_sessions WHERE id=?", (session_id,)).rowcount > 0
 
 
 class _Tx:

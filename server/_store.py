@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import attrs
 
 __all__ = [
+    "AdminSessionRecord",
     "ApiKeyRecord",
     "DuplicateError",
     "EmailToken",
@@ -51,6 +52,9 @@ class UserRecord:
     generation: int
     data: Mapping[str, str]
     identities: tuple[IdentityRecord, ...]
+    #: Epoch seconds of the last log-in, and of the last log-in or refresh (0: never).
+    last_login: int = 0
+    last_active: int = 0
 
 
 @attrs.frozen
@@ -60,6 +64,18 @@ class SessionRecord:
     id: str
     user_id: str
     device_id: str
+    refresh_digest: str = attrs.field(repr=False)
+    expires_at: int
+    #: The user API key the session logged in with: disabling or deleting it ends the session.
+    api_key_id: str | None = None
+
+
+@attrs.frozen
+class AdminSessionRecord:
+    """An Admin API session: what an admin refresh token stands for."""
+
+    id: str
+    public_key: str
     refresh_digest: str = attrs.field(repr=False)
     expires_at: int
 
@@ -146,6 +162,27 @@ class UserStore(Protocol):
         """Delete the user, identities, sessions, API keys and email accounts."""
         ...
 
+    async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
+        """Disable or enable the user; whether it exists."""
+        ...
+
+    async def touch_user(self, user_id: str, now: int, *, login: bool) -> None:
+        """Record activity: a log-in (``login``) or a refresh at ``now``."""
+        ...
+
+    async def list_users(self, after: str | None, limit: int, descending: bool) -> list[UserRecord]:
+        """Up to ``limit`` users ordered by id (oldest first unless ``descending``), after ``after``."""
+        ...
+
+    async def purge_anonymous(self, inactive_before: int, limit: int) -> list[str]:
+        """Delete up to ``limit`` users whose identities are all anonymous and whose last
+        activity is before ``inactive_before``; their ids."""
+        ...
+
+    async def stable_id(self, name: str) -> str:
+        """A 24-hex id stored under ``name``, created on first use and kept forever."""
+        ...
+
     # sessions
     async def create_session(self, session: SessionRecord) -> None:
         """Store a new session."""
@@ -181,11 +218,11 @@ class UserStore(Protocol):
         ...
 
     async def set_api_key_disabled(self, key_id: str, disabled: bool) -> None:
-        """Enable or disable a key."""
+        """Enable or disable a key; disabling ends every session logged in with it."""
         ...
 
     async def delete_api_key(self, key_id: str) -> bool:
-        """Delete a key; whether it existed."""
+        """Delete a key and every session logged in with it; whether it existed."""
         ...
 
     # email/password
@@ -209,6 +246,10 @@ class UserStore(Protocol):
         """Forget the account (e.g. its confirmation function failed)."""
         ...
 
+    async def list_pending(self, after: str | None, limit: int) -> list[UserpassRecord]:
+        """Up to ``limit`` unconfirmed accounts ordered by identity id, after ``after``."""
+        ...
+
     async def put_email_token(self, token: EmailToken) -> None:
         """Store a confirmation/reset token."""
         ...
@@ -219,4 +260,17 @@ class UserStore(Protocol):
 
     async def delete_email_tokens(self, email: str, kind: str) -> None:
         """Drop older tokens of that kind for the email."""
+        ...
+
+    # Admin API sessions
+    async def create_admin_session(self, session: AdminSessionRecord) -> None:
+        """Store a new admin session."""
+        ...
+
+    async def get_admin_session(self, session_id: str) -> AdminSessionRecord | None:
+        """The admin session, or None."""
+        ...
+
+    async def delete_admin_session(self, session_id: str) -> bool:
+        """Delete one admin session; whether it existed."""
         ...

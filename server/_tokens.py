@@ -11,6 +11,7 @@ Decoding pins the algorithm list to HS256, so ``alg: none`` and RS/HS confusion 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -35,6 +36,8 @@ class TokenClaims:
     generation: int
     issued_at: int
     expires_at: int
+    #: The access token's ``user_data`` claim (canonical EJSON custom data): ``%%user.custom_data``.
+    user_data: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 class TokenIssuer:
@@ -119,6 +122,7 @@ class TokenIssuer:
                 generation=_int(claims.get("baas_gen", 0)),
                 issued_at=_int(claims["iat"]),
                 expires_at=_int(claims["exp"]),
+                user_data=claims["user_data"] if isinstance(claims.get("user_data"), dict) else {},
             )
         except (KeyError, TypeError):
             raise ApiError.invalid_session(not_found) from None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,27 @@ from appusers.server._config import ScryptSettings
 # Keep GUI toolkits headless wherever a test imports one.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("KIVY_NO_ARGS", "1")
+
+# An App without a storage persists under the platform's user data directory, and keyring
+# storages reach for the OS keyring: no test may touch the real ones. Set at import, before any
+# test or subprocess starts, so child processes inherit it; each test then gets its own
+# directory (below), because many tests open Apps with the same app id and base URL.
+_DATA_ROOT = Path(tempfile.mkdtemp(prefix="appusers-tests-data-"))
+os.environ["XDG_DATA_HOME"] = str(_DATA_ROOT / "session")
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+_data_dirs = itertools.count()
+
+
+def pytest_sessionfinish() -> None:
+    shutil.rmtree(_DATA_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _private_user_data_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, empty user data directory per test (created on demand by the SDK)."""
+    data_dir = _DATA_ROOT / f"t{next(_data_dirs)}"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_dir))
+    yield data_dir
 
 
 def fast_config() -> Any:

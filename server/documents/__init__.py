@@ -30,9 +30,12 @@ For several server processes, use :class:`PyMongoDocumentStore` against one
 MongoDB replica set: the embedded store locks its directory to one process.
 """
 
+from ._aggregate import run_pipeline
 from ._embedded import EmbeddedDocumentCollection, EmbeddedDocumentStore
 from ._errors import DocumentStoreError
-from ._protocol import ChangeStream, DocumentCollection, DocumentStore, UpdateResult
+from ._matching import document_matches
+from ._projection import Projection
+from ._protocol import ChangeStream, DocumentCollection, DocumentStore, UpdateResult, WriteGuard
 from ._pymongo import PyMongoDocumentStore
 
 __all__ = [
@@ -42,6 +45,10 @@ __all__ = [
     "DocumentStoreError",
     "EmbeddedDocumentCollection",
     "EmbeddedDocumentStore",
+    "Projection",
     "PyMongoDocumentStore",
     "UpdateResult",
+    "WriteGuard",
+    "document_matches",
+    "run_pipeline",
 ]

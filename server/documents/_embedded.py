@@ -25,7 +25,7 @@ from ._engine import Change, Engine, Namespace
 from ._errors import DocumentStoreError
 from ._limits import check_depth, check_namespace
 from ._projection import Projection
-from ._protocol import Filter, Sort, UpdateResult
+from ._protocol import Filter, Sort, UpdateResult, WriteGuard
 from ._watch import EmbeddedChangeStream, WatchHub
 
 __all__ = ["EmbeddedDocumentCollection", "EmbeddedDocumentStore"]
@@ -117,11 +117,13 @@ class EmbeddedDocumentStore:
         *,
         queries: Sequence[Any] = (),
         documents: Sequence[Any] = (),
+        passing: tuple[type[Exception], ...] = (),
     ) -> T:
         """Run ``fn`` on the worker within the time limit, after the nesting checks of its inputs.
 
         ``queries`` (filters, updates, projections, sorts, pipelines) count dotted
-        path segments as levels; ``documents`` only their nesting.
+        path segments as levels; ``documents`` only their nesting. Exceptions of
+        the ``passing`` types reach the caller as they are.
         """
         if self._closed:
             raise DocumentStoreError("the document store is closed")
@@ -147,7 +149,12 @@ class EmbeddedDocumentStore:
             except Interrupted:
                 watchdog.disarm()
                 raise MaxTimeExpired(limit) from None
+            except _GuardRaised as raised:
+                # The caller's own verdict on the write (a rule denial, a dry run's end): theirs, as is.
+                raise raised.error from None
             except DocumentStoreError:
+                raise
+            except passing:
                 raise
             except Exception as exc:
                 # The borrowed matcher and pipeline engine raise all sorts for inputs they cannot
@@ -162,7 +169,9 @@ class EmbeddedDocumentStore:
 
         return await asyncio.wrap_future(self._executor.submit(work))
 
-    def _watch(self, ns: Namespace, ids: Sequence[Any] | None, filter: Filter | None) -> EmbeddedChangeStream:
+    def _watch(
+        self, ns: Namespace, ids: Sequence[Any] | None, filter: Filter | None, pre_images: bool = False
+    ) -> EmbeddedChangeStream:
         if self._closed:
             raise DocumentStoreError("the document store is closed")
         if ids is not None and not isinstance(ids, list | tuple):
@@ -171,7 +180,7 @@ class EmbeddedDocumentStore:
             raise DocumentStoreError("a watch filter must be a document")
         check_depth(filter, paths=True, what="the watch filter")
         check_depth(ids, paths=False, what="the watch ids")
-        stream = EmbeddedChangeStream(self._hub, ns, ids=ids, filter=filter)
+        stream = EmbeddedChangeStream(self._hub, ns, ids=ids, filter=filter, pre_images=pre_images)
         if filter:
             # Surface a malformed filter now, as a 400 to the caller, not later on the stream.
             stream.wants(Change("insert", ns, None, None, None), {"operationType": "insert", "ns": {}})
@@ -235,9 +244,12 @@ class EmbeddedDocumentCollection:
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """Update the first match with operators, or replace it with a plain document."""
-        return await self._update(filter, update, multi=False, upsert=upsert, array_filters=array_filters)
+        return await self._update(
+            filter, update, multi=False, upsert=upsert, array_filters=array_filters, guard=guard
+        )
 
     async def update_many(
         self,
@@ -246,9 +258,12 @@ class EmbeddedDocumentCollection:
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """Update every match (operator documents only), atomically."""
-        return await self._update(filter, update, multi=True, upsert=upsert, array_filters=array_filters)
+        return await self._update(
+            filter, update, multi=True, upsert=upsert, array_filters=array_filters, guard=guard
+        )
 
     async def _update(
         self,
@@ -258,26 +273,33 @@ class EmbeddedDocumentCollection:
         multi: bool,
         upsert: bool,
         array_filters: Sequence[Mapping[str, Any]] | None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         def op(e: Engine) -> tuple[UpdateResult, list[Change]]:
             result, _, _, changes = e.update(
-                self._ns, filter, update, multi=multi, upsert=upsert, array_filters=array_filters
+                self._ns,
+                filter,
+                update,
+                multi=multi,
+                upsert=upsert,
+                array_filters=array_filters,
+                guard=_let_through(guard),
             )
             return result, changes
 
         return await self._store._run(op, queries=(filter, update, array_filters))
 
-    async def delete_one(self, filter: Filter) -> int:
+    async def delete_one(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """Delete the first match; returns 0 or 1."""
-        return await self._delete(filter, multi=False)
+        return await self._delete(filter, multi=False, guard=guard)
 
-    async def delete_many(self, filter: Filter) -> int:
+    async def delete_many(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """Delete every match; returns the count."""
-        return await self._delete(filter, multi=True)
+        return await self._delete(filter, multi=True, guard=guard)
 
-    async def _delete(self, filter: Filter, *, multi: bool) -> int:
+    async def _delete(self, filter: Filter, *, multi: bool, guard: WriteGuard | None = None) -> int:
         def op(e: Engine) -> tuple[int, list[Change]]:
-            count, _, changes = e.delete(self._ns, filter, multi=multi)
+            count, _, changes = e.delete(self._ns, filter, multi=multi, guard=_let_through(guard))
             return count, changes
 
         return await self._store._run(op, queries=(filter,))
@@ -285,6 +307,23 @@ class EmbeddedDocumentCollection:
     async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Run an aggregation pipeline (``$lookup`` ``from`` names a collection of the same database)."""
         return await self._store._run(lambda e: (e.aggregate(self._ns, pipeline), []), queries=(pipeline,))
+
+    async def compute(
+        self,
+        fn: Callable[[], T],
+        *,
+        queries: Sequence[Any] = (),
+        passing: tuple[type[Exception], ...] = (),
+    ) -> T:
+        """``fn()`` on the store's worker under its time limit and nesting checks (``queries``).
+
+        For work on documents already read, such as the access rules' pipeline
+        over the readable documents: it then stops at the deadline like any
+        operation, and the event loop never runs it. ``fn`` must not touch the
+        store. Exceptions other than ``DocumentStoreError`` and ``passing`` are
+        reported as a ``DocumentStoreError``.
+        """
+        return await self._store._run(lambda _e: (fn(), []), queries=queries, passing=passing)
 
     async def count(self, filter: Filter | None = None, *, limit: int | None = None) -> int:
         """How many documents match, capped by a positive ``limit``."""
@@ -300,10 +339,11 @@ class EmbeddedDocumentCollection:
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Update the first match by ``sort``; the pre-image, or the post-image with ``return_new``."""
         return await self._find_and_modify(
-            filter, update, projection, sort, upsert, return_new, replace=False
+            filter, update, projection, sort, upsert, return_new, replace=False, guard=guard
         )
 
     async def find_one_and_replace(
@@ -315,10 +355,11 @@ class EmbeddedDocumentCollection:
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Replace the first match by ``sort``; the pre-image, or the post-image with ``return_new``."""
         return await self._find_and_modify(
-            filter, replacement, projection, sort, upsert, return_new, replace=True
+            filter, replacement, projection, sort, upsert, return_new, replace=True, guard=guard
         )
 
     async def _find_and_modify(
@@ -331,13 +372,14 @@ class EmbeddedDocumentCollection:
         return_new: bool,
         *,
         replace: bool,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         proj = Projection(projection)
 
         def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
             _, pre, post, changes = e.update(
                 self._ns, filter, update, multi=False, upsert=upsert, array_filters=None, sort=sort,
-                replace_only=replace,
+                replace_only=replace, guard=_let_through(guard),
             )  # fmt: skip
             image = post if return_new else pre
             return (proj.apply(decode(image)) if image is not None else None), changes
@@ -350,21 +392,44 @@ class EmbeddedDocumentCollection:
         *,
         projection: Mapping[str, Any] | None = None,
         sort: Sort | None = None,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Delete the first match by ``sort`` and return it (projected)."""
         proj = Projection(projection)
 
         def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
-            _, pre, changes = e.delete(self._ns, filter, multi=False, sort=sort)
+            _, pre, changes = e.delete(self._ns, filter, multi=False, sort=sort, guard=_let_through(guard))
             return (proj.apply(decode(pre)) if pre is not None else None), changes
 
         return await self._store._run(op, queries=(filter, projection, sort))
 
     def watch(
-        self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None
+        self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None, pre_images: bool = False
     ) -> EmbeddedChangeStream:
         """Change events from now on (see ``DocumentCollection.watch``); call from a running event loop."""
-        return self._store._watch(self._ns, ids, filter)
+        return self._store._watch(self._ns, ids, filter, pre_images)
+
+
+class _GuardRaised(Exception):
+    """Carries what a write guard raised past the store's net for the borrowed engine's errors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _let_through(guard: WriteGuard | None) -> WriteGuard | None:
+    """``guard`` with its exceptions marked as its own, so that ``_run`` hands them back unchanged."""
+    if guard is None:
+        return None
+
+    def checked(pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> None:
+        try:
+            guard(pairs)
+        except Exception as exc:
+            raise _GuardRaised(exc) from None
+
+    return checked
 
 
 def _check_limit(limit: int | None) -> None:

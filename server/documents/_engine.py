@@ -34,7 +34,7 @@ from ._errors import DocumentStoreError
 from ._index import EqualityIndexes
 from ._matching import matches, prepare_filter, sort_entries, sort_spec
 from ._projection import Projection
-from ._protocol import UpdateResult
+from ._protocol import UpdateResult, WriteGuard
 from ._regex import SafePattern
 from ._update import apply_update, is_replacement, seed_from_filter, validate_update
 
@@ -235,6 +235,7 @@ class Engine:
         array_filters: Sequence[Mapping[str, Any]] | None,
         sort: Any = None,
         replace_only: bool = False,
+        guard: WriteGuard | None = None,
     ) -> tuple[UpdateResult, bytes | None, bytes | None, list[Change]]:
         """Update (or replace) the first or every match; returns the result and the first pre/post images."""
         if not isinstance(filter, Mapping):
@@ -257,6 +258,7 @@ class Engine:
         first_pre: bytes | None = None
         first_post: bytes | None = None
         modified = 0
+        images: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
         for entry in selected:
             old = decode(entry.raw)
             if replacement:
@@ -264,6 +266,8 @@ class Engine:
             else:
                 new = apply_update(old, update, filter=filter, array_filters=array_filters)
             raw = _too_large_check(encode(new))
+            if guard is not None:
+                images.append((decode(entry.raw), decode(raw)))
             if first_pre is None:
                 first_pre, first_post = entry.raw, raw
             if raw != entry.raw:
@@ -289,11 +293,21 @@ class Engine:
             write.inserts.append((key, raw))
             write.changes.append(Change("insert", ns, upserted_id, None, raw))
             first_post = raw
+            if guard is not None:
+                images.append((None, decode(raw)))
+        if guard is not None:
+            guard(images)
         self._commit(write)
         return UpdateResult(len(selected), modified, upserted_id), first_pre, first_post, write.changes
 
     def delete(
-        self, ns: Namespace, filter: Mapping[str, Any], *, multi: bool, sort: Any = None
+        self,
+        ns: Namespace,
+        filter: Mapping[str, Any],
+        *,
+        multi: bool,
+        sort: Any = None,
+        guard: WriteGuard | None = None,
     ) -> tuple[int, bytes | None, list[Change]]:
         """Delete the first or every match; returns the count and the first deleted document's BSON."""
         if not isinstance(filter, Mapping):
@@ -304,6 +318,8 @@ class Engine:
             doc_id = decode(entry.raw)["_id"]
             write.deletes.append((id_key(doc_id), entry))
             write.changes.append(Change("delete", ns, doc_id, entry.raw, None))
+        if guard is not None:
+            guard([(decode(entry.raw), None) for entry in selected])
         self._commit(write)
         return len(selected), (selected[0].raw if selected else None), write.changes
 

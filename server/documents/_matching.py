@@ -26,7 +26,15 @@ from ._regex import safe_patterns
 
 _install_re2()
 
-__all__ = ["FOREIGN_ERRORS", "compare", "matches", "prepare_filter", "sort_entries", "sort_spec"]
+__all__ = [
+    "FOREIGN_ERRORS",
+    "compare",
+    "document_matches",
+    "matches",
+    "prepare_filter",
+    "sort_entries",
+    "sort_spec",
+]
 
 T = TypeVar("T")
 
@@ -69,6 +77,13 @@ def matches(filter_view: Mapping[str, Any], doc_view: Mapping[str, Any]) -> bool
         return bool(filtering.filter_applies(filter_view, doc_view))
     except FOREIGN_ERRORS as exc:
         raise DocumentStoreError(f"bad query: {exc}") from None
+
+
+def document_matches(filter: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> bool:
+    """Whether a plain document matches a plain query (for one-off checks outside the engine)."""
+    view = to_view(dict(doc))
+    assert isinstance(view, dict)
+    return matches(prepare_filter(filter), view)
 
 
 def compare(a: Any, b: Any) -> int:

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["ChangeStream", "DocumentCollection", "DocumentStore", "Filter", "Sort", "UpdateResult"]
+__all__ = [
+    "ChangeStream",
+    "DocumentCollection",
+    "DocumentStore",
+    "Filter",
+    "Sort",
+    "UpdateResult",
+    "WriteGuard",
+]
 
 #: A MongoDB query document.
 Filter = Mapping[str, Any]
 #: ``{"field": 1 | -1, ...}`` (the order of the keys is the order of the sort) or ``[(field, 1 | -1), ...]``.
 Sort = Mapping[str, int] | Sequence[tuple[str, int]]
+#: Called with every ``(pre_image, post_image)`` of a write (``None`` for an insert's pre-image
+#: or a delete's post-image) after the write is computed and before anything is committed; an
+#: exception it raises cancels the whole write and reaches the caller. The access rules check
+#: writes through it (``appusers.server.rules``).
+WriteGuard = Callable[[list[tuple[dict[str, Any] | None, dict[str, Any] | None]]], None]
 
 
 @attrs.frozen
@@ -75,6 +88,7 @@ class DocumentCollection(Protocol):
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """Update the first match (operators, or a replacement document)."""
         ...
@@ -86,15 +100,16 @@ class DocumentCollection(Protocol):
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """Update every match (operators only)."""
         ...
 
-    async def delete_one(self, filter: Filter) -> int:
+    async def delete_one(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """Delete the first match; returns 0 or 1."""
         ...
 
-    async def delete_many(self, filter: Filter) -> int:
+    async def delete_many(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """Delete every match; returns how many."""
         ...
 
@@ -115,6 +130,7 @@ class DocumentCollection(Protocol):
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Update the first match (by ``sort``); the pre-image, or the post-image with ``return_new``."""
         ...
@@ -128,6 +144,7 @@ class DocumentCollection(Protocol):
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Replace the first match (by ``sort``); the pre-image, or the post-image with ``return_new``."""
         ...
@@ -138,12 +155,18 @@ class DocumentCollection(Protocol):
         *,
         projection: Mapping[str, Any] | None = None,
         sort: Sort | None = None,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """Delete the first match (by ``sort``) and return it."""
         ...
 
-    def watch(self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None) -> ChangeStream:
+    def watch(
+        self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None, pre_images: bool = False
+    ) -> ChangeStream:
         """Change events from now on: all, those with ``documentKey._id`` in ``ids``, or matching ``filter``.
+
+        With ``pre_images`` update, replace and delete events also carry
+        ``fullDocumentBeforeChange`` (the access rules decide on it who may see a delete).
 
         The stream is registered when ``watch`` returns, so a change made after
         this call is always delivered.

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DocumentStoreError
-from ._protocol import Filter, Sort, UpdateResult
+from ._protocol import Filter, Sort, UpdateResult, WriteGuard
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
@@ -30,6 +30,13 @@ def _translated() -> Any:
         yield
     except PyMongoError as exc:
         raise DocumentStoreError(str(exc)) from None
+
+
+def _no_guard(guard: WriteGuard | None) -> None:
+    # A guard needs the images before the commit; the driver offers that only inside a
+    # transaction, which is not implemented here yet. Refuse rather than skip the check.
+    if guard is not None:
+        raise DocumentStoreError("rule-checked writes (write guards) need the embedded store for now")
 
 
 def _sort(sort: Sort | None) -> list[tuple[str, int]] | None:
@@ -106,8 +113,10 @@ class PyMongoDocumentCollection:
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """See ``DocumentCollection.update_one``; a plain document is a replacement."""
+        _no_guard(guard)
         with _translated():
             if update and not any(str(k).startswith("$") for k in update):
                 r = await self._coll.replace_one(filter, update, upsert=upsert)
@@ -122,19 +131,23 @@ class PyMongoDocumentCollection:
         *,
         upsert: bool = False,
         array_filters: Sequence[Mapping[str, Any]] | None = None,
+        guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """See ``DocumentCollection.update_many``."""
+        _no_guard(guard)
         with _translated():
             r = await self._coll.update_many(filter, update, upsert=upsert, array_filters=array_filters)
             return UpdateResult(r.matched_count, r.modified_count, r.upserted_id)
 
-    async def delete_one(self, filter: Filter) -> int:
+    async def delete_one(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """See ``DocumentCollection.delete_one``."""
+        _no_guard(guard)
         with _translated():
             return int((await self._coll.delete_one(filter)).deleted_count)
 
-    async def delete_many(self, filter: Filter) -> int:
+    async def delete_many(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """See ``DocumentCollection.delete_many``."""
+        _no_guard(guard)
         with _translated():
             return int((await self._coll.delete_many(filter)).deleted_count)
 
@@ -159,10 +172,12 @@ class PyMongoDocumentCollection:
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """See ``DocumentCollection.find_one_and_update``."""
         from pymongo import ReturnDocument
 
+        _no_guard(guard)
         with _translated():
             doc: dict[str, Any] | None = await self._coll.find_one_and_update(
                 filter, update, projection=projection, sort=_sort(sort), upsert=upsert,
@@ -179,10 +194,12 @@ class PyMongoDocumentCollection:
         sort: Sort | None = None,
         upsert: bool = False,
         return_new: bool = False,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """See ``DocumentCollection.find_one_and_replace``."""
         from pymongo import ReturnDocument
 
+        _no_guard(guard)
         with _translated():
             doc: dict[str, Any] | None = await self._coll.find_one_and_replace(
                 filter, replacement, projection=projection, sort=_sort(sort), upsert=upsert,
@@ -191,30 +208,39 @@ class PyMongoDocumentCollection:
             return doc
 
     async def find_one_and_delete(
-        self, filter: Filter, *, projection: Mapping[str, Any] | None = None, sort: Sort | None = None
+        self,
+        filter: Filter,
+        *,
+        projection: Mapping[str, Any] | None = None,
+        sort: Sort | None = None,
+        guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """See ``DocumentCollection.find_one_and_delete``."""
+        _no_guard(guard)
         with _translated():
             doc: dict[str, Any] | None = await self._coll.find_one_and_delete(
                 filter, projection=projection, sort=_sort(sort)
             )
             return doc
 
-    def watch(self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None) -> PyMongoChangeStream:
+    def watch(
+        self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None, pre_images: bool = False
+    ) -> PyMongoChangeStream:
         """See ``DocumentCollection.watch``; uses a MongoDB change stream with ``updateLookup``."""
         pipeline: list[dict[str, Any]] = []
         if ids is not None:
             pipeline.append({"$match": {"documentKey._id": {"$in": list(ids)}}})
         if filter is not None:
             pipeline.append({"$match": dict(filter)})
-        return PyMongoChangeStream(self._coll, pipeline)
+        return PyMongoChangeStream(self._coll, pipeline, pre_images)
 
 
 class PyMongoChangeStream:
     """Opens the driver's change stream on first ``__anext__``; ``aclose()`` closes it."""
 
-    def __init__(self, coll: Any, pipeline: list[dict[str, Any]]) -> None:
+    def __init__(self, coll: Any, pipeline: list[dict[str, Any]], pre_images: bool = False) -> None:
         self._coll = coll
+        self._pre_images = pre_images
         self._pipeline = pipeline
         self._stream: Any = None
         self._closed = False
@@ -227,7 +253,8 @@ class PyMongoChangeStream:
             raise StopAsyncIteration
         with _translated():
             if self._stream is None:
-                self._stream = await self._coll.watch(self._pipeline, full_document="updateLookup")
+                extra = {"full_document_before_change": "whenAvailable"} if self._pre_images else {}
+                self._stream = await self._coll.watch(self._pipeline, full_document="updateLookup", **extra)
             event: dict[str, Any] = await self._stream.next()
             return event
 

@@ -52,6 +52,7 @@ class EmbeddedChangeStream:
         *,
         ids: Sequence[Any] | None,
         filter: Mapping[str, Any] | None,
+        pre_images: bool = False,
     ) -> None:
         try:
             self._loop = asyncio.get_running_loop()
@@ -60,6 +61,7 @@ class EmbeddedChangeStream:
         self._hub = hub
         self.ns = ns
         self.loop = self._loop
+        self.pre_images = pre_images
         self._ids = None if ids is None else {id_key(i) for i in ids}
         self._filter = None if filter is None else prepare_filter(filter)
         self._buffer: collections.deque[bytes] = collections.deque()
@@ -215,7 +217,9 @@ class WatchHub:
             if not streams:
                 continue
             base = self._event(change)
+            # Encoded once per shape (with or without the pre-image) and shared by every stream.
             data: bytes | None = None
+            data_pre: bytes | None = None
             for stream in streams:
                 try:
                     wanted = stream.wants(change, base)
@@ -225,9 +229,18 @@ class WatchHub:
                     stream.fail_threadsafe(exc)
                     continue
                 if wanted:
-                    if data is None:
-                        data = bson.encode(base, codec_options=CODEC_OPTIONS)
-                    batches.setdefault(stream.loop, {}).setdefault(stream, []).append(data)
+                    if stream.pre_images and change.pre is not None:
+                        if data_pre is None:
+                            data_pre = bson.encode(
+                                {**base, "fullDocumentBeforeChange": decode(change.pre)},
+                                codec_options=CODEC_OPTIONS,
+                            )
+                        encoded = data_pre
+                    else:
+                        if data is None:
+                            data = bson.encode(base, codec_options=CODEC_OPTIONS)
+                        encoded = data
+                    batches.setdefault(stream.loop, {}).setdefault(stream, []).append(encoded)
         for loop, batch in batches.items():
             try:
                 loop.call_soon_threadsafe(_deliver, batch)

@@ -6,10 +6,19 @@ state and request plumbing) whose ``routes()`` lists its aiohttp route definitio
 
 from __future__ import annotations
 
+from .admin import AdminAccess, AdminRoutes
 from .api_keys import ApiKeyRoutes
 from .functions import FunctionRoutes
 from .hooks import HookRoutes
 from .session import SessionRoutes
 from .userpass import UserpassRoutes
 
-__all__ = ["ApiKeyRoutes", "FunctionRoutes", "HookRoutes", "SessionRoutes", "UserpassRoutes"]
+__all__ = [
+    "AdminAccess",
+    "AdminRoutes",
+    "ApiKeyRoutes",
+    "FunctionRoutes",
+    "HookRoutes",
+    "SessionRoutes",
+    "UserpassRoutes",
+]

@@ -103,7 +103,8 @@ class ApiKeyRoutes:
             return fault
         user = await self._api_key_user(request)
         key = await self._owned_key(request, user)
-        await self.server.store.delete_api_key(key.id)
+        await self.server.store.delete_api_key(key.id)  # and the sessions logged in with it
+        await self.server.user_admin.end_revoked_streams(user.id)
         return empty_response(204)
 
     async def toggle_api_key(self, request: web.Request) -> web.StreamResponse:
@@ -113,4 +114,5 @@ class ApiKeyRoutes:
         user = await self._api_key_user(request)
         key = await self._owned_key(request, user)
         await self.server.store.set_api_key_disabled(key.id, request.match_info["toggle"] == "disable")
+        await self.server.user_admin.end_revoked_streams(user.id)
         return empty_response(204)

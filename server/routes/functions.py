@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .._errors import ApiError
+from .._functions import request_info
 from .._http import json_response
-from .._mongo import call_mongo, parse_target, store_errors
+from .._mongo import call_mongo, parse_target, rule_error, store_errors
 from .._sse import WatchSlots, decode_baas_request, serve_watch
 from .._store import UserRecord
+from .._tokens import TokenClaims
+from ..rules import RuleDenied
 from ._paths import APP
 
 if TYPE_CHECKING:
@@ -47,9 +50,9 @@ class FunctionRoutes:
         if (fault := self.server.enter("function_call")) is not None:
             return fault
         self.server.check_app(request)
-        _claims, user = await self.server.access(request)
+        claims, user = await self.server.access(request)
         body = await self.server.read_body(request)
-        result = await self._dispatch(body, user)
+        result = await self._dispatch(body, user, request, claims)
         try:
             return json_response(result)
         except Exception:  # an un-encodable return value is the function's fault
@@ -57,7 +60,9 @@ class FunctionRoutes:
                 400, "FunctionExecutionError", "function returned a value that cannot be encoded as EJSON"
             ) from None
 
-    async def _dispatch(self, body: Mapping[str, Any], user: UserRecord) -> Any:
+    async def _dispatch(
+        self, body: Mapping[str, Any], user: UserRecord, request: web.Request, claims: TokenClaims
+    ) -> Any:
         name = body.get("name")
         if name is None:
             raise ApiError.missing_parameter("name")
@@ -70,10 +75,13 @@ class FunctionRoutes:
         if service is not None:
             if service not in self.server.config.mongo_services:
                 raise ApiError(404, "ServiceNotFound", f"service not found: {service!r}")
-            return await call_mongo(self.server.documents, name, arguments)
-        result = await self.server.registry.invoke(
-            name, self.server.context(await self.server.function_user(user)), arguments
-        )
+            ruled = self.server.rules.for_request(
+                request, service=service, action=name, claims=claims, user=user
+            )
+            return await call_mongo(self.server.documents, name, arguments, ruled=ruled)
+        # A client call: private functions answer as unknown ones, can_evaluate must hold.
+        context = self.server.context(await self.server.function_user(user), request_info(request))
+        result = await self.server.registry.call(name, context, arguments)
         if isinstance(result, Mapping) and (
             isinstance(result.get("error"), str)
             or (isinstance(result.get("error_code"), str) and result["error_code"])
@@ -90,7 +98,7 @@ class FunctionRoutes:
             return fault
         self.server.check_app(request)
         header_token = self.server.bearer(request)
-        _claims, user = await self.server.access(
+        claims, user = await self.server.access(
             request, header_token or request.query.get("baas_at") or None
         )
         call = decode_baas_request(request.query.get("baas_request"))
@@ -106,11 +114,19 @@ class FunctionRoutes:
             raise ApiError.invalid_parameter("expected 'ids' to be an array")
         if filter_ is not None and not isinstance(filter_, Mapping):
             raise ApiError.invalid_parameter("expected 'filter' to be an object")
+        ruled = self.server.rules.for_request(
+            request, service=str(service), action="watch", claims=claims, user=user
+        )
         with self.watch_slots.hold(user.id):
             try:
-                watcher = self.server.documents.collection(arg["database"], arg["collection"]).watch(
+                raw = self.server.documents.collection(arg["database"], arg["collection"])
+                watcher = ruled(raw, arg["database"], arg["collection"]).watch(
                     ids=ids, filter=dict(filter_) if filter_ is not None else None
                 )
+            except RuleDenied as exc:
+                raise rule_error(exc) from None
             except store_errors() as exc:
                 raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
-            return await serve_watch(request, watcher, self.server.streams)
+            # Tracked so that disabling the user or ending the session ends the stream too.
+            with self.server.user_admin.stream(user.id, claims.session_id):
+                return await serve_watch(request, watcher, self.server.streams)

@@ -75,26 +75,32 @@ class SessionRoutes:
         if linking:
             linked = await self.server.access(request)
         body = await self.server.read_body(request)
-        resolved = await self.server.providers.resolve(provider, body, request.remote or "unknown")
+        address = self.server.client_address(request)
+        resolved = await self.server.providers.resolve(provider, body, address)
         if linked is not None:
             return await self._link(linked, resolved)
-        user = await self._user_for(resolved)
+        user, created = await self._user_for(resolved)
         if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
+            raise ApiError.user_disabled()
         device_id = _device_id(body)
         refresh_session_id = new_object_id()
         refresh, expires = self.server.issuer.refresh_token(
             user_id=user.id, session_id=refresh_session_id, device_id=device_id
         )
+        # A user API key's sessions end when the key is disabled or deleted.
+        identity = resolved.identity
+        key_id = identity.id if resolved.owner and identity.provider_type == "api-key" else None
         session = SessionRecord(
             id=refresh_session_id,
             user_id=user.id,
             device_id=device_id,
             refresh_digest=digest(refresh),
             expires_at=expires,
+            api_key_id=key_id,
         )
         await self.server.store.create_session(session)
-        return json_response(
+        await self.server.user_admin.touched(user.id, login=True)
+        reply = json_response(
             {
                 "access_token": await self.server.access_token(user, session),
                 "refresh_token": refresh,
@@ -102,17 +108,25 @@ class SessionRoutes:
                 "device_id": device_id,
             }
         )
+        # Triggers start only once the log-in cannot fail any more, and never delay it.
+        if created:
+            self.server.triggers.fire("CREATE", user, [provider])
+        self.server.triggers.fire("LOGIN", user, [provider])
+        return reply
 
-    async def _user_for(self, resolved: Resolved) -> UserRecord:
+    async def _user_for(self, resolved: Resolved) -> tuple[UserRecord, bool]:
+        """The user the identity belongs to, and whether this log-in created it."""
         identity = resolved.identity
         owner = resolved.owner or await self.server.store.find_identity_owner(
             identity.provider_type, identity.id
         )
         if owner is None:
             try:
-                return await self.server.store.create_user(
+                created = await self.server.store.create_user(
                     resolved.user_type, _clean_data(resolved.data), identity
                 )
+                await self.server.user_created(created)
+                return created, True
             except DuplicateError:  # a concurrent first login created it meanwhile
                 owner = await self.server.store.find_identity_owner(identity.provider_type, identity.id)
                 if owner is None:
@@ -129,7 +143,7 @@ class SessionRoutes:
         user = await self.server.store.get_user(owner)
         if user is None:
             raise ApiError.unauthorized_login()
-        return await self._merge_data(user, resolved.data)
+        return await self._merge_data(user, resolved.data), False
 
     async def _merge_data(self, user: UserRecord, data: Mapping[str, str]) -> UserRecord:
         merged = {**user.data, **_clean_data(data)}
@@ -176,7 +190,8 @@ class SessionRoutes:
             return fault
         session, user = await self.server.refresh_session(request, "invalid session: invalid refresh token")
         if user.disabled:
-            raise ApiError(401, "UserDisabled", "user disabled")
+            raise ApiError.user_disabled()
+        await self.server.user_admin.touched(user.id, login=False)
         return json_response({"access_token": await self.server.access_token(user, session)}, 201)
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
@@ -191,6 +206,7 @@ class SessionRoutes:
             # Clients look for this phrase to treat "already logged out" as success.
             raise ApiError.invalid_session("invalid session: failed to find refresh token") from None
         await self.server.store.delete_session(session.id)
+        await self.server.user_admin.end_revoked_streams(session.user_id)
         return empty_response(204)
 
     async def profile(self, request: web.Request) -> web.StreamResponse:
@@ -224,7 +240,9 @@ class SessionRoutes:
         if (fault := self.server.enter("delete")) is not None:
             return fault
         _claims, user = await self.server.access(request)
-        await self.server.store.delete_user(user.id)
+        if await self.server.store.delete_user(user.id):
+            self.server.user_deleted(user)
+        await self.server.user_admin.end_revoked_streams(user.id)
         return empty_response(204)
 
 

@@ -47,5 +47,5 @@ class UserpassRoutes:
             raise ApiError(404, "AuthProviderNotFound", f"authentication provider {provider!r} not found")
         body = await self.server.read_body(request)
         action = request.match_info["action"]
-        await self.server.email_password.handle(action, body)
+        await self.server.email_password.handle(action, body, self.server.client_address(request))
         return empty_response(201 if action == "register" else 204)

@@ -3,10 +3,11 @@
 Commands:
   modes <dir> <umask>...   for each umask, open a store under a new nested directory and
                            print {umask: {relative path: mode}} as JSON
-  counter <path> <n>       print "ready", wait for a line on stdin, then increment the
-                           "counter" key n times with FileStorage.transact; print "done"
+  counter <path> <n> [file|sqlite]
+                           print "ready", wait for a line on stdin, then increment the
+                           "counter" key n times with the storage's transact; print "done"
   hold-lock <lock path>    flock the file, print "locked", hold it until stdin closes
-  fork-writers <path> <value size> <filestorage|in-place>
+  fork-writers <path> <value size> <filestorage|sqlite|in-place>
                            a small fork server: for each "fork <seed>" line on stdin, fork a
                            child that rewrites the store in a loop (through FileStorage, or
                            naively in place as a negative control) and print its pid (the
@@ -25,7 +26,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from appusers.adapters import FileStorage
+from appusers.adapters import FileStorage, SQLiteStorage
+
+STORAGES = {"file": FileStorage, "sqlite": SQLiteStorage}
 
 
 def value_for(generation: int, size: int) -> str:
@@ -65,12 +68,12 @@ def modes(base: Path, umasks: list[int]) -> None:
     print(json.dumps(report))
 
 
-def counter(path: Path, n: int) -> None:
+def counter(path: Path, n: int, kind: str = "file") -> None:
     def increment(current: Mapping[str, str]) -> Mapping[str, str | None]:
         return {"counter": str(int(current.get("counter", "0")) + 1)}
 
     async def run() -> None:
-        storage = FileStorage(path, lock_timeout=30)
+        storage = STORAGES[kind](path, lock_timeout=30)
         await storage.open()
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
@@ -90,7 +93,11 @@ def hold_lock(lock_path: Path) -> None:
 
 
 def fork_writers(path: Path, size: int, how: str) -> None:
-    writer = {"filestorage": _rewrite_forever, "in-place": _rewrite_in_place_forever}[how]
+    writer = {
+        "filestorage": _rewrite_forever,
+        "sqlite": _rewrite_sqlite_forever,
+        "in-place": _rewrite_in_place_forever,
+    }[how]
     # This process stays single-threaded (no event loop runs here), so forking is safe;
     # children start in a few milliseconds with everything already imported.
     for line in sys.stdin:
@@ -128,6 +135,16 @@ async def _rewrite_forever(path: Path, seed: int, size: int) -> None:
         await storage.update({"a": value, "b": value, "generation": str(generation)})
 
 
+async def _rewrite_sqlite_forever(path: Path, seed: int, size: int) -> None:
+    storage = SQLiteStorage(path)
+    generation = seed * 1_000_000
+    while True:
+        generation += 1
+        value = value_for(generation, size)
+        _writing(seed)
+        await storage.update({"a": value, "b": value, "generation": str(generation)})
+
+
 async def _rewrite_in_place_forever(path: Path, seed: int, size: int) -> None:
     generation = seed * 1_000_000
     while True:
@@ -145,7 +162,7 @@ def main(argv: list[str]) -> None:
     if command == "modes":
         modes(Path(args[0]), [int(u, 8) for u in args[1:]])
     elif command == "counter":
-        counter(Path(args[0]), int(args[1]))
+        counter(Path(args[0]), int(args[1]), *args[2:])
     elif command == "hold-lock":
         hold_lock(Path(args[0]))
     elif command == "fork-writers":

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import pytest
 from appusers.adapters import FileStorage
 from appusers.adapters import _file as file_module
 from appusers.adapters.storage_contract import CANARY, StorageContract
-from appusers.errors import StorageError, StorageLockTimeoutError
+from appusers.errors import InsecureStorageError, StorageError, StorageLockTimeoutError
 from appusers.storage import Storage, StorageIssue
 
 WORKER = Path(__file__).with_name("storage_worker.py")
@@ -92,13 +93,23 @@ class TestFileStorageContract(StorageContract):
 # -- format and basics ------------------------------------------------------------------
 
 
-async def test_file_is_a_versioned_json_document(store_path: Path) -> None:
-    await FileStorage(store_path).update({"b": "2", "a": "1"})
-    assert json.loads(await asyncio.to_thread(store_path.read_bytes)) == {
-        "format": "appusers-storage",
-        "version": 1,
-        "items": {"b": "2", "a": "1"},
-    }
+async def test_file_format_2_is_a_checked_header_then_key_and_value_lines(store_path: Path) -> None:
+    await FileStorage(store_path).update({"b": "2", "a": "1", "tab\tkey": "x", "nl": "two\nlines"})
+    data = await asyncio.to_thread(store_path.read_bytes)
+    head, _, rest = data.partition(b"\n")
+    assert head == b"appusers-storage 2 3 %08x" % zlib.crc32(rest)
+    assert rest == b'{"nl":"two\\nlines"}\nb\n2\na\n1\ntab\tkey\nx\n'
+
+
+async def test_a_format_1_store_is_read_and_migrated_on_the_next_write(store_path: Path) -> None:
+    old = {"app(a):user(1):refreshToken": CANARY, "multi": "line\none", "tab": "a\tb"}
+    write_store_bytes(store_path, document(old))
+    storage = FileStorage(store_path)
+    assert await storage.items("") == old
+    assert storage.drain_issues() == []
+    await storage.set("new", "v")
+    assert (await asyncio.to_thread(store_path.read_bytes)).startswith(b"appusers-storage 2 3 ")
+    assert await FileStorage(store_path).items("") == {**old, "new": "v"}
 
 
 async def test_keys_keep_insertion_order(store_path: Path) -> None:
@@ -198,12 +209,12 @@ def test_modes_are_private_under_any_umask(tmp_path: Path) -> None:
         assert {m for m in files.values()} == {"600"}, (umask, files)
 
 
-async def test_widened_modes_are_repaired_and_reported(
+async def test_widened_files_are_repaired_and_reported_but_the_directory_is_left_alone(
     store_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await FileStorage(store_path).set("app(a):user(1):accessToken", CANARY)
     os.chmod(store_path, 0o644)
-    os.chmod(store_path.parent, 0o755)
+    os.chmod(store_path.parent, 0o755)  # others may read it, only we write: fine, and not ours to change
     os.chmod(store_path.with_name("users.json.lock"), 0o666)
     caplog.set_level(logging.DEBUG)
 
@@ -211,38 +222,84 @@ async def test_widened_modes_are_repaired_and_reported(
     await storage.open()
 
     assert mode_of(store_path) == 0o600
-    assert mode_of(store_path.parent) == 0o700
+    assert mode_of(store_path.parent) == 0o755
     assert mode_of(storage.lock_path) == 0o600
     issues = storage.drain_issues()
-    assert kinds(issues) == ["permissions-repaired"] * 3
-    assert {issue.path for issue in issues} == {
-        str(store_path.parent),
-        str(store_path),
-        str(storage.lock_path),
-    }
+    assert kinds(issues) == ["permissions-repaired"] * 2
+    assert {issue.path for issue in issues} == {str(store_path), str(storage.lock_path)}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 3
+    assert len(warnings) == 2
     assert CANARY not in caplog.text
     assert await storage.get("app(a):user(1):accessToken") == CANARY
     assert storage.drain_issues() == []
 
 
-async def test_a_shared_sticky_directory_is_left_alone(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_the_working_directory_keeps_its_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "project"
+    work.mkdir()
+    os.chmod(work, 0o755)
+    monkeypatch.chdir(work)
+    storage = FileStorage(Path("session.json"))  # a relative path, as a script might pass
+    await storage.set("k", "v")
+    assert mode_of(work) == 0o755
+    assert mode_of(work / "session.json") == 0o600
+    assert mode_of(work / "session.json.lock") == 0o600
+    assert await FileStorage(work / "session.json").get("k") == "v"
+
+
+@pytest.mark.parametrize("mode", [0o775, 0o757, 0o777, 0o1777, 0o1770], ids=oct)
+async def test_a_directory_others_can_write_to_is_refused_and_left_alone(
+    tmp_path: Path, mode: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
-    os.chmod(shared, 0o1777)
+    os.chmod(shared, mode)
     storage = FileStorage(shared / "users.json")
-    await storage.set("k", "v")
-    assert mode_of(shared) == 0o1777  # like /tmp: narrowing it would break other users
-    assert mode_of(shared / "users.json") == 0o600
-    assert storage.drain_issues() == []
-    assert "shared" in caplog.text
+    with pytest.raises(InsecureStorageError) as caught:
+        await storage.set("k", CANARY)
+    assert isinstance(caught.value, StorageError)
+    assert "writable by other users" in str(caught.value) and str(shared) in str(caught.value)
+    assert CANARY not in str(caught.value) and CANARY not in caplog.text
+    assert mode_of(shared) == mode  # never narrowed: not ours (think of /tmp or a team folder)
+    assert list(shared.iterdir()) == []  # nothing written there, not even the lock file
+    with pytest.raises(InsecureStorageError):
+        await storage.items("")
+
+
+async def test_a_read_only_directory_is_read_and_keeps_its_mode(store_path: Path) -> None:
+    await FileStorage(store_path).set("k", "v")
+    os.unlink(store_path.with_name("users.json.lock"))
+    os.chmod(store_path.parent, 0o555)
+    try:
+        storage = FileStorage(store_path)
+        assert await storage.get("k") == "v"  # e.g. `appusers whoami` on a read-only data dir
+        assert mode_of(store_path.parent) == 0o555
+        if os.geteuid() != 0:  # root writes anywhere; everyone else gets a typed error
+            with pytest.raises(StorageError):
+                await storage.set("k", "w")
+            assert await FileStorage(store_path).get("k") == "v"
+        assert mode_of(store_path.parent) == 0o555
+    finally:
+        os.chmod(store_path.parent, 0o700)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+async def test_a_store_owned_by_another_user_is_refused(store_path: Path) -> None:
+    await FileStorage(store_path).set("k", "v")
+    os.chown(store_path, 65534, 65534)
+    with pytest.raises(InsecureStorageError) as caught:
+        await FileStorage(store_path).get("k")
+    assert "belongs to another user" in str(caught.value)
 
 
 # -- corruption (R9) ----------------------------------------------------------------------
 
+def v2_file(body: bytes, *, count: int) -> bytes:
+    """A format-2 file with a correct checksum, so only the body's own flaw is tested."""
+    return b"appusers-storage 2 %d %08x\n%s" % (count, zlib.crc32(body), body)
+
+
+VALID_2 = v2_file(("{}\napp(a):user(1):refreshToken\n" + CANARY * 20 + "\n").encode(), count=1)
 VALID = document({"app(a):user(1):refreshToken": CANARY * 20, "app(a):userIds": '["1"]'})
 CORRUPT = {
     "empty": b"",
@@ -257,6 +314,25 @@ CORRUPT = {
     "wrong-format": document({}, format="realm-web"),
     "no-format": json.dumps({"version": 1, "items": {}}).encode(),
     "newer-version": document({}, version=2),
+    "v2-newer-version": b"appusers-storage 3 0 00000000\n{}\n",
+    "v2-no-newline": b"appusers-storage 2 0 00000000",
+    "v2-bad-header": b"appusers-storage 2 x y\n{}\n",
+    "v2-header-too-long": b"appusers-storage 2 0 " + b"0" * 200 + b"\n{}\n",
+    "v2-bad-checksum": b"appusers-storage 2 1 00000000\n{}\na\n1\n",
+    "v2-truncated": VALID_2[: len(VALID_2) // 2],
+    "v2-truncated-by-one": VALID_2[:-1],
+    "v2-count-too-high": v2_file(b"{}\na\n1\n", count=2),
+    "v2-count-too-low": v2_file(b"{}\na\n1\nb\n2\n", count=1),
+    "v2-odd-lines": v2_file(b"{}\na\n1\nb\n", count=1),
+    "v2-duplicate-key": v2_file(b"{}\na\n1\na\n2\n", count=2),
+    "v2-duplicate-quoted-key": v2_file(b'{"a":"x"}\na\n1\n', count=1),
+    "v2-unterminated": v2_file(b"{}\na\n1", count=1),
+    "v2-no-quoted-line": v2_file(b"", count=0),
+    "v2-quoted-not-an-object": v2_file(b"[]\n", count=0),
+    "v2-quoted-value-not-a-string": v2_file(b'{"a":1}\n', count=0),
+    "v2-quoted-bad-json": v2_file(b'{"a":\n', count=0),
+    "v2-not-utf8": v2_file(b"{}\na\n\xff\xfe\n", count=1),
+    "v2-quoted-deeply-nested": v2_file(b"[" * 100_000 + b"\n", count=0),
     "version-as-string": document({}, version="1"),
     "version-true": document({}, version=True),
     "items-not-object": document(["a", "b"]),
@@ -437,15 +513,21 @@ class KillReport:
 
 
 def kill_writers(
-    worker: Callable[..., subprocess.Popen[str]], path: Path, *, kills: int, size: int, how: str
+    worker: Callable[..., subprocess.Popen[str]],
+    path: Path,
+    *,
+    kills: int,
+    size: int,
+    how: str,
+    storage_class: Callable[[Path], Storage] = FileStorage,
 ) -> KillReport:
     """SIGKILL ``kills`` writer processes at random instants, inspecting the store after each."""
     asyncio.run(
-        FileStorage(path).update({"a": value_for(0, size), "b": value_for(0, size), "generation": "0"})
+        storage_class(path).update({"a": value_for(0, size), "b": value_for(0, size), "generation": "0"})
     )
 
     async def inspect() -> tuple[bool, list[str], int]:
-        storage = FileStorage(path)
+        storage = storage_class(path)
         try:
             items = await storage.items("")
         except Exception:
@@ -534,9 +616,9 @@ def test_the_kill_test_catches_a_writer_that_rewrites_in_place(
 
 
 @pytest.mark.slow
-async def test_restoring_100k_users_takes_one_read(
-    store_path: Path, record_property: Callable[[str, object], None]
-) -> None:
+async def test_restoring_100k_users_takes_one_read(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # How fast is benchmarks/run.py's business (timed unit tests measure the machine's load);
+    # this checks that a restore is one read and one parse of the file, whatever its size.
     record = json.dumps(
         {
             "accessToken": "eyJ" + "a" * 250,
@@ -549,20 +631,26 @@ async def test_restoring_100k_users_takes_one_read(
     users = {f"app(x):user({i:024x}):record": record for i in range(100_000)}
     await FileStorage(store_path).update({**users, "app(x):userIds": "[]", "app(y):other": "z"})
 
-    size = await asyncio.to_thread(os.path.getsize, store_path)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    reads: list[int] = []
+    parses: list[int] = []
+    real_read_all, real_parse = file_module._read_all, file_module._parse
+
+    def counting_read_all(fd: int) -> bytes:
+        data = real_read_all(fd)
+        reads.append(len(data))
+        return data
+
+    def counting_parse(data: bytes) -> dict[str, str]:
+        parses.append(len(data))
+        return real_parse(data)
+
+    monkeypatch.setattr(file_module, "_read_all", counting_read_all)
+    monkeypatch.setattr(file_module, "_parse", counting_parse)
     storage = FileStorage(store_path)
     restored = await storage.items("app(x):user(")
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    again = await storage.items("app(x):user(")
 
-    record_property("restore_100k_s", round(elapsed, 3))
-    print(
-        f"\nrestore of 100k items (~{len(record)} B each, {size >> 20} MiB): "
-        f"{elapsed:.3f} s wall, {cpu:.3f} s CPU"
-    )
-    assert len(restored) == 100_000
+    assert len(restored) == 100_000 and again == restored
     assert restored["app(x):user(00000000000000000000002a):record"] == record
-    # The target is 1 s; CPU time (all threads) holds it even when other test runs share
-    # the machine, and wall time is only checked loosely for the same reason.
-    assert cpu <= 1.0
-    assert elapsed <= 3.0
+    size = await asyncio.to_thread(os.path.getsize, store_path)
+    assert reads == [size] and parses == [size]  # the second items() came from the cache

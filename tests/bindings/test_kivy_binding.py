@@ -116,14 +116,15 @@ async def test_an_app_watches_a_collection_over_urlrequest(server: Any) -> None:
         user = await app.log_in(Credentials.anonymous())
         coll = user.mongo_client("mongodb-atlas").db("d").collection("c")
         async with coll.watch() as changes:
-            inserted = (await coll.insert_one({"n": 1})).inserted_id
+            # The demo rules: a user's documents carry their id in owner_id.
+            inserted = (await coll.insert_one({"owner_id": user.id, "n": 1})).inserted_id
             async with asyncio.timeout(5):
                 change = await anext(changes)
         assert change.operation_type == "insert"
-        assert change.full_document == {"_id": inserted, "n": 1}
+        assert change.full_document == {"_id": inserted, "owner_id": user.id, "n": 1}
         assert change.namespace == {"db": "d", "coll": "c"}
         # The server learns of the closed connection at its next write.
-        await coll.insert_one({"n": 2})
+        await coll.insert_one({"owner_id": user.id, "n": 2})
         await until(lambda: len(server._server_app.streams) == 0)
 
 

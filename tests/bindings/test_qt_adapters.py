@@ -299,7 +299,8 @@ async def test_an_app_on_qt_network_watches_a_collection(make_app: Callable[...,
     user = await app.log_in(Credentials.anonymous())
     coll = user.mongo_client("mongodb-atlas").db("d").collection("c")
     async with asyncio.timeout(10), coll.watch() as changes:
-        inserted = (await coll.insert_one({"via": "qt"})).inserted_id
+        # The demo rules: a user's documents carry their id in owner_id.
+        inserted = (await coll.insert_one({"owner_id": user.id, "via": "qt"})).inserted_id
         change: ChangeEvent = await anext(changes)
     assert change.operation_type == "insert"
-    assert change.full_document == {"_id": inserted, "via": "qt"}
+    assert change.full_document == {"_id": inserted, "owner_id": user.id, "via": "qt"}

@@ -106,8 +106,9 @@ async def register_confirmed(server: LocalServer, email: str, password: str) -> 
 
 def stored_tokens(session_file: Path) -> set[str]:
     from appusers._records import load_user
+    from appusers.adapters._file import _parse
 
-    items = json.loads(session_file.read_text())["items"]
+    items = _parse(session_file.read_bytes())
     tokens = set()
     for key, value in items.items():
         if ":user:" in key:
@@ -201,7 +202,13 @@ async def test_a_whole_session_across_separate_runs(server: LocalServer, tmp_pat
     by_key = (await cli("login", "--api-key-stdin", "--json", stdin=secret + "\n")).json()["user"]
     assert by_key["id"] == ana_id and "api-key" in by_key["providers"]
     tokens |= stored_tokens(cli.session_file)
-    await asyncio.gather(cli("api-keys", "delete", key_id), cli("api-keys", "delete", other_id))
+    await cli("api-keys", "delete", other_id)
+    # The key this session logged in with: deleting it ends the session too (issue 9 item 6).
+    await cli("api-keys", "delete", key_id)
+    ended = await cli("api-keys", "list", expect=3)
+    assert "the session expired or was revoked" in ended.err
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin=PASSWORD + "\n")
+    tokens |= stored_tokens(cli.session_file)
     remaining, _, _ = await asyncio.gather(
         cli("api-keys", "list", "--json"),
         cli("api-keys", "delete", key_id, expect=2),  # gone: bad input

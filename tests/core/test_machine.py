@@ -11,17 +11,23 @@ IN, OUT, GONE = UserState.LOGGED_IN, UserState.LOGGED_OUT, UserState.REMOVED
 
 
 class Model:
-    __slots__ = ("__weakref__", "anonymous", "dropped", "state")
+    """A stand-in user: the machine writes ``_state``; ``state`` is read-only, as on ``User``."""
+
+    __slots__ = ("__weakref__", "_state", "anonymous", "dropped")
 
     def __init__(self, state: UserState, anonymous: bool = False) -> None:
-        self.state = state
+        self._state = state
         self.anonymous = anonymous
         self.dropped = 0
+
+    @property
+    def state(self) -> UserState:
+        return self._state
 
     def is_anonymous(self) -> bool:
         return self.anonymous
 
-    def drop_tokens(self) -> None:
+    def _drop_tokens(self) -> None:
         self.dropped += 1
 
 

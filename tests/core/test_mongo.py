@@ -11,9 +11,11 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import attrs
 import pytest
 from bson import Binary, Decimal128, Int64, ObjectId, json_util
 
@@ -44,6 +46,9 @@ from appusers.errors import (
     ServiceNotFoundError,
     UserNotLoggedInError,
 )
+from appusers.server import LocalServer
+from appusers.server._config import ScryptSettings, load_config
+from appusers.server.rules import NamespaceRule, Role
 from appusers.transport import Request, Response, StreamingTransport, StreamResponse, Transport
 
 from ._helpers import HookTransport
@@ -103,6 +108,22 @@ def call_values(request: Request) -> dict[str, Any]:
     """A request body decoded as EJSON: the typed values the server will see."""
     assert request.body is not None
     return json_util.loads(request.body)
+
+
+#: These tests cover the SDK's MongoDB surface, not rules: the server gives their one namespace
+#: an explicit, permissive rule (the demo rules would want an owner_id in every document).
+#: Rules are tested in tests/rules and tests/e2e/test_rules.py.
+OPEN_ORDERS = NamespaceRule(
+    database="shop", collection="orders", roles=(Role(name="readAndWriteAll", read=True, write=True),)
+)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
+    demo = attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1))
+    config = attrs.evolve(demo, rules=(*demo.rules, OPEN_ORDERS))
+    async with LocalServer(config=config, data_dir=tmp_path / "server") as srv:
+        yield srv
 
 
 @pytest.fixture

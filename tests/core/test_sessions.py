@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -257,5 +256,5 @@ async def test_corrupt_store_is_quarantined_and_the_app_starts(server, tmp_path)
         assert any(isinstance(e, StorageRecovered) and e.issue.kind == "quarantined" for e in seen)
         user = await app.log_in(Credentials.anonymous())
         assert user.is_logged_in
-    assert json.loads(path.read_text())  # a healthy store again
+    assert await FileStorage(path).items("")  # a healthy store again
     assert list(Path(tmp_path).glob("session.json.corrupt-*"))

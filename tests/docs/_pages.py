@@ -13,7 +13,7 @@ EXAMPLES = DOCS / "examples"
 
 #: Pages other engineers own. Their code blocks are sketches of internals, not user-facing
 #: examples, so the executed-example rule does not reach them; they are still built with -W.
-CONTRIBUTED_PAGES = frozenset({"performance.md", "bindings-qt.md", "server-documents.md"})
+CONTRIBUTED_PAGES = frozenset({"performance.md", "bindings-qt.md", "server-documents.md", "reliability.md"})
 
 #: Fence languages that are not Python and need no example file. Shell blocks are checked
 #: separately: every `appusers COMMAND` they show must be a real command.

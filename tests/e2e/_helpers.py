@@ -40,6 +40,7 @@ scrypt_p = 1
 [providers.local-userpass]
 {confirmation}
 {reset}
+prevent_user_enumeration = {prevent_enumeration}
 
 [providers.api-key]
 server_keys = [{{ name = "ops", key_sha256 = "{server_key_sha256}" }}]
@@ -63,12 +64,15 @@ metadata_fields = [
 
 
 def write_config(directory: Path, *, confirmation_function: bool = False, reset_function: bool = True,
-                 team_required: bool = False) -> Path:
+                 team_required: bool = False, prevent_enumeration: bool = False) -> Path:
     """A TOML config (and its functions module) in ``directory``; returns the TOML path.
 
     With ``confirmation_function`` new accounts go through ``confirm_user`` of
     ``server_functions.py`` instead of the emailed token; without ``reset_function``
-    ``reset/call`` has no function to run.
+    ``reset/call`` has no function to run. The e2e suite checks how the SDK maps App
+    Services' own answers (409 AccountNameInUse, 404 UserNotFound...) to typed errors, so
+    the server gives those answers (``prevent_user_enumeration = false``) unless
+    ``prevent_enumeration`` asks for the server's default.
     """
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(Path(__file__).with_name("server_functions.py"), directory / "server_functions.py")
@@ -79,6 +83,7 @@ def write_config(directory: Path, *, confirmation_function: bool = False, reset_
         server_key_sha256=hashlib.sha256(SERVER_KEY.encode()).hexdigest(),
         jwt_secret=JWT_SECRET,
         team_required="true" if team_required else "false",
+        prevent_enumeration="true" if prevent_enumeration else "false",
     ))
     return path
 
@@ -169,8 +174,9 @@ def stored(path: Path) -> dict[str, Any]:
     import json
 
     from appusers._records import identities_from_raw, load_user
+    from appusers.adapters._file import _parse
 
-    items = json.loads(path.read_text())["items"]
+    items = _parse(path.read_bytes())
     out: dict[str, Any] = {}
     for key, value in items.items():
         if key.endswith(":index"):

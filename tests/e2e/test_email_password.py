@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from appusers import Credentials, UserState
+from appusers.adapters import FileStorage
 from appusers.errors import (
     AccountNameInUseError,
     BadRequestError,
@@ -61,6 +62,22 @@ async def test_register_an_existing_email_fails_and_changes_nothing(app, server,
         await app.email_password_auth.register_user("ana@example.com", "another-password")
     assert info.value.status == 409
     before.assert_unchanged(userpass=1)
+    assert await can_log_in(app, "ana@example.com", PASSWORD)
+    assert not await can_log_in(app, "ana@example.com", "another-password")
+
+
+async def test_with_enumeration_prevention_register_of_a_taken_email_succeeds_and_changes_nothing(
+        start_server, make_app, tmp_path):
+    # The server's default: a prober cannot tell a taken address from a free one, so the SDK
+    # sees a successful registration; the owner's account is untouched.
+    server = await start_server(prevent_enumeration=True)
+    app = await make_app(base_url=server.url, storage=FileStorage(tmp_path / "client" / "users.json"))
+    await email_user(app, server, "ana@example.com")
+    before = Snapshot(server, tmp_path / "client" / "users.json")
+    await app.email_password_auth.register_user("ana@example.com", "another-password")
+    await app.email_password_auth.send_reset_password_email("nobody@example.com")
+    await app.email_password_auth.resend_confirmation_email("nobody@example.com")
+    before.assert_unchanged(userpass=3)
     assert await can_log_in(app, "ana@example.com", PASSWORD)
     assert not await can_log_in(app, "ana@example.com", "another-password")
 

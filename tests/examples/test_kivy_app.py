@@ -9,7 +9,6 @@ subprocess rather than blocking on it). Its users go to the Kivy app's
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -95,5 +94,7 @@ async def test_the_kivy_example_logs_in_and_out_in_a_real_window(
     assert shot.stat().st_size > 10_000  # a drawn window, not a blank image
     # The users were kept in the Kivy app's user_data_dir: the email user, now logged out.
     (store,) = (tmp_path / "config").glob("*/appusers-users.json")
-    items = json.loads(store.read_text())["items"]
+    from appusers.adapters._file import _parse
+
+    items = _parse(store.read_bytes())
     assert any("LoggedOut" in value for value in items.values())

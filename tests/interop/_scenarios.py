@@ -32,10 +32,71 @@ PROFILE_CONFIG = """\
     ]
 """
 
+#: The MongoDB scenario covers every collection operation of the client, not rules: its
+#: one namespace gets an explicit, permissive rule; every other namespace keeps the demo
+#: rules. (Rules are tested in tests/rules and tests/e2e/test_rules.py.)
+MONGODB_COLLECTION = "items"
+MONGODB_CONFIG = """\
+    [functions]
+    module = "demo"
+
+    [[rules]]
+    database = "appusers"
+    collection = "custom_data"
+    [[rules.roles]]
+    name = "own custom data"
+    apply_when = { user_id = "%%user.id" }
+    read = true
+    write = true
+
+    [[rules]]
+    database = "interop"
+    collection = "items"
+    [[rules.roles]]
+    name = "readAndWriteAll"
+    apply_when = {}
+    read = true
+    write = true
+
+    [default_rule]
+    [[default_rule.roles]]
+    name = "owner"
+    apply_when = { owner_id = "%%user.id" }
+    read = true
+    write = true
+"""
+
+
+EMAIL_PASSWORD_CONFIG = """\
+    # The demo settings with App Services' own answers on the email/password routes
+    # (409 AccountNameInUse, 404 UserNotFound...): the scenario checks that both clients map
+    # them to their errors. The server's default (prevent_user_enumeration = true) answers
+    # known and unknown addresses alike; tests/server/test_server_hostile.py covers it.
+    [functions]
+    module = "demo"
+
+    [custom_data]
+
+    [providers.anon-user]
+    [providers.local-userpass]
+    reset_function = "reset_password"
+    prevent_user_enumeration = false
+"""
+
 
 #: Every scenario's steps, in order: the .mjs scripts and test_appusers_scenarios.py
 #: must both run exactly these, so the two clients are held to the same list.
 STEPS: dict[str, list[str]] = {
+    "app_dir": [
+        "appdir.anonymous_login",
+        "appdir.values_and_environment",
+        "appdir.private_is_unknown",
+        "appdir.execute_private",
+        "appdir.can_evaluate_refused",
+        "appdir.request_without_credentials",
+        "appdir.auth_triggers",
+        "appdir.javascript_only_function",
+    ],
     "anonymous": [
         "anonymous.login",
         "anonymous.tokens",

@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import pytest
-from _scenarios import PROFILE_CONFIG, STEPS
+from _scenarios import EMAIL_PASSWORD_CONFIG, MONGODB_COLLECTION, MONGODB_CONFIG, PROFILE_CONFIG, STEPS
 from bson import ObjectId, json_util
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
@@ -468,7 +468,7 @@ async def test_anonymous(scenario: Scenario) -> None:
 
 
 async def test_email_password(scenario: Scenario) -> None:
-    running = await scenario.start_server()
+    running = await scenario.start_server(EMAIL_PASSWORD_CONFIG)
     app, http = await scenario.make_app(running)
     auth = app.email_password_auth
     email = unique_email("ep")
@@ -951,11 +951,11 @@ async def test_delete_user(scenario: Scenario) -> None:
 
 
 async def test_mongodb(scenario: Scenario) -> None:
-    running = await scenario.start_server()
+    running = await scenario.start_server(MONGODB_CONFIG)
     app, http = await scenario.make_app(running)
     user = await app.log_in(Credentials.anonymous())
     mongo = user.mongo_client("mongodb-atlas")
-    collection_name = f"items_{secrets.token_hex(4)}"
+    collection_name = MONGODB_COLLECTION
     items = mongo.db("interop").collection(collection_name)
     created = dt.datetime(2024, 1, 31, 12, 0, 0, 123000, tzinfo=dt.UTC)
 

@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _scenarios import PROFILE_CONFIG, STEPS  # tests/interop is on sys.path (no __init__.py)
+from _scenarios import (  # tests/interop is on sys.path (no __init__.py)
+    EMAIL_PASSWORD_CONFIG,
+    MONGODB_CONFIG,
+    PROFILE_CONFIG,
+    STEPS,
+)
 
 HERE = Path(__file__).resolve().parent
 NODE = shutil.which("node")
@@ -107,10 +112,10 @@ ServerFactory = Callable[..., Awaitable[Running]]
 
 @pytest.fixture
 async def start_server(tmp_path: Path, realm_web: Path) -> AsyncIterator[ServerFactory]:
-    """Start a LocalServer in this process: ``await start_server(config_toml=None)``.
+    """Start a LocalServer in this process: ``await start_server(config_toml=None, config=None)``.
 
     With ``config_toml`` (TOML text) the settings are read from a file in ``tmp_path``;
-    otherwise the demo settings apply. Servers are closed when the test ends.
+    ``config`` is used as it is; otherwise the demo settings apply. Servers are closed when the test ends.
     """
     # Imported here so a broken or unfinished server fails each test with its own
     # traceback instead of erroring the whole module at collection.
@@ -119,9 +124,8 @@ async def start_server(tmp_path: Path, realm_web: Path) -> AsyncIterator[ServerF
     async with contextlib.AsyncExitStack() as stack:
         started: list[Running] = []
 
-        async def start(config_toml: str | None = None) -> Running:
+        async def start(config_toml: str | None = None, config: Any = None) -> Running:
             n = len(started)
-            config = None
             if config_toml is not None:
                 path = tmp_path / f"config-{n}.toml"
                 path.write_text(textwrap.dedent(config_toml))
@@ -292,7 +296,7 @@ async def test_anonymous(start_server: ServerFactory) -> None:
 
 
 async def test_email_password(start_server: ServerFactory) -> None:
-    server = await start_server()
+    server = await start_server(EMAIL_PASSWORD_CONFIG)
     run = await run_scenario(server, "email_password.mjs")
     assert_steps(
         run,
@@ -371,7 +375,7 @@ async def test_delete_user(start_server: ServerFactory) -> None:
 
 
 async def test_mongodb(start_server: ServerFactory) -> None:
-    server = await start_server()
+    server = await start_server(MONGODB_CONFIG)
     run = await run_scenario(server, "mongodb.mjs")
     assert_steps(
         run,
@@ -425,3 +429,18 @@ async def test_custom_user_data(start_server: ServerFactory) -> None:
     )
     # Three explicit refreshes by the first user and one by the second.
     assert count(server, "refresh") == 4, dict(server.stats)
+
+
+async def test_app_dir_export(start_server: ServerFactory) -> None:
+    """An `appservices pull` export (tests/server/appdir_export) served to realm-web."""
+    import attrs
+
+    from appusers.server.appdir import load_app_dir
+
+    export = HERE.parent / "server" / "appdir_export"
+    secrets_ = {"jwtSigningKey": "tasktracker-test-signing-key-0123456789", "mailerTokenSecret": "mailer-Zq9"}
+    config = load_app_dir(export, secrets=secrets_)
+    config = attrs.evolve(config, limits=attrs.evolve(config.limits, function_timeout=2.0))
+    server = await start_server(config=config)
+    run = await run_scenario(server, "app_dir.mjs")
+    assert_steps(run, STEPS["app_dir"])

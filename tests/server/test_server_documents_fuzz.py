@@ -27,8 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appusers.server import LocalServer, load_config
+from appusers.server.rules import NamespaceRule, Role
 
 MONGO = "mongodb-atlas"
+#: Open access to the seeded namespace, so fuzzed calls reach the store through the rules; every
+#: other (fuzzed) namespace falls under the demo rules' owner role.
+OPEN_FUZZ = NamespaceRule(database="fuzz", collection="c", roles=(Role(name="all", read=True, write=True),))
 
 QUERY_OPS = [
     "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$and", "$or", "$nor", "$not", "$exists",
@@ -145,7 +149,11 @@ class _ServerThread:
 
     def __init__(self, data_dir: Path) -> None:
         config = fast(load_config(None))
-        config = attrs.evolve(config, limits=attrs.evolve(config.limits, document_timeout=2.0))
+        config = attrs.evolve(
+            config,
+            limits=attrs.evolve(config.limits, document_timeout=2.0),
+            rules=(*config.rules, OPEN_FUZZ),
+        )
         self._server = LocalServer(config=config, data_dir=data_dir)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)

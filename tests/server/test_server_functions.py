@@ -14,10 +14,23 @@ import attrs
 import pytest
 from _server_testkit import Api, assert_error, fast, jwt_payload
 
-from appusers.server import LocalServer, load_config
+from appusers.server import LocalServer, ServerConfig, load_config
+from appusers.server.rules import NamespaceRule, Role
 
 MONGO = "mongodb-atlas"
 NS = {"database": "shop", "collection": "orders"}
+#: The MongoDB-service shape tests need open access to their one namespace: an explicit,
+#: permissive rule (the demo rules would want an owner_id in every document). Rules
+#: themselves are tested in tests/rules and tests/e2e/test_rules.py.
+OPEN_ORDERS = NamespaceRule(
+    database="shop", collection="orders", roles=(Role(name="readAndWriteAll", read=True, write=True),)
+)
+
+
+@pytest.fixture
+def config() -> ServerConfig:
+    demo = fast(load_config(None))
+    return attrs.evolve(demo, rules=(*demo.rules, OPEN_ORDERS))
 
 
 @pytest.fixture
@@ -325,8 +338,8 @@ async def test_function_context(tmp_path: Path, http: aiohttp.ClientSession) -> 
         "async def outer(context, x):\n"
         "    inner = await context.functions.execute('inner', x)\n"
         "    coll = context.services.get('mongodb-atlas').db('app').collection('log')\n"
-        "    await coll.insert_one({'by': context.user.id, 'x': x})\n"
-        "    n = await coll.count({'by': context.user.id})\n"
+        "    await coll.insert_one({'owner_id': context.user.id, 'x': x})\n"
+        "    n = await coll.count({})\n"
         "    return {'inner': inner, 'app': context.app_id, 'count': n}\n"
         "def inner(context, x):\n"
         "    return x * 2\n"

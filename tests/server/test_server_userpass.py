@@ -1,4 +1,10 @@
-"""Email/password provider routes (#14-#20) with the outbox and custom functions."""
+"""Email/password provider routes (#14-#20) with the outbox and custom functions.
+
+These tests pin App Services' own answers (409 AccountNameInUse, 404 UserNotFound, ...), so
+the module's server runs with ``prevent_user_enumeration = false``, the compatibility
+setting; the default (identical answers for known and unknown addresses) is tested in
+test_server_hostile.py.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,16 @@ import attrs
 import pytest
 from _server_testkit import Api, assert_error, fast
 
-from appusers.server import LocalServer, load_config
+from appusers.server import LocalServer, ServerConfig, load_config
 from appusers.server._config import UserpassSettings
+
+
+@pytest.fixture
+def config() -> ServerConfig:
+    base = fast(load_config(None))
+    assert base.providers.local_userpass is not None
+    userpass = attrs.evolve(base.providers.local_userpass, prevent_user_enumeration=False)
+    return attrs.evolve(base, providers=attrs.evolve(base.providers, local_userpass=userpass))
 
 
 def route(api: Api, action: str) -> str:

@@ -1,0 +1,5 @@
+"""A nested function name: utils/shout."""
+
+
+def main(context, text):
+    return str(text).upper()
