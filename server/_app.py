@@ -100,7 +100,7 @@ class ServerApp:
         self.url = url
         self.admin_token = admin_token
         self.faults = Faults()
-        self.throttle = LoginThrottle(config.throttle)
+        self.throttle = LoginThrottle(config.throttle, counters=store.counters)
         self.hasher = PasswordHasher(config.scrypt)
         self.addresses = ClientAddresses(config.http.trusted_proxies)
         on_creation = config.custom_data.on_user_creation_function
