@@ -343,7 +343,7 @@ class DatabaseSettings:
 
 def redact_url(url: str) -> str:
     """``url`` with the password of its user-info (and any ``password=`` parameter) masked."""
-    url = re.sub(r"(?<=://)([^/:@?#]*):[^/?#]*@", r"\1:***@", url)
+    url = re.sub(r"(?<=://)([^/:@?#]*):[^?#]*@", r"\1:***@", url)
     return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
 
 

@@ -15,11 +15,12 @@ schema it does not understand). Errors never show the URL's password: messages u
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ._config import DatabaseSettings, redact_url
@@ -31,6 +32,7 @@ from ._store import (
     EmailToken,
     IdentityRecord,
     SessionRecord,
+    StoreUnavailableError,
     UserpassRecord,
     UserRecord,
 )
@@ -173,18 +175,21 @@ class PostgresUserStore:
     async def close(self) -> None:
         await self._pool.close()
 
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return _connection(self._pool)
+
     async def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             cur = await conn.execute(sql, args)
             return await cur.fetchone()
 
     async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             cur = await conn.execute(sql, args)
             return list(await cur.fetchall())
 
     async def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             cur = await conn.execute(sql, args)
             return int(cur.rowcount)
 
@@ -227,7 +232,7 @@ class PostgresUserStore:
 
         user_id = new_object_id()
         now = int(time.time())
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connect() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO users (id, type, created, disabled, generation, data, last_login, last_active)"
                 " VALUES (%s, %s, %s, FALSE, 0, %s, 0, %s)",
@@ -268,7 +273,7 @@ class PostgresUserStore:
         return None if row is None else str(row[0])
 
     async def add_identity(self, user_id: str, identity: IdentityRecord) -> None:
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             await self._insert_identity(conn, user_id, identity)
 
     async def update_identity_data(
@@ -288,7 +293,7 @@ class PostgresUserStore:
     async def delete_user(self, user_id: str) -> bool:
         if _has_nul(user_id):
             return False
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connect() as conn, conn.transaction():
             cur = await conn.execute(
                 "DELETE FROM userpass WHERE identity_id IN (SELECT id FROM identities"
                 " WHERE user_id=%s AND provider_type='local-userpass') RETURNING email",
@@ -416,7 +421,7 @@ class PostgresUserStore:
     async def set_api_key_disabled(self, key_id: str, disabled: bool) -> None:
         if _has_nul(key_id):
             return
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connect() as conn, conn.transaction():
             await conn.execute("UPDATE api_keys SET disabled=%s WHERE id=%s", (disabled, key_id))
             if disabled:
                 await conn.execute("DELETE FROM sessions WHERE api_key_id=%s", (key_id,))
@@ -424,7 +429,7 @@ class PostgresUserStore:
     async def delete_api_key(self, key_id: str) -> bool:
         if _has_nul(key_id):
             return False
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connect() as conn, conn.transaction():
             await conn.execute("DELETE FROM sessions WHERE api_key_id=%s", (key_id,))
             cur = await conn.execute("DELETE FROM api_keys WHERE id=%s", (key_id,))
             return bool(cur.rowcount > 0)
@@ -456,7 +461,7 @@ class PostgresUserStore:
     async def delete_userpass(self, email: str) -> None:
         if _has_nul(email):
             return
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connect() as conn, conn.transaction():
             await conn.execute("DELETE FROM userpass WHERE email=%s", (email,))
             await conn.execute("DELETE FROM email_tokens WHERE email=%s", (email,))
 
@@ -479,7 +484,7 @@ class PostgresUserStore:
     async def take_email_token(self, token_id: str, kind: str, token_digest: str) -> EmailToken | None:
         if _has_nul(token_id, kind, token_digest):
             return None
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connect() as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT token_id, kind, email, token_digest, expires_at FROM email_tokens"
                 " WHERE token_id=%s AND kind=%s FOR UPDATE",
@@ -516,6 +521,23 @@ class PostgresUserStore:
         if _has_nul(session_id):
             return False
         return await self._count("DELETE FROM admin_sessions WHERE id=%s", (session_id,)) > 0
+
+
+@contextlib.asynccontextmanager
+async def _connection(pool: Any) -> AsyncIterator[Any]:
+    """A pooled connection; a lost database becomes :class:`StoreUnavailableError` (503).
+
+    A transaction cut by the loss is rolled back by PostgreSQL, so nothing is half-written.
+    The pool drops the broken connection and opens new ones when the database is back.
+    """
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise StoreUnavailableError(f"database unavailable ({type(exc).__name__})") from None
 
 
 def _user(row: Any) -> UserRecord:
@@ -614,6 +636,9 @@ class PgCounters:
         self._pool = pool
         self._swept = 0.0
 
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return _connection(self._pool)
+
     @staticmethod
     def clock() -> float:
         return time.time()
@@ -631,7 +656,7 @@ class PgCounters:
         """Per ``(table, key, window)``: ``(failures, last)`` if its last write is within ``window``."""
         names = [t for t, _k, _w in lookups]
         keys = [_esc(k) for _t, k, _w in lookups]
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             cur = await conn.execute(
                 "SELECT name, key, failures, last FROM throttle_counters"
                 " WHERE (name, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
@@ -646,7 +671,7 @@ class PgCounters:
 
     async def fail(self, updates: Sequence[tuple[str, str, float]], now: float) -> None:
         """Count one failure under each ``(table, key, window)`` (restarting an expired count)."""
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             for table, key, window in updates:
                 await conn.execute(
                     "INSERT INTO throttle_counters AS c (name, key, failures, last, expires)"
@@ -659,7 +684,7 @@ class PgCounters:
 
     async def mark(self, table: str, key: str, now: float, window: float) -> None:
         """Record a success under ``key`` (read back as ``(0, now)`` for ``window`` seconds)."""
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             await conn.execute(
                 "INSERT INTO throttle_counters (name, key, failures, last, expires)"
                 " VALUES (%s, %s, 0, %s, %s) ON CONFLICT (name, key) DO UPDATE SET"
@@ -669,14 +694,14 @@ class PgCounters:
 
     async def clear(self, table: str, key: str) -> None:
         """Forget ``key``."""
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             await conn.execute("DELETE FROM throttle_counters WHERE name=%s AND key=%s", (table, _esc(key)))
 
     async def take(self, table: str, key: str, capacity: float, rate: float, now: float) -> float:
         """Spend one token of ``key``'s bucket: 0.0 if spent, else the seconds until one is there."""
         key = _esc(key)
         full_after = capacity / rate if rate > 0 else 365 * 24 * 3600.0
-        async with self._pool.connection() as conn:
+        async with self._connect() as conn:
             # The level now: the stored one refilled since its last take, capped at capacity.
             cur = await conn.execute(
                 "INSERT INTO rate_buckets AS b (name, key, tokens, last, expires)"

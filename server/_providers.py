@@ -125,6 +125,8 @@ class Providers:
     def _identity(
         self, provider: str, identity_id: str, data: Mapping[str, Any] | None = None
     ) -> IdentityRecord:
+        if "\0" in identity_id:  # from a custom token or function; no store may keep it (PostgreSQL cannot)
+            raise ApiError(401, "AuthError", "invalid identity id: contains a NUL character")
         return IdentityRecord(
             id=identity_id, provider_type=provider, provider_id=self._pid(provider), provider_data=data or {}
         )

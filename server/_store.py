@@ -24,6 +24,7 @@ __all__ = [
     "EmailToken",
     "IdentityRecord",
     "SessionRecord",
+    "StoreUnavailableError",
     "UserRecord",
     "UserStore",
     "UserpassRecord",
@@ -32,6 +33,11 @@ __all__ = [
 
 class DuplicateError(Exception):
     """A unique constraint (identity, email, key name) would be violated."""
+
+
+class StoreUnavailableError(Exception):
+    """The store cannot be reached right now (a shared database restarting, a network cut):
+    requests are answered 503 and may be retried; nothing was half-written."""
 
 
 @attrs.frozen

@@ -119,7 +119,8 @@ class EmailPassword:
         email = body.get(key)
         if email is None:
             raise ApiError.missing_parameter(key)
-        if not isinstance(email, str) or not email.strip() or len(email) > 320:
+        # NUL is in no address, and PostgreSQL text cannot hold it: refused the same on every store.
+        if not isinstance(email, str) or not email.strip() or len(email) > 320 or "\0" in email:
             raise ApiError.invalid_parameter(f"expected {key!r} to be an email address")
         return email.strip()
 
