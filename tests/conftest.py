@@ -19,9 +19,6 @@ import pytest
 
 from appusers import App
 from appusers.server import LocalServer
-from appusers.testing import fast_config
-
-__all__ = ["fast_config"]
 
 # The plugin's own tests run pytest on generated test files (tests/testing).
 pytest_plugins = ["pytester"]
