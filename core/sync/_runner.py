@@ -10,6 +10,7 @@ running (it would stall every other task of that loop; use ``appusers.App`` ther
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -74,6 +75,11 @@ class Runner:
             raise AppClosedError("this App is closed")
         try:
             return self.loop.run(coro)
+        except concurrent.futures.CancelledError:
+            if not self.loop.running:
+                # The App was closed (by another thread) while this call waited.
+                raise AppClosedError("the App was closed during the call") from None
+            raise
         except RuntimeError as exc:
             if not self.loop.running and not isinstance(exc, ClientError):
                 raise AppClosedError("this App is closed") from None

@@ -23,7 +23,9 @@ class Mail:
 
 
 class Outbox:
-    """The server's outbox (``<data dir>/outbox.jsonl``), read on each call::
+    """The emails of a local server's outbox (``<data dir>/outbox.jsonl``), read on each call.
+
+    ::
 
         mail = outbox.last("ana@example.com", "confirm")
         await app.email_password_auth.confirm_user(mail.token, mail.token_id)

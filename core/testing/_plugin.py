@@ -18,10 +18,9 @@ from ._outbox import Outbox
 from ._threaded import ServerThread
 
 if TYPE_CHECKING:
+    import appusers.sync
     from appusers import App, User
     from appusers.server import LocalServer, ServerConfig
-    from appusers.sync import App as SyncApp
-    from appusers.sync import User as SyncUser
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 try:  # async fixtures must be marked as such in pytest-asyncio's strict mode
@@ -105,7 +104,7 @@ def with_overrides(config: ServerConfig, node: pytest.Item | pytest.Collector) -
     return attrs.evolve(config, **changes) if changes else config
 
 
-async def register_confirmed(app: App, outbox: Outbox, email: str, password: str = PASSWORD) -> None:
+async def register_confirmed(app: appusers.App, outbox: Outbox, email: str, password: str = PASSWORD) -> None:
     """Register ``email`` and confirm it with the token the server put in its outbox."""
     await app.email_password_auth.register_user(email, password)
     mail = outbox.last(email, "confirm")
@@ -257,7 +256,7 @@ async def appusers_email_user(appusers_app: App, appusers_outbox: Outbox) -> Use
 
 
 @pytest.fixture
-def appusers_sync_app(appusers_server_thread: ServerThread) -> Iterator[SyncApp]:
+def appusers_sync_app(appusers_server_thread: ServerThread) -> Iterator[appusers.sync.App]:
     """A blocking :class:`appusers.sync.App` bound to ``appusers_server_thread`` (users in memory)."""
     from appusers.adapters import MemoryStorage
     from appusers.sync import App as SyncApp
@@ -268,7 +267,7 @@ def appusers_sync_app(appusers_server_thread: ServerThread) -> Iterator[SyncApp]
 
 
 @pytest.fixture
-def appusers_sync_anonymous_user(appusers_sync_app: SyncApp) -> SyncUser:
+def appusers_sync_anonymous_user(appusers_sync_app: appusers.sync.App) -> appusers.sync.User:
     """A logged-in anonymous user of ``appusers_sync_app``."""
     from appusers import Credentials
 
@@ -276,7 +275,9 @@ def appusers_sync_anonymous_user(appusers_sync_app: SyncApp) -> SyncUser:
 
 
 @pytest.fixture
-def appusers_sync_email_user(appusers_sync_app: SyncApp, appusers_server_thread: ServerThread) -> SyncUser:
+def appusers_sync_email_user(
+    appusers_sync_app: appusers.sync.App, appusers_server_thread: ServerThread
+) -> appusers.sync.User:
     """A registered, confirmed, logged-in email/password user of ``appusers_sync_app``."""
     from appusers import Credentials
 

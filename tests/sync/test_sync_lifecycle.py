@@ -11,7 +11,7 @@ import pytest
 from appusers import Credentials, UserState
 from appusers._loop_thread import LoopThread
 from appusers.adapters import MemoryStorage
-from appusers.errors import ClientError, InvalidArgumentError
+from appusers.errors import AppClosedError, ClientError, InvalidArgumentError
 from appusers.sync import App, BlockingCallError, User
 from appusers.testing import ServerThread
 
@@ -169,3 +169,27 @@ def test_loop_thread_run_cancels_the_coroutine_when_the_wait_is_cut_short() -> N
     finally:
         loop.stop()
     assert repr(loop) == "<LoopThread thread='appusers-test' running=False>"
+
+
+def test_closing_from_another_thread_unblocks_a_waiting_call(appusers_server_thread: ServerThread) -> None:
+    app = make(appusers_server_thread)
+    user = app.log_in(Credentials.anonymous())
+    notes = user.mongo_client("mongodb-atlas").db("app").collection("notes")
+    outcome: list[BaseException] = []
+    opened = threading.Event()
+
+    def watcher() -> None:
+        try:
+            with notes.watch() as changes:
+                opened.set()
+                next(changes)  # no change will come: blocks until the App goes
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    assert opened.wait(WAIT)
+    app.close()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], AppClosedError), outcome
