@@ -324,14 +324,15 @@ async def test_network_failures_keep_the_local_state_and_say_so(server: LocalSer
     cli = Cli(tmp_path, base_url=server.url)
     user_id = (await cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin=PASSWORD)).json()[
         "user"]["id"]
-    unreachable = closed_port_url()
+    # The server goes away (same URL: sessions are kept per server URL and app id).
+    await server.stop()
     # Local commands work offline.
-    assert (await cli("--base-url", unreachable, "whoami", "--json")).json()["user"]["id"] == user_id
+    assert (await cli("whoami", "--json")).json()["user"]["id"] == user_id
     # With --debug a traceback is shown (and still no secret).
-    debugged = await cli("--debug", "--base-url", unreachable, "call", "sum", "1", expect=4)
+    debugged = await cli("--debug", "call", "sum", "1", expect=4)
     assert "Traceback" in debugged.err and "TransportError" in debugged.err
     # A log-out the server cannot hear of still logs out here, and says so with exit 4.
-    offline = await cli("--base-url", unreachable, "logout", expect=4)
+    offline = await cli("logout", expect=4)
     assert "logged out on this device, but the server could not be told" in offline.err
     users = (await cli("users", "--json")).json()
     assert users == {"current": None, "users": [users["users"][0]]}

@@ -2,14 +2,15 @@
 
 Scripts branch on the exit code, so every failure falls in exactly one class:
 what the caller got wrong (2), who the caller is (3), the network (4), the
-server (5), and the rest (1).
+server (5), a throttled request (6), an app id the server does not know (7),
+a part of appusers that is not installed (8), and the rest (1).
 """
 
 from __future__ import annotations
 
 import enum
 
-from .errors import (
+from appusers.errors import (
     InvalidArgumentError,
     InvalidPasswordError,
     InvalidSessionError,
@@ -34,6 +35,9 @@ class ExitCode(enum.IntEnum):
     AUTH = 3
     NETWORK = 4
     SERVER = 5
+    THROTTLED = 6
+    UNKNOWN_APP = 7
+    NOT_INSTALLED = 8
     INTERRUPTED = 130  # the shell convention for SIGINT (128 + 2)
 
 
@@ -48,6 +52,9 @@ exit codes:
   4    network failure: server unreachable, connection reset, timeout
   5    server error: any other error the server answered with, or a response
        that cannot be used
+  6    throttled: the server asks to wait (HTTP 429); the message says how long
+  7    unknown app id: the server has no app with this id (check --app-id)
+  8    not installed: the command needs an extra, e.g. pip install "appusers[server]"
   130  interrupted (Ctrl-C)"""
 
 
@@ -86,8 +93,13 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
-    if isinstance(exc, ServiceError) and exc.error_code in _BAD_INPUT_CODES:
-        return ExitCode.USAGE
+    if isinstance(exc, ServiceError):
+        if exc.error_code in _BAD_INPUT_CODES:
+            return ExitCode.USAGE
+        if exc.status == 429:
+            return ExitCode.THROTTLED
+        if exc.error_code == "AppNotFound":
+            return ExitCode.UNKNOWN_APP
     for kind, code in _BY_TYPE:
         if isinstance(exc, kind):
             if code is ExitCode.SERVER and isinstance(exc, ServiceError) and exc.status == 401:

@@ -26,11 +26,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ._admin_key import AdminKeyError, new_admin_key_pair, read_admin_key_file, write_admin_key_file
-from ._cli_errors import EXIT_CODES_HELP, CliError, ExitCode, exit_code_for
-from ._cli_output import Outcome, emit
-from ._cli_session import DEFAULT_LOCAL_URL
-from .errors import RequestTimeoutError, ServiceError, TransportError, service_error_from_body
+from appusers._admin_key import AdminKeyError, new_admin_key_pair, read_admin_key_file, write_admin_key_file
+from appusers.errors import RequestTimeoutError, ServiceError, TransportError, service_error_from_body
+
+from ._errors import EXIT_CODES_HELP, CliError, ExitCode, exit_code_for
+from ._output import Outcome, emit
+from ._session import DEFAULT_LOCAL_URL
 
 __all__ = ["admin_main"]
 
