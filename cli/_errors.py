@@ -46,7 +46,8 @@ exit codes:
   0    success
   1    unexpected error (add --debug for a traceback)
   2    bad input or usage: unknown option or command, invalid JSON argument,
-       unknown user id, unknown API key id or function name, API key name taken
+       unknown user id, unknown API key id or function name, API key name taken,
+       a malformed email or password, a wrong or used confirmation/reset token
   3    authentication failure: wrong password, key or token, session expired or
        revoked, user disabled, nobody logged in (any HTTP 401)
   4    network failure: server unreachable, connection reset, timeout
@@ -69,7 +70,12 @@ class CliError(Exception):
 
 # Server answers that mean the caller named something that does not exist or clashes:
 # matched on the wire code, so a code without its own error class still counts.
-_BAD_INPUT_CODES = frozenset({"APIKeyNotFound", "APIKeyAlreadyExists", "FunctionNotFound"})
+_BAD_INPUT_CODES = frozenset({
+    "APIKeyNotFound", "APIKeyAlreadyExists", "FunctionNotFound",
+    # register / confirm / reset: a malformed address or password, a wrong or used token.
+    "BadRequest", "InvalidParameter", "MissingParameter", "UserpassTokenInvalid",
+    "UserAlreadyConfirmed", "AccountNameInUse",
+})
 
 # Checked in order: the subclasses that mean "bad input" or "bad credentials" come
 # before the ServiceError they derive from.

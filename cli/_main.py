@@ -468,7 +468,8 @@ def _message(exc: BaseException, settings: SimpleNamespace) -> str:
         code = f" {exc.error_code}" if exc.error_code else ""
         return f"the server answered{code} (HTTP {exc.status}): {exc}"
     if isinstance(exc, AppError):
-        return f"{exc} ({exc.code})"
+        # The transport's advice names its keyword argument; here it is an option.
+        return f"{exc} ({exc.code})".replace("allow_insecure_http=True", "--allow-insecure-http")
     return f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)"
 
 
