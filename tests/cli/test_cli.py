@@ -670,3 +670,16 @@ async def test_plain_http_to_another_host_needs_allow_insecure_http(tmp_path: Pa
     allowed = await cli("login", "--anonymous", "--allow-insecure-http", "--timeout", "10", "--json", expect=4)
     assert allowed.json()["error"]["kind"] == "network"  # it went on to the network
     await cli("--allow-insecure-http", "login", "--anonymous", "--timeout", "10", expect=4)
+
+
+async def test_shell_completion(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=closed_port_url())
+    cli.env.update({"_APPUSERS_COMPLETE": "bash_complete", "COMP_WORDS": "appusers re", "COMP_CWORD": "1"})
+    words = {line.split(",", 1)[1] for line in (await cli()).out.splitlines()}
+    assert words == {"register", "remove", "resend-confirmation", "reset-password"}
+    cli.env.update({"COMP_WORDS": "appusers reset-password ", "COMP_CWORD": "2"})
+    assert {line.split(",", 1)[1] for line in (await cli()).out.splitlines()} == {"send", "confirm"}
+    cli.env.update({"COMP_WORDS": "appusers login --pass", "COMP_CWORD": "2"})
+    assert (await cli()).out.splitlines() == ["plain,--password-stdin"]
+    cli.env["_APPUSERS_COMPLETE"] = "bash_source"
+    assert "_appusers_completion" in (await cli()).out
