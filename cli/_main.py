@@ -269,7 +269,7 @@ def example_config() -> str:
 
 
 @_command(_config, "check", "read a settings file as 'appusers serve --config FILE' would (exit 2 if wrong)")
-@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("path", metavar="FILE", type=click.Path())  # the loader says what is wrong with it
 @click.pass_context
 def _config_check(ctx: click.Context, /, path: str, **options: Any) -> Outcome:
     from ._extras import require_server

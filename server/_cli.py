@@ -159,7 +159,8 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
     if exc.errno == errno.EADDRINUSE:
         return f"port {args.port} on {args.host} is already in use (pass another --port, or 0 for a free one)"
     if exc.errno == errno.EACCES and exc.filename is None:
-        return f"not allowed to listen on {args.host}:{args.port} ({exc.strerror}); ports below 1024 need privileges"
+        return (f"not allowed to listen on {args.host}:{args.port} ({exc.strerror});"
+                " ports below 1024 need privileges")
     if exc.errno == errno.EADDRNOTAVAIL:
         return f"{args.host} is not an address of this machine ({exc.strerror})"
     return str(exc)

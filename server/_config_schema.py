@@ -50,7 +50,9 @@ SCHEMA: Mapping[str, Any] = {
         "base_delay", "max_delay", "account_wide_max_delay", "window", "known_for",
         "userpass_per_address", "userpass_address_rate", "userpass_per_email", "userpass_email_rate",
     }),
-    "security": frozenset({"scrypt_n", "scrypt_r", "scrypt_p", "hash_workers", "hash_max_waiting", "hash_nice"}),
+    "security": frozenset({
+        "scrypt_n", "scrypt_r", "scrypt_p", "hash_workers", "hash_max_waiting", "hash_nice",
+    }),
     "admin": frozenset({
         "key_file", "public_key", "private_key", "private_key_sha256", "access_lifetime", "refresh_lifetime",
     }),
@@ -87,7 +89,8 @@ def type_name(kind: type | tuple[type, ...]) -> str:
 
 
 def _value_name(value: Any) -> str:
-    return type_name(type(value)) if type(value) in (bool, int, float, str, list, dict) else type(value).__name__
+    kind = type(value)
+    return type_name(kind) if kind in (bool, int, float, str, list, dict) else kind.__name__
 
 
 def check_keys(raw: Mapping[str, Any]) -> None:
@@ -116,7 +119,7 @@ def _check(table: Mapping[str, Any], schema: Mapping[str, Any] | frozenset[str],
                         _check(entry, sub[0], f"{path}[{i}]")
             continue
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{_show(path, value)} must be a table, not {_value_name(value)}")
+            raise ConfigError(f"[{path}] must be a table, not {_value_name(value)}")
         _check(value, sub, path)
 
 

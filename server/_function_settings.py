@@ -10,7 +10,6 @@ either place. Every parser raises :class:`ConfigError` naming where the bad key 
 from __future__ import annotations
 
 import difflib
-
 import re
 from collections.abc import Mapping
 from pathlib import Path

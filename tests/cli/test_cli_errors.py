@@ -144,7 +144,8 @@ def test_the_wheel_ships_the_cli_and_the_example_settings(wheel: Path, tmp_path:
     # The installed files, without the server extra: config example prints the wheel's copy.
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "HOME": str(tmp_path)}
     code = ("import sys; sys.modules.update(jwt=None, mongomock=None, re2=None); import appusers.cli; "
-            "print(appusers.cli.__file__, file=sys.stderr); sys.exit(appusers.cli.main(['config', 'example']))")
+            "print(appusers.cli.__file__, file=sys.stderr); "
+            "sys.exit(appusers.cli.main(['config', 'example']))")
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stderr.startswith(str(tmp_path / "site"))  # the wheel's files, not the checkout's

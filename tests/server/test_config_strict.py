@@ -24,7 +24,8 @@ def _load(tmp_path: Path, text: str) -> str:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[tokens]\naccess_lifetme = 60\n", "tokens.access_lifetme: unknown key; did you mean access_lifetime?"),
+        ("[tokens]\naccess_lifetme = 60\n",
+         "tokens.access_lifetme: unknown key; did you mean access_lifetime?"),
         ("[custom_data_DISABLED]\nenabled = false\n",
          "[custom_data_DISABLED]: unknown table; did you mean custom_data?"),
         ("app_idd = 'x'\n", "app_idd: unknown key; did you mean app_id?"),
@@ -39,7 +40,9 @@ def _load(tmp_path: Path, text: str) -> str:
         ("[environment]\ntga = 'x'\n", "unknown key"),
     ],
 )
-def test_an_unknown_table_or_key_is_named_with_its_closest_match(tmp_path: Path, text: str, message: str) -> None:
+def test_an_unknown_table_or_key_is_named_with_its_closest_match(
+    tmp_path: Path, text: str, message: str
+) -> None:
     assert message in _load(tmp_path, text)
 
 
@@ -79,7 +82,7 @@ def test_an_unreadable_config_is_a_clear_error(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00app_id")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(binary)
-    with pytest.raises(ConfigError, match="cannot read config .*: Is a directory"):
+    with pytest.raises(ConfigError, match=r"cannot read config .*: Is a directory"):
         load_config(tmp_path)
     with pytest.raises(ConfigError, match="No such file"):
         load_config(tmp_path / "missing.toml")
