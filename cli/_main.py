@@ -36,6 +36,10 @@ from appusers.errors import (
     TransportError,
 )
 
+from ._admin import admin_cli, run_admin
+from ._click import CONTEXT as _CONTEXT
+from ._click import Command as _Command
+from ._click import Group as _Group
 from ._errors import EXIT_CODES_HELP, CliError, ExitCode, exit_code_for
 from ._output import Outcome, emit
 from ._session import DEFAULT_APP_ID, DEFAULT_LOCAL_URL, SESSION_FILE
@@ -70,46 +74,6 @@ examples:
   appusers --json users
 
 {EXIT_CODES_HELP}"""
-
-
-# -- click, made to report like the rest --------------------------------------------------------
-
-
-class _Formatter(click.HelpFormatter):
-    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
-        super().write_usage(prog, args, "usage: " if prefix is None else prefix)
-
-    def write_raw(self, text: str) -> None:
-        self.write_paragraph()
-        self.write(text if text.endswith("\n") else text + "\n")
-
-
-class _Context(click.Context):
-    formatter_class = _Formatter
-
-
-class _Command(click.Command):
-    """A command whose epilog (examples, exit codes) is printed as written, not re-wrapped."""
-
-    context_class = _Context
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        if self.epilog and isinstance(formatter, _Formatter):
-            formatter.write_raw(self.epilog)
-
-
-class _Group(click.Group):
-    context_class = _Context
-    command_class = _Command
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        if self.epilog and isinstance(formatter, _Formatter):
-            formatter.write_raw(self.epilog)
-
-
-_Group.group_class = _Group
-
-_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 # -- the common options: before or after the command name ---------------------------------------
@@ -167,9 +131,15 @@ def _user_option(function: _F) -> _F:
 
 
 def _command(group: click.Group, name: str, help_text: str, *, negative_numbers: bool = False,
-             **kwargs: Any) -> Callable[[_F], _F]:
+             dash_arguments: bool = False, **kwargs: Any) -> Callable[[_F], _F]:
     # negative_numbers: "-1.5" is an argument, not an unknown option (as argparse had it).
-    settings = {**_CONTEXT, "ignore_unknown_options": True} if negative_numbers else _CONTEXT
+    # dash_arguments: any "-..." that is not an option is an argument (base64url tokens may start
+    # with "-"); no short options at all then, or click would take "-Uh7..." apart as -U -h -7.
+    settings: dict[str, Any] = _CONTEXT
+    if negative_numbers or dash_arguments:
+        settings = {**_CONTEXT, "ignore_unknown_options": True}
+    if dash_arguments:
+        settings["help_option_names"] = ["--help"]
 
     def decorate(function: _F) -> _F:
         command = group.command(name, cls=_Command, help=help_text, short_help=help_text,
@@ -202,15 +172,8 @@ def _serve(argv: tuple[str, ...]) -> int:
     return serve(list(argv))
 
 
-@cli.command("admin", cls=_Command, add_help_option=False,
-             context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-             short_help="manage the server's users through its Admin API (see 'admin --help')")
-@click.argument("argv", nargs=-1, type=click.UNPROCESSED)
-def _admin(argv: tuple[str, ...]) -> int:
-    """Manage the server's users through its Admin API (its options: 'appusers admin --help')."""
-    from ._admin import admin_main
-
-    return admin_main(list(argv))
+# `appusers admin ...` is handed to admin_main (main below); registered here for --help and completion.
+cli.add_command(admin_cli)
 
 
 def serve(argv: list[str]) -> int:
@@ -337,7 +300,8 @@ def _link_options(function: _F) -> _F:
 def _define_session_commands() -> None:
     def command(name: str, help_text: str, *params: Callable[[Any], Any],
                 group: click.Group = cli, check: Callable[[SimpleNamespace], None] | None = None,
-                command_name: str | None = None, negative_numbers: bool = False) -> None:
+                command_name: str | None = None, negative_numbers: bool = False,
+                dash_arguments: bool = False) -> None:
         key = command_name or name
 
         @click.pass_context
@@ -351,7 +315,8 @@ def _define_session_commands() -> None:
         function: Any = run
         for param in reversed(params):
             function = param(function)
-        _command(group, name, help_text, negative_numbers=negative_numbers)(function)
+        _command(group, name, help_text, negative_numbers=negative_numbers,
+                 dash_arguments=dash_arguments)(function)
 
     user = _user_option
     canonical = click.option("--canonical", is_flag=True, help="print as canonical Extended JSON")
@@ -381,7 +346,7 @@ def _define_session_commands() -> None:
     command("confirm", "confirm a registered account with the token and token id of its email",
             *token_args, click.option("--email", metavar="EMAIL", default=None,
                                       help="with --from-outbox: the account's email address"),
-            from_outbox, check=tokens_or_outbox)
+            from_outbox, check=tokens_or_outbox, dash_arguments=True)
     command("resend-confirmation", "send the confirmation email again", email)
     command("whoami", "show the current user", user)
     command("users", "list the users on this device (* marks the current one)")
@@ -412,7 +377,7 @@ def _define_session_commands() -> None:
             *token_args, click.option("--email", metavar="EMAIL", default=None,
                                       help="with --from-outbox: the account's email address"),
             from_outbox, password_stdin, group=reset_password, command_name="reset-password confirm",
-            check=tokens_or_outbox)
+            check=tokens_or_outbox, dash_arguments=True)
 
     @cli.group("api-keys", cls=_Group, context_settings=_CONTEXT, short_help="manage the user's API keys")
     def api_keys() -> None:
@@ -560,5 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(outcome, Outcome):
         emit(outcome, json_mode=settings.json)
         return 0
+    if isinstance(outcome, SimpleNamespace) and getattr(outcome, "admin", False):
+        return run_admin(outcome)  # `appusers --json admin ...`: options before `admin`
     # --help / --version (click returns their exit status) and the delegated commands' codes.
     return outcome if isinstance(outcome, int) else 0

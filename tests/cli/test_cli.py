@@ -504,6 +504,12 @@ async def test_register_and_confirm_refuse_bad_input(server: LocalServer, tmp_pa
     wrong = await cli("confirm", "0" * 64, mail["tokenId"], "--json", expect=2)
     assert wrong.json()["error"]["code"] == "UserpassTokenInvalid"
     await cli("confirm", mail["token"], expect=2)
+    # Tokens are base64url: one may start with "-" (and hold an "h"); it is still a token.
+    dashed = await cli("confirm", "-Uh7" + "x" * 40, mail["tokenId"], "--json", expect=2)
+    assert dashed.json()["error"]["code"] == "UserpassTokenInvalid"
+    dashed = await cli("reset-password", "confirm", "-Uh7" + "x" * 40, mail["tokenId"], "--password-stdin",
+                       "--json", stdin=PASSWORD, expect=2)
+    assert dashed.json()["error"]["code"] == "UserpassTokenInvalid"
     both = await cli("confirm", mail["token"], mail["tokenId"], "--from-outbox", str(server.data_dir),
                      "--email", EMAIL, expect=2)
     assert "not both" in both.err
@@ -688,5 +694,7 @@ async def test_shell_completion(tmp_path: Path) -> None:
     assert {line.split(",", 1)[1] for line in (await cli()).out.splitlines()} == {"send", "confirm"}
     cli.env.update({"COMP_WORDS": "appusers login --pass", "COMP_CWORD": "2"})
     assert (await cli()).out.splitlines() == ["plain,--password-stdin"]
+    cli.env.update({"COMP_WORDS": "appusers admin users di", "COMP_CWORD": "3"})
+    assert (await cli()).out.splitlines() == ["plain,disable"]
     cli.env["_APPUSERS_COMPLETE"] = "bash_source"
     assert "_appusers_completion" in (await cli()).out
