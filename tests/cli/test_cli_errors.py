@@ -63,6 +63,12 @@ async def test_without_the_server_extra_the_server_commands_name_it(tmp_path: Pa
     assert example.code == 0 and example.out == EXAMPLE.read_text()
 
 
+async def test_with_the_server_extra_the_demo_runs(tmp_path: Path) -> None:
+    run = await appusers("demo", "--quiet", tmp_path=tmp_path)
+    assert run.code == 0, run
+    assert "demo finished:" in run.out and "events observed" in run.out
+
+
 async def test_serve_refuses_a_bad_port(tmp_path: Path) -> None:
     for port in ("99999", "-1", "http"):
         run = await appusers("serve", "--port", port, "--data", str(tmp_path / "data"), tmp_path=tmp_path)
