@@ -19,6 +19,14 @@ from ._server import LocalServer, open_user_store
 
 __all__ = ["serve_main"]
 
+#: Seconds a thread may hold the GIL while another waits for it (CPython's default is 5 ms). The
+#: document store computes in pure Python on its worker thread; with the default, every wake-up
+#: of the event loop behind a long operation could wait 5 ms for the GIL, and a request needs
+#: several (measured in benchmarks/attacks_documents.py S13: GET location p50 11-14 ms -> 4-7 ms,
+#: p99 37-41 ms -> 24-34 ms under pathological queries on a loaded 2-core machine). The process
+#: is the server's own, so the setting is made here, not in LocalServer (a library in its host).
+SWITCH_INTERVAL = 0.001
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -166,6 +174,7 @@ async def _serve(args: argparse.Namespace) -> int:
 def serve_main(argv: list[str] | None = None) -> int:
     """Entry point of ``appusers serve``; returns the process exit code."""
     args = _parser().parse_args(argv)
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}, reachable from other machines", file=sys.stderr)
