@@ -551,7 +551,9 @@ def file_modes() -> dict[str, str]:
                         {
                             "name": "insertOne",
                             "service": "mongodb-atlas",
-                            "arguments": [{"database": "db", "collection": "c", "document": {"k": 1}}],
+                            "arguments": [{"database": "db", "collection": "c",
+                                           # the demo rules: a user writes only their own documents
+                                           "document": {"k": 1, "owner_id": tokens["user_id"]}}],
                         }
                     ).encode(),
                     headers={
