@@ -17,6 +17,12 @@ What this adapter adds on top of aiohttp, and why:
 * **Plain http only to loopback** unless the caller opts in (S4); TLS verified.
 * **No cookie jar**: the SDK authenticates with bearer tokens, and a shared jar
   would carry one server's cookies into every later request.
+* **One transparent retry for a stale pooled connection** (R5): when a request sent on a
+  reused keep-alive connection gets the connection closed or reset before any response,
+  the server had closed that idle connection before reading the request (RFC 9112
+  §9.3.1), so the request is sent once more, whatever its method. aiohttp's own retry
+  (idempotent methods, any connection) is off: every other retry is the App's
+  ``RetryPolicy``, so attempts can be counted.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import socket
 import ssl
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Final, TypeVar
+from types import SimpleNamespace
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -70,6 +77,30 @@ _CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-author
 _METHOD_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FORBIDDEN_HEADER_CHARS: Final = re.compile(r"[\r\n\x00]")
 # A Server-Sent Events line longer than this is a broken or hostile server, not data.
+
+
+class _Attempt:
+    """Per request: did aiohttp hand it a pooled (reused) connection?"""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+async def _mark_reused(
+    _session: aiohttp.ClientSession, context: SimpleNamespace, _params: aiohttp.TraceConnectionReuseconnParams
+) -> None:
+    attempt = context.trace_request_ctx
+    if isinstance(attempt, _Attempt):
+        attempt.reused = True
+
+
+def _stale(exc: BaseException, attempt: _Attempt) -> bool:
+    """A reused connection that the server had already closed: it died before any response."""
+    if not attempt.reused or isinstance(exc, aiohttp.ClientConnectorError):
+        return False  # a new connection that failed to open is a connection failure, not staleness
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
 
 
 class _State(enum.Enum):
@@ -348,6 +379,8 @@ class AiohttpTransport:
                 limit=self._connector_limit,
                 ssl=self._ssl_context if self._ssl_context is not None else True,
             )
+            tracing = aiohttp.TraceConfig()
+            tracing.on_connection_reuseconn.append(_mark_reused)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -355,7 +388,12 @@ class AiohttpTransport:
                 skip_auto_headers=("Content-Type",),
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=self._timeout),
                 trust_env=False,
+                trace_configs=[tracing],
             )
+            if hasattr(self._session, "_retry_connection"):
+                # aiohttp re-sends idempotent requests after any dropped connection; the App's
+                # RetryPolicy decides retries instead (see the module docstring).
+                self._session._retry_connection = False
             self._loop = loop
             self._state = _State.OPENED
         elif loop is not self._loop:
@@ -400,9 +438,7 @@ class AiohttpTransport:
         # of its own (a second timer per request) but must not fall back to its 300 s default.
         client_timeout = _client_timeout(timeout)
         for hop in range(MAX_REDIRECTS + 1):
-            response = await session.request(
-                method, url, headers=headers, data=body, allow_redirects=False, timeout=client_timeout
-            )
+            response = await self._request_once(session, method, url, headers, body, client_timeout)
             location = response.headers.get("Location") if response.status in _REDIRECT_STATUSES else None
             if location is None:
                 return response  # a 3xx without Location is returned as is
@@ -428,6 +464,27 @@ class AiohttpTransport:
             method=request.method,
             url=first,
         )
+
+    @staticmethod
+    async def _request_once(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """One request; sent again (once) if a stale pooled connection swallowed it."""
+        attempt = _Attempt()
+        kwargs: dict[str, Any] = {
+            "headers": headers, "data": body, "allow_redirects": False, "timeout": client_timeout,
+        }
+        try:
+            return await session.request(method, url, trace_request_ctx=attempt, **kwargs)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if not _stale(exc, attempt):
+                raise
+        return await session.request(method, url, trace_request_ctx=_Attempt(), **kwargs)
 
     def _redirect_target(self, method: str, url: URL, location: str) -> URL:
         def refuse(why: str) -> TransportError:

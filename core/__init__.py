@@ -33,7 +33,7 @@ from ._events import (
     UsersChanged,
 )
 from ._functions import Functions
-from ._models import Identity, Profile, Tokens, UserState
+from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
 from ._mongo import (
     ChangeEvent,
     ChangeStream,
@@ -45,6 +45,7 @@ from ._mongo import (
     MongoDatabase,
     UpdateResult,
 )
+from ._retry import RetryPolicy
 from ._user import User
 from ._version import __version__
 from .errors import AppError
@@ -61,6 +62,8 @@ __all__ = [
     "AppEvent",
     "ChangeEvent",
     "ChangeStream",
+    "Connectivity",
+    "ConnectivityState",
     "Credentials",
     "CurrentUserChanged",
     "CurrentUserLinked",
@@ -82,6 +85,7 @@ __all__ = [
     "ProfileRefreshed",
     "Request",
     "Response",
+    "RetryPolicy",
     "Storage",
     "StorageIssue",
     "StorageRecovered",

@@ -65,7 +65,8 @@ class ApiKeys:
         pipeline = user._pipeline
         pipeline.require_logged_in(user)
         return await pipeline.request(method, "/auth/api_keys" + path, app_scoped=False, body=body,
-                                      user=user, token="refresh", timeout=timeout)
+                                      user=user, token="refresh", timeout=timeout,
+                                      idempotent=method == "GET")  # reads only
 
     async def create(self, name: str, *, timeout: float | None = None) -> ApiKey:
         """A new enabled key; its secret ``key`` is returned this once only."""

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from reactivex import Observable, abc
 
+from ._connectivity import ConnectivityTracker
 from ._credentials import ANONYMOUS, Credentials
 from ._email_password import EmailPasswordAuth
 from ._events import (
@@ -37,10 +38,11 @@ from ._events import (
     UsersChanged,
 )
 from ._machine import fire
-from ._models import UserState
+from ._models import Connectivity, UserState
 from ._persistence import Persistence
 from ._pipeline import Pipeline
 from ._records import Index, UserRecord
+from ._retry import RetryPolicy
 from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from ._user import User
 from .errors import (
@@ -86,7 +88,13 @@ class App:
     data directory, one per app id and base URL, see ``appusers.adapters.default_storage_path``;
     pass ``MemoryStorage()`` to keep nothing). ``transport`` does HTTP
     (default: aiohttp; closed with the App). ``timeout`` is the default per-request timeout in seconds;
-    most calls also take their own ``timeout=``.
+    most calls also take their own ``timeout=``. ``retry`` says which failures of requests that
+    are safe to repeat are retried, and how long to wait (default: ``RetryPolicy()``;
+    ``RetryPolicy.none()`` never retries).
+
+    ``connectivity`` (and ``connectivity_changes``) aggregates the ``LoggedIn`` sub-states of
+    its users: ``online``, ``refreshing``, or ``offline`` with the last error and the time of
+    the next attempt; ``await app.wait_online()`` returns once the server answers.
     """
 
     def __init__(
@@ -98,6 +106,7 @@ class App:
         transport: Transport | None = None,
         timeout: float = 60.0,
         refresh_leeway: float = 30.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not isinstance(app_id, str) or not app_id.strip():
             raise InvalidArgumentError("app_id must be a non-empty string")
@@ -105,6 +114,10 @@ class App:
             raise InvalidArgumentError("timeout must be a positive number of seconds")
         if not isinstance(refresh_leeway, int | float) or refresh_leeway < 0:
             raise InvalidArgumentError("refresh_leeway must be >= 0 seconds")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidArgumentError("retry must be a RetryPolicy")
+        #: Which failed requests are sent again, and when (read at each request).
+        self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
         self.id = app_id
         self.base_url = _check_base_url(base_url)
         if storage is None:
@@ -114,8 +127,15 @@ class App:
         self._persistence = Persistence(storage, app_id)
         self._pipeline = Pipeline(
             self, app_id, self.base_url, transport=transport, timeout=float(timeout),
-            refresh_leeway=float(refresh_leeway),
+            refresh_leeway=float(refresh_leeway), retry=lambda: self.retry,
         )
+        self._connectivity = ConnectivityTracker(
+            users=lambda: self._users.values(),
+            probe=self._pipeline.probe,
+            policy=lambda: self.retry,
+            spawn=self._pipeline.spawn,
+        )
+        self._pipeline.observer = self._connectivity
         self._users: dict[str, User] = {}  # storage order
         self._current: User | None = None
         self._opened = False
@@ -350,6 +370,30 @@ class App:
         if self._events is None:
             self._events = SafeSubject()
         return hide(self._events)
+
+    @property
+    def connectivity(self) -> Connectivity:
+        """The App's aggregate connectivity: ``offline`` (with the last error and the time of
+        the next attempt) when its server cannot be reached, ``refreshing`` while a user's
+        token refresh is in flight, else ``online``. Each user's own is ``user.connectivity``."""
+        return self._connectivity.state
+
+    @property
+    def connectivity_changes(self) -> Observable[Connectivity]:
+        """The aggregate connectivity on subscribe, then every change."""
+        return self._connectivity.changes
+
+    async def wait_online(self, *, timeout: float | None = None) -> None:
+        """Return once the server has answered and is not known to be unreachable.
+
+        If no answer was seen yet, or the App is offline, probe the server (``GET location``)
+        now and then on the retry policy's back-off until it answers. Raises ``TimeoutError``
+        after ``timeout`` seconds (None: wait as long as it takes; cancel to stop).
+        """
+        if self._closed:
+            raise AppClosedError("this App is closed")
+        await self.open()
+        await self._connectivity.wait_online(timeout)
 
     @property
     def current_user_changes(self) -> Observable[User | None]:

@@ -14,7 +14,7 @@ from bson import json_util
 
 from ._models import FrozenDict, FrozenList
 
-__all__ = ["decode", "dumps", "loads"]
+__all__ = ["decode", "dumps", "loads", "loads_plain"]
 
 _CANONICAL = json_util.JSONOptions(
     json_mode=json_util.JSONMode.CANONICAL,
@@ -84,9 +84,22 @@ def loads(text: str | bytes) -> Any:
         raise ValueError(f"invalid Extended JSON: {type(exc).__name__}") from None
 
 
+def loads_plain(text: str | bytes) -> Any:
+    """Plain JSON text to Python values. Raises only ``ValueError``: also for nesting deeper
+    than the parser's recursion allows (``b"[" * 200000`` raises ``RecursionError`` in ``json``)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def decode(value: Any) -> Any:
-    """Already-parsed plain JSON (e.g. a JWT claim) to Python/BSON values."""
+    """Already-parsed plain JSON (e.g. a JWT claim) to Python/BSON values. Raises ``ValueError``."""
     if isinstance(value, dict | list):
-        return loads(json.dumps(value))
+        try:
+            text = json.dumps(value)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+        return loads(text)
     return value
 

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 __all__ = ["EmailPasswordAuth"]
 
 _BASE = "/auth/providers/local-userpass"
+#: Calls whose repetition only sends the same email again; registering, confirming and
+#: resetting are not (a second try would fail, or run a custom function twice).
+_REPEATABLE = frozenset({"confirm/send", "reset/send"})
 
 
 class EmailPasswordAuth:
@@ -30,7 +33,8 @@ class EmailPasswordAuth:
             payload = _ejson.dumps(body).encode()
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"arguments cannot be encoded as Extended JSON: {exc}") from None
-        await self._pipeline.request("POST", f"{_BASE}/{action}", body=payload, timeout=timeout)
+        await self._pipeline.request("POST", f"{_BASE}/{action}", body=payload, timeout=timeout,
+                                     idempotent=action in _REPEATABLE)
 
     async def register_user(self, email: str, password: str, *, timeout: float | None = None) -> None:
         """Create a pending (or, if the server auto-confirms, a confirmed) identity."""

@@ -38,7 +38,7 @@ def decode_payload(token: str, *, what: str = "token") -> dict[str, Any]:
     padded = middle.replace("-", "+").replace("_", "/") + "=" * (-len(middle) % 4)
     try:
         payload = json.loads(base64.b64decode(padded, validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, RecursionError):
         raise BadTokenError(f"malformed JWT: the {what} payload is not base64 JSON") from None
     if not isinstance(payload, dict):
         raise BadTokenError(f"malformed JWT: the {what} payload is not an object")

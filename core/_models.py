@@ -1,14 +1,20 @@
-"""Immutable values a user carries: identities and profile."""
+"""Immutable values a user carries: identities, profile, tokens, state and connectivity."""
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
 import attrs
 
-__all__ = ["FrozenDict", "FrozenList", "Identity", "Profile", "Tokens", "UserState", "freeze"]
+from .errors import AppError
+
+__all__ = [
+    "Connectivity", "ConnectivityState", "FrozenDict", "FrozenList", "Identity", "Profile", "Tokens",
+    "UserState", "freeze",
+]
 
 
 class UserState(enum.Enum):
@@ -17,6 +23,47 @@ class UserState(enum.Enum):
     LOGGED_IN = "LoggedIn"
     LOGGED_OUT = "LoggedOut"
     REMOVED = "Removed"
+
+
+class ConnectivityState(enum.Enum):
+    """The sub-state of a logged-in session (values are what the bindings show)."""
+
+    ONLINE = "online"
+    REFRESHING = "refreshing"
+    OFFLINE = "offline"
+
+
+@attrs.frozen
+class Connectivity:
+    """Where a logged-in session (or the App, aggregated) stands with its server.
+
+    ``error`` is the last failure and ``next_attempt`` the wall-clock time (``time.time()``)
+    of the next try, both only when ``state`` is ``OFFLINE`` (``next_attempt`` is None when
+    no attempt is scheduled).
+    """
+
+    state: ConnectivityState
+    error: AppError | None = attrs.field(default=None, eq=False)
+    next_attempt: float | None = None
+
+    @property
+    def online(self) -> bool:
+        return self.state is not ConnectivityState.OFFLINE
+
+    def retry_in(self, now: float | None = None) -> float | None:
+        """Seconds until the next attempt (0 when due), or None if none is scheduled."""
+        if self.next_attempt is None:
+            return None
+        return max(0.0, self.next_attempt - (time.time() if now is None else now))
+
+    def describe(self, now: float | None = None) -> str:
+        """``"online"``, ``"refreshing"``, ``"offline — retrying in 8 s"`` or ``"offline"``."""
+        if self.state is not ConnectivityState.OFFLINE:
+            return str(self.state.value)
+        wait = self.retry_in(now)
+        if wait is None:
+            return "offline"
+        return f"offline — retrying in {max(1, round(wait))} s"
 
 
 @attrs.frozen

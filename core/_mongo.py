@@ -271,19 +271,39 @@ def _many(data: Any, what: str) -> list[Any]:
 # -- client, database, collection ---------------------------------------------------------
 
 
+_READS = frozenset({"find", "findOne", "count", "aggregate"})
+
+
+def _is_read(name: str, arg: Mapping[str, Any]) -> bool:
+    if name not in _READS:
+        return False
+    if name == "aggregate":
+        stages = arg.get("pipeline")
+        return isinstance(stages, list) and not any(
+            isinstance(stage, Mapping) and ("$out" in stage or "$merge" in stage) for stage in stages
+        )
+    return True
+
+
 class MongoClient:
     """The remote MongoDB service ``service_name`` as seen by one user.
 
     Get it with ``user.mongo_client("mongodb-atlas")``; it holds no connection.
+    ``retry_reads=True`` declares its reads (``find``, ``find_one``, ``count``, an
+    ``aggregate`` without ``$out``/``$merge``) safe to repeat, so the App's ``RetryPolicy``
+    may retry them; writes are never retried.
     """
 
-    __slots__ = ("_user", "service_name")
+    __slots__ = ("_user", "retry_reads", "service_name")
 
-    def __init__(self, user: Principal, service_name: str) -> None:
+    def __init__(self, user: Principal, service_name: str, *, retry_reads: bool = False) -> None:
         if not isinstance(service_name, str) or not service_name:
             raise InvalidArgumentError("the service name must be a non-empty string")
+        if not isinstance(retry_reads, bool):
+            raise InvalidArgumentError("retry_reads must be True or False")
         self._user = user
         self.service_name = service_name
+        self.retry_reads = retry_reads
 
     @property
     def user(self) -> Principal:
@@ -345,8 +365,9 @@ class MongoCollection:
         document: dict[str, Any] = {"database": self.database.name, "collection": self.name}
         document.update(arg)
         user = self.user
+        idempotent = self.database.client.retry_reads and _is_read(name, arg)
         return await user._pipeline.call_function(
-            user, name, (document,), timeout=timeout, service=self.service_name
+            user, name, (document,), timeout=timeout, service=self.service_name, idempotent=idempotent
         )
 
     # -- reading ------------------------------------------------------------------------

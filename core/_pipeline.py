@@ -18,21 +18,27 @@ Refresh policy (behavior.md §8, extended):
   and wipes its tokens from memory and storage; a
   refresh failing on the network or a 5xx leaves the user logged in;
 * a log-out racing a refresh wins: the late refresh result is dropped.
+
+Retries (``_retry``): requests declared ``idempotent`` (the location, the profile,
+API-key reads, the refresh, the log-out, the email/password calls that only send an
+email again, MongoDB reads a client declared safe) are retried by the App's
+``RetryPolicy`` on connection failures and 429/502/503/504; everything else is sent
+once. Every attempt is reported to the ``observer`` (the App's connectivity tracker).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import platform
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 from . import _ejson, _jwt
 from ._credentials import FUNCTION, Credentials
 from ._models import Identity, Profile
+from ._retry import RetryObserver, RetryPolicy, send_with_retries
 from ._version import __version__
 from .errors import (
     AppClosedError,
@@ -51,7 +57,9 @@ from .errors import (
 )
 from .transport import Request, Response, Transport
 
-__all__ = ["API", "Login", "Pipeline", "Principal", "SessionKeeper", "TokenKind", "path_of"]
+__all__ = [
+    "API", "Login", "Pipeline", "Principal", "RefreshObserver", "SessionKeeper", "TokenKind", "path_of",
+]
 
 API = "/api/client/v2.0"
 _log = logging.getLogger("appusers")
@@ -99,6 +107,14 @@ class SessionKeeper(Protocol):
         ...
 
     async def _access_token_refreshed(self, user: Any, token: str, claims: Mapping[str, Any]) -> None: ...
+
+
+class RefreshObserver(RetryObserver, Protocol):
+    """Told how each attempt went, and when a user's token refresh starts and ends."""
+
+    def refresh_started(self, user: Any) -> None: ...
+
+    def refresh_ended(self, user: Any) -> None: ...
 
 
 class Login:
@@ -159,8 +175,13 @@ class Pipeline:
         transport: Transport | None,
         timeout: float,
         refresh_leeway: float,
+        retry: Callable[[], RetryPolicy] = RetryPolicy,
     ) -> None:
         self._keeper = keeper
+        #: The App's retry policy, read at each request (the App may swap it).
+        self._retry = retry
+        #: Told how every attempt went (the App's connectivity tracker).
+        self.observer: RefreshObserver | None = None
         self.app_id = app_id
         self.base_url = base_url
         self.timeout = timeout
@@ -174,6 +195,7 @@ class Pipeline:
         self._hostname: str | None = None
         self._location_task: asyncio.Task[str] | None = None
         self._refreshes: dict[Principal, asyncio.Future[str]] = {}
+        self._waiters: dict[asyncio.Future[str], int] = {}
         #: Background work the App cancels (and awaits) when it closes.
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -244,11 +266,13 @@ class Pipeline:
         bearer: str | None = None,
         timeout: float | None = None,
         ejson: bool = False,
+        idempotent: bool = False,
     ) -> Any:
         """Send one API request and return its parsed body, raising typed errors.
 
         ``token="access"`` applies the refresh policy; ``token="refresh"`` treats a
-        401 as a dead session (the user is logged out).
+        401 as a dead session (the user is logged out). ``idempotent``: safe to repeat,
+        so the retry policy may send it again.
         """
         if self.closed:
             raise AppClosedError("this App is closed")
@@ -257,24 +281,26 @@ class Pipeline:
         url = await self.url(path, app_scoped=app_scoped)
         if token == "access":
             assert user is not None
-            response = await self._send_with_access(user, method, url, body, timeout)
+            response = await self._send_with_access(user, method, url, body, timeout, idempotent)
         elif token == "refresh":
             assert user is not None
             self.require_logged_in(user)
             sent = user.refresh_token
             assert sent is not None
-            response = await self.send(method, url, bearer=sent, body=body, timeout=timeout)
+            response = await self.send(method, url, bearer=sent, body=body, timeout=timeout,
+                                       idempotent=idempotent)
             if response.status == 401 and user.is_logged_in and user.refresh_token == sent:
                 disabled = _says_user_disabled(response)
                 await self._keeper._session_rejected(user, disabled=disabled)
                 raise _session_rejected_error(disabled, method, path_of(url))
         else:
-            response = await self.send(method, url, bearer=bearer, body=body, timeout=timeout)
+            response = await self.send(method, url, bearer=bearer, body=body, timeout=timeout,
+                                       idempotent=idempotent)
         return self.parse(response, method, url, ejson=ejson)
 
     async def call_function(
         self, user: Principal, name: str, args: tuple[Any, ...], *, timeout: float | None = None,
-        service: str | None = None,
+        service: str | None = None, idempotent: bool = False,
     ) -> Any:
         """``POST /functions/call`` as ``user``; the EJSON-decoded result."""
         if not isinstance(name, str) or not name:
@@ -287,13 +313,17 @@ class Pipeline:
             body = _ejson.dumps(payload).encode()
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"arguments cannot be encoded as Extended JSON: {exc}") from None
+        # Never retried unless the caller vouches for it (a MongoDB read on a client that
+        # declared reads safe): a function may have run even when its answer was lost.
         return await self.request("POST", "/functions/call", body=body, user=user, token="access",
-                                  timeout=timeout, ejson=True)
+                                  timeout=timeout, ejson=True, idempotent=idempotent)
 
     async def send(
         self, method: str, url: str, *, bearer: str | None = None, body: bytes | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, idempotent: bool = False,
     ) -> Response:
+        """One request through the transport, retried per the App's policy when ``idempotent``;
+        the last response whatever its status, or the last attempt's ``TransportError``."""
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -303,13 +333,23 @@ class Pipeline:
         debug = _log.isEnabledFor(logging.DEBUG)
         if debug:
             _log.debug("%s %s", method, path_of(url))
-        response = await self.transport.send(request)
+        transport = self.transport
+        response = await send_with_retries(
+            self._retry(), lambda: transport.send(request), idempotent=idempotent, observer=self.observer
+        )
         if debug:
             _log.debug("%s %s -> %d", method, path_of(url), response.status)
         return response
 
+    async def probe(self) -> Response:
+        """``GET location`` once, not cached and not retried: is the server there?"""
+        url = f"{self.base_url}{self._app_prefix}/location"
+        request = Request("GET", url, {"Accept": "application/json"}, None, self.timeout)
+        return await self.transport.send(request)
+
     async def _send_with_access(
-        self, user: Principal, method: str, url: str, body: bytes | None, timeout: float | None
+        self, user: Principal, method: str, url: str, body: bytes | None, timeout: float | None,
+        idempotent: bool,
     ) -> Response:
         refreshed = False
         if user._expired_soon(self.refresh_leeway):
@@ -318,7 +358,8 @@ class Pipeline:
         self.require_logged_in(user)
         sent = user.access_token
         assert sent is not None
-        response = await self.send(method, url, bearer=sent, body=body, timeout=timeout)
+        response = await self.send(method, url, bearer=sent, body=body, timeout=timeout,
+                                   idempotent=idempotent)
         if response.status != 401:
             return response
         if user.access_token == sent:
@@ -329,7 +370,7 @@ class Pipeline:
         if current is None or current == sent:
             return response
         # One retry, with whichever fresh token this or a concurrent request obtained.
-        return await self.send(method, url, bearer=current, body=body, timeout=timeout)
+        return await self.send(method, url, bearer=current, body=body, timeout=timeout, idempotent=idempotent)
 
     def parse(self, response: Response, method: str, url: str, *, ejson: bool = False) -> Any:
         """The response's JSON body, or the typed error it stands for."""
@@ -337,7 +378,7 @@ class Pipeline:
         media_type = response.content_type.split(";", 1)[0].strip().lower()
         if response.body and media_type == "application/json":
             try:
-                data = _ejson.loads(response.body) if ejson else json.loads(response.body)
+                data = _ejson.loads(response.body) if ejson else _ejson.loads_plain(response.body)
             except ValueError:
                 if response.ok:
                     raise MalformedJsonError(
@@ -373,7 +414,7 @@ class Pipeline:
             task.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._location_task = task
         try:
-            hostname = await asyncio.shield(task)
+            hostname = await self._share(task)
         finally:
             if task.done():
                 self._location_task = None  # a failure is retried by the next request
@@ -382,11 +423,29 @@ class Pipeline:
 
     async def _fetch_location(self) -> str:
         url = f"{self.base_url}{self._app_prefix}/location"
-        data = self.parse(await self.send("GET", url), "GET", url)
+        data = self.parse(await self.send("GET", url, idempotent=True), "GET", url)
         hostname = data.get("hostname") if isinstance(data, dict) else None
         if not isinstance(hostname, str) or not hostname:
             raise MissingJsonKeyError("hostname")
+        parts = urlsplit(hostname) if hostname.isascii() and hostname.isprintable() else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or " " in hostname:
+            raise ResponseError("the location response's hostname is not an http(s) URL")
         return hostname.rstrip("/")
+
+    async def _share(self, task: asyncio.Future[str]) -> str:
+        """Await a task several callers share (the location, a refresh). Cancelling one caller
+        leaves it to the others; cancelling the last one cancels it, retries and all."""
+        self._waiters[task] = self._waiters.get(task, 0) + 1
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._waiters.get(task) == 1 and not task.done():
+                task.cancel()
+            raise
+        finally:
+            left = self._waiters.pop(task, 1) - 1
+            if left > 0:
+                self._waiters[task] = left
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -414,18 +473,21 @@ class Pipeline:
     ) -> tuple[tuple[Identity, ...], Profile]:
         """``GET /auth/profile`` with a token the user does not hold yet (login, link)."""
         data = await self.request("GET", "/auth/profile", app_scoped=False, bearer=access_token,
-                                  timeout=timeout)
+                                  timeout=timeout, idempotent=True)
         return parse_profile(data)
 
     async def refresh_profile(self, user: Principal) -> tuple[tuple[Identity, ...], Profile]:
         self.require_logged_in(user)
-        data = await self.request("GET", "/auth/profile", app_scoped=False, user=user, token="access")
+        data = await self.request("GET", "/auth/profile", app_scoped=False, user=user, token="access",
+                                  idempotent=True)
         return parse_profile(data)
 
     async def revoke(self, refresh_token: str) -> None:
         """``DELETE /auth/session``; an already-unknown session counts as revoked."""
         try:
-            await self.request("DELETE", "/auth/session", app_scoped=False, bearer=refresh_token)
+            # Safe to repeat: a session already gone counts as revoked.
+            await self.request("DELETE", "/auth/session", app_scoped=False, bearer=refresh_token,
+                               idempotent=True)
         except InvalidSessionError as exc:
             if "failed to find refresh token" not in exc.message:
                 raise
@@ -471,15 +533,19 @@ class Pipeline:
             pending = asyncio.ensure_future(self._do_refresh(user))
             pending.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._refreshes[user] = pending
-        return await asyncio.shield(pending)
+        return await self._share(pending)
 
     async def _do_refresh(self, user: Principal) -> str:
         session = user._session
         refresh = user.refresh_token
         assert refresh is not None
+        observer = self.observer
+        if observer is not None:
+            observer.refresh_started(user)
         try:
             url = await self.url("/auth/session", app_scoped=False)
-            response = await self.send("POST", url, bearer=refresh)
+            # POST, but safe to repeat: it only mints an access token.
+            response = await self.send("POST", url, bearer=refresh, idempotent=True)
             if user._session != session or not user.is_logged_in:
                 # Logged out (or in again) meanwhile: whatever came back must not touch the user.
                 raise UserNotLoggedInError("the user logged out while its token was being refreshed")
@@ -496,12 +562,31 @@ class Pipeline:
             return token
         finally:
             self._refreshes.pop(user, None)
+            if observer is not None:
+                observer.refresh_ended(user)
 
 
 def path_of(url: str) -> str:
     """The URL without its query: streaming URLs can carry a token there."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+_MAX_PROFILE_DEPTH = 64
+
+
+def _shallow(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects at most ``limit`` deep (without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return True
 
 
 def parse_profile(data: Any) -> tuple[tuple[Identity, ...], Profile]:
@@ -520,6 +605,10 @@ def parse_profile(data: Any) -> tuple[tuple[Identity, ...], Profile]:
     profile_data = data.get("data")
     if not isinstance(profile_data, dict):
         raise MissingJsonKeyError("data")
+    if not _shallow(profile_data, _MAX_PROFILE_DEPTH):
+        # It is stored and read back at every start: a depth the JSON parser only just took
+        # here could fail it there.
+        raise ResponseError("the profile data is nested too deeply")
     kind = data.get("type")
     if not isinstance(kind, str) or not kind or not kind.isprintable():
         kind = "normal"
@@ -529,7 +618,7 @@ def parse_profile(data: Any) -> tuple[tuple[Identity, ...], Profile]:
 def _says_user_disabled(response: Response) -> bool:
     """Whether a 401 carries App Services' ``UserDisabled`` error code."""
     try:
-        body = json.loads(response.body) if response.body else None
+        body = _ejson.loads_plain(response.body) if response.body else None
     except ValueError:
         return False
     return isinstance(body, dict) and body.get("error_code") == "UserDisabled"

@@ -20,10 +20,12 @@ from reactivex import Observable, abc
 
 from . import _ejson, _jwt
 from ._api_keys import ApiKeys
+from ._connectivity import ONLINE
 from ._credentials import ANONYMOUS, Credentials
 from ._events import UserEvent
 from ._functions import Functions
-from ._models import FrozenDict, Identity, Profile, Tokens, UserState, freeze
+from ._machine import fire_connectivity
+from ._models import Connectivity, ConnectivityState, FrozenDict, Identity, Profile, Tokens, UserState, freeze
 from ._mongo import MongoClient
 from ._pipeline import Pipeline
 from ._records import identities_from_raw
@@ -55,7 +57,7 @@ class UserOwner(Protocol):
 def _profile_data(raw: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -74,6 +76,8 @@ class User:
         "_access_token",
         "_announce_custom_data",
         "_app",
+        "_connectivity",
+        "_connectivity_subject",
         "_custom_data",
         "_device_id",
         "_events",
@@ -83,6 +87,7 @@ class User:
         "_listeners",
         "_profile",
         "_provider_type",
+        "_reach",
         "_refresh_token",
         "_session",
         "_state",
@@ -106,6 +111,11 @@ class User:
         self._id = user_id
         #: Written only by the lifecycle machine (``_machine.fire``), whose model attribute it is.
         self._state = state
+        #: The connectivity sub-machine's state (``_machine.CONNECTIVITY_CONFIG``); None unless logged in.
+        logged_in = state is UserState.LOGGED_IN
+        self._reach: ConnectivityState | None = ConnectivityState.ONLINE if logged_in else None
+        self._connectivity: Connectivity | None = ONLINE if logged_in else None
+        self._connectivity_subject: SafeBehaviorSubject[Connectivity | None] | None = None
         self._access_token = access_token
         self._refresh_token = refresh_token
         #: Monotonic time after which the access token is treated as expired; None = unknown yet.
@@ -132,6 +142,15 @@ class User:
         if identities:
             return len(identities) == 1 and identities[0].provider_type == ANONYMOUS
         return self._provider_type == ANONYMOUS
+
+    def enter_session(self) -> None:
+        """Entering LoggedIn starts its connectivity sub-machine (a fresh login reached the server)."""
+        self._reach = ConnectivityState.ONLINE
+        self._connectivity = ONLINE
+
+    def leave_session(self) -> None:
+        self._reach = None
+        self._connectivity = None
 
     def _drop_tokens(self) -> None:
         self._access_token = None
@@ -238,7 +257,12 @@ class User:
             claim = _jwt.decode_payload(token, what="access token").get("user_data")
         except BadTokenError:
             claim = None
-        data = freeze(_ejson.decode(claim)) if isinstance(claim, dict) else _NO_DATA
+        data: Mapping[str, Any] = _NO_DATA
+        if isinstance(claim, dict):
+            try:
+                data = freeze(_ejson.decode(claim))
+            except ValueError:
+                data = freeze(claim)  # a bad EJSON wrapper: the claim as plain JSON, not an exception
         self._custom_data = (token, data)
         return data
 
@@ -250,6 +274,19 @@ class User:
         if self._state_subject is None:
             self._state_subject = SafeBehaviorSubject(self.state)
         return hide(self._state_subject)
+
+    @property
+    def connectivity(self) -> Connectivity | None:
+        """The sub-state of ``LoggedIn``: online, refreshing, or offline (with the last error and
+        the time of the next attempt). None when the user is not logged in."""
+        return self._connectivity
+
+    @property
+    def connectivity_changes(self) -> Observable[Connectivity | None]:
+        """The connectivity on subscribe, then every change (None once the user is not logged in)."""
+        if self._connectivity_subject is None:
+            self._connectivity_subject = SafeBehaviorSubject(self._connectivity)
+        return hide(self._connectivity_subject)
 
     @property
     def events(self) -> Observable[UserEvent]:
@@ -279,8 +316,20 @@ class User:
     def _publish(self, event: UserEvent | None, state_before: UserState) -> None:
         if self._state_subject is not None and self.state is not state_before:
             self._state_subject.on_next(self.state)
+        self._publish_connectivity()
         if event is not None and self._events is not None:
             self._events.on_next(event)
+
+    def _set_connectivity(self, trigger: str, value: Connectivity) -> None:
+        """Run a connectivity trigger (the tracker decided it) and publish the new value."""
+        fire_connectivity(self, trigger)
+        self._connectivity = value
+        self._publish_connectivity()
+
+    def _publish_connectivity(self) -> None:
+        subject = self._connectivity_subject
+        if subject is not None and subject.value != self._connectivity:
+            subject.on_next(self._connectivity)
 
     # -- operations (all I/O goes through the App's request pipeline) -----------------
 
@@ -302,9 +351,12 @@ class User:
         """The user's API keys: ``await user.api_keys.create("ci")``."""
         return ApiKeys(self)
 
-    def mongo_client(self, service_name: str) -> MongoClient:
-        """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user."""
-        return MongoClient(self, service_name)
+    def mongo_client(self, service_name: str, *, retry_reads: bool = False) -> MongoClient:
+        """The remote MongoDB service ``service_name`` (e.g. ``"mongodb-atlas"``) as this user.
+
+        ``retry_reads=True`` declares its reads safe to repeat (the App's ``RetryPolicy``
+        applies to them); writes are never retried."""
+        return MongoClient(self, service_name, retry_reads=retry_reads)
 
     async def wait_for(self, state: UserState, *, timeout: float | None = None) -> None:
         """Return once the user is in ``state`` (at once if it already is)."""

@@ -11,7 +11,11 @@ feed the widgets. Users are kept in the app's ``user_data_dir``.
 build would). ``--autopilot EMAIL PASSWORD`` drives the UI by itself: it logs in
 through the form, adds an anonymous user, switches back, saves a screenshot
 (``--screenshot PATH``), logs both out, prints each step and exits (status 0
-when every step did what it should).
+when every step did what it should). With ``--outage DIR`` it also rides out a
+server outage before logging out: it prints ``autopilot: stop the server``, waits for
+the file ``DIR/stopped``, refreshes the profile (which fails) until the screen shows
+"offline — retrying in N s", prints ``autopilot: start the server`` and waits until
+the App is back online by itself.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ from typing import Any
 os.environ.setdefault("KIVY_NO_ARGS", "1")  # argparse reads the command line, not Kivy
 
 from kivy.app import App as KivyApp
+from kivy.clock import Clock
 from kivy.config import Config
 
 Config.set("graphics", "width", "820")
@@ -36,11 +42,12 @@ Config.set("input", "mouse", "mouse,disable_multitouch")
 
 from kivy.core.window import Window  # noqa: E402
 from kivy.lang import Builder  # noqa: E402
+from kivy.properties import NumericProperty  # noqa: E402
 from kivy.uix.boxlayout import BoxLayout  # noqa: E402
 from kivy.uix.button import Button  # noqa: E402
 from kivy.uix.label import Label  # noqa: E402
 
-from appusers import App, Credentials  # noqa: E402
+from appusers import App, Credentials, RetryPolicy  # noqa: E402
 from appusers.bindings.kivy import AppModel, UrlRequestTransport, storage_for  # noqa: E402
 from appusers.transport import Transport  # noqa: E402
 
@@ -125,13 +132,28 @@ KV = """
         text: root.profile_line(root.model.current_user.email, root.model.current_user.name)
     Field:
         text: "custom data: " + (str(dict(root.model.current_user.custom_data)) or "-")
-    Button:
-        id: log_out
-        text: "Log out"
-        size_hint: None, None
-        size: dp(140), dp(40)
-        disabled: not root.model.logged_in or root.model.busy
-        on_release: root.model.log_out()
+    Field:
+        id: connection
+        text: "server: " + root.connection_line(root.model.connectivity, root.model.next_attempt, root.tick)
+    BoxLayout:
+        size_hint_y: None
+        height: dp(40)
+        spacing: pad
+        Button:
+            id: refresh
+            text: "Refresh profile"
+            size_hint_x: None
+            width: dp(160)
+            disabled: not root.model.logged_in
+            on_release: root.model.refresh_profile()
+        Button:
+            id: log_out
+            text: "Log out"
+            size_hint_x: None
+            width: dp(140)
+            disabled: not root.model.logged_in or root.model.busy
+            on_release: root.model.log_out()
+        Widget:
 
     Heading:
         text: "Users on this device"
@@ -148,11 +170,27 @@ KV = """
 class UsersScreen(BoxLayout):  # type: ignore[misc]
     """The one screen: its widgets bind to ``model``; going away disposes it."""
 
+    tick = NumericProperty(0)
+    """Bumped twice a second so "retrying in N s" counts down between connectivity changes."""
+
     def __init__(self, model: AppModel, **kwargs: Any) -> None:
         self.model = model
         super().__init__(**kwargs)
         model.bind(users=self._show_users)
         self._show_users(model, model.users)
+        self._ticker = Clock.schedule_interval(self._tick, 0.5)
+
+    def _tick(self, _dt: float) -> None:
+        self.tick += 1
+
+    @staticmethod
+    def connection_line(connectivity: str, next_attempt: float, _tick: int) -> str:
+        # The App's aggregate (one server serves every user); the countdown is worked out here.
+        if connectivity == "offline":
+            if not next_attempt:
+                return "offline"
+            return f"offline — retrying in {max(1, round(next_attempt - time.time()))} s"
+        return connectivity or "online"
 
     @staticmethod
     def describe(logged_in: bool, user_id: str, state: str) -> str:
@@ -189,6 +227,7 @@ class UsersScreen(BoxLayout):  # type: ignore[misc]
             box.add_widget(button)
 
     def dispose(self) -> None:
+        self._ticker.cancel()
         self.model.unbind(users=self._show_users)
         self.model.dispose()
 
@@ -219,7 +258,22 @@ async def _until(predicate: Callable[[], bool], what: str, timeout: float = 15.0
     print(f"ok: {what}", flush=True)
 
 
-async def autopilot(kivy_app: UsersApp, email: str, password: str, screenshot: Path | None) -> None:
+async def ride_out_an_outage(screen: UsersScreen, outage: Path) -> None:
+    """Have the server stopped, fail a request, see "offline — retrying", have it started, see online."""
+    ids = screen.ids
+    print("autopilot: stop the server", flush=True)
+    await _until(lambda: (outage / "stopped").exists(), "the server is stopped", timeout=30)
+    ids.refresh.trigger_action(0)
+    await _until(lambda: ids.connection.text.startswith("server: offline — retrying in"),
+                 "the screen shows the outage")
+    print(f"connection: {ids.connection.text}", flush=True)
+    print("autopilot: start the server", flush=True)
+    await _until(lambda: ids.connection.text == "server: online", "back online by itself", timeout=30)
+
+
+async def autopilot(
+    kivy_app: UsersApp, email: str, password: str, screenshot: Path | None, outage: Path | None = None
+) -> None:
     """Drive the UI like a person: type, press, read the widgets back."""
     await _until(lambda: kivy_app.screen is not None and kivy_app.root_window is not None, "window shown")
     screen = kivy_app.screen
@@ -241,6 +295,8 @@ async def autopilot(kivy_app: UsersApp, email: str, password: str, screenshot: P
         taken = Window.screenshot(name=str(screenshot))
         os.replace(taken, screenshot)
         print(f"ok: screenshot saved to {screenshot}", flush=True)
+    if outage is not None:
+        await ride_out_an_outage(screen, outage)
     ids.log_out.trigger_action(0)
     await _until(lambda: model.current_user_id not in ("", email_user_id),
                  "logged out: the other user is current")
@@ -258,7 +314,7 @@ async def _run_ui(app: App, args: argparse.Namespace, kivy_app: UsersApp) -> int
 
         async def drive() -> None:
             try:
-                await autopilot(kivy_app, args.autopilot[0], args.autopilot[1], args.screenshot)
+                await autopilot(kivy_app, args.autopilot[0], args.autopilot[1], args.screenshot, args.outage)
             except Exception as exc:
                 print(f"autopilot failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             finally:
@@ -276,9 +332,11 @@ async def _run_ui(app: App, args: argparse.Namespace, kivy_app: UsersApp) -> int
 async def main_async(args: argparse.Namespace) -> int:
     kivy_app = UsersApp()
     transport: Transport | None = UrlRequestTransport() if args.transport == "urlrequest" else None
+    retry = RetryPolicy(initial_delay=min(0.5, args.retry_max_delay), max_delay=args.retry_max_delay)
     if args.base_url is not None:
         storage = storage_for(kivy_app, name=args.storage_name)
-        async with App(args.app_id, base_url=args.base_url, storage=storage, transport=transport) as app:
+        async with App(args.app_id, base_url=args.base_url, storage=storage, transport=transport,
+                       retry=retry) as app:
             return await _run_ui(app, args, kivy_app)
 
     from appusers.server import LocalServer, load_config
@@ -289,7 +347,8 @@ async def main_async(args: argparse.Namespace) -> int:
     storage = storage_for(kivy_app, name=demo_store.name)
     with tempfile.TemporaryDirectory(prefix="appusers-kivy-") as data_dir:
         async with LocalServer(config=load_config(None), data_dir=Path(data_dir)) as server:
-            async with App(server.app_id, base_url=server.url, storage=storage, transport=transport) as app:
+            async with App(server.app_id, base_url=server.url, storage=storage, transport=transport,
+                           retry=retry) as app:
                 await app.email_password_auth.register_user(DEMO_EMAIL, DEMO_PASSWORD)
                 mail = server.read_outbox()[-1]
                 await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
@@ -307,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="file name in the app's user_data_dir")
     parser.add_argument("--autopilot", nargs=2, metavar=("EMAIL", "PASSWORD"))
     parser.add_argument("--screenshot", type=Path)
+    parser.add_argument("--outage", type=Path, metavar="DIR",
+                        help="autopilot: ride out a server outage (see the module docstring)")
+    parser.add_argument("--retry-max-delay", type=float, default=8.0,
+                        help="longest wait between two attempts while offline (seconds)")
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args))
 

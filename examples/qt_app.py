@@ -8,6 +8,10 @@ Run it against a local server::
 Without ``--base-url`` it starts a LocalServer of its own, in-process, on a thread.
 ``--autopilot EMAIL PASSWORD`` drives the window itself (log in, log in anonymously,
 switch, screenshot, log out twice) and exits; the tests run it that way under Xvfb.
+With ``--outage DIR`` it also rides out a server outage in the middle: it prints
+``autopilot: stop the server``, waits for the file ``DIR/stopped``, refreshes the
+profile (which fails), shows "offline — retrying in N s", prints ``autopilot: start
+the server`` and waits until the App is back online by itself.
 
 The App runs on a CoreLoop thread; every widget update arrives on the GUI thread
 through QtApp's notify signals, so nothing here ever waits on the network.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from appusers import App
+from appusers import App, RetryPolicy
 from appusers.bindings.qt import CoreLoop, QSettingsStorage, QtApp, UsersModel
 
 
@@ -81,11 +86,17 @@ class UsersWindow(QWidget):
         login_box.setLayout(form)
 
         self.current = QLabel()
+        self.connection = QLabel()
+        self.refresh = QPushButton("Refresh profile")
         self.log_out = QPushButton("Log out")
         current_box = QGroupBox("Current user")
         current_layout = QVBoxLayout(current_box)
         current_layout.addWidget(self.current)
-        current_layout.addWidget(self.log_out)
+        current_layout.addWidget(self.connection)
+        current_actions = QHBoxLayout()
+        current_actions.addWidget(self.refresh)
+        current_actions.addWidget(self.log_out)
+        current_layout.addLayout(current_actions)
 
         self.users = QListView()
         self.lines = UserLines(self)
@@ -109,12 +120,34 @@ class UsersWindow(QWidget):
         )
         self.anonymous.clicked.connect(qt_app.logInAnonymous)
         self.log_out.clicked.connect(qt_app.logOut)
+        self.refresh.clicked.connect(self._refresh_profile)
         self.switch.clicked.connect(self._switch)
         qt_app.currentUserChanged.connect(self._show_current)
         qt_app.loggedInChanged.connect(self._show_current)
         qt_app.busyChanged.connect(self._show_status)
         qt_app.errorOccurred.connect(lambda op, message: self.status.setText(f"{op} failed: {message}"))
+        qt_app.connectivityChanged.connect(self._show_connection)
+        # "retrying in N s" counts down between changes.
+        self.ticker = QTimer(self, interval=500)
+        self.ticker.timeout.connect(self._show_connection)
+        self.ticker.start()
         self._show_current()
+
+    def _refresh_profile(self) -> None:
+        user = self.qt_app.currentUser
+        if user is not None:
+            user.refreshProfile()
+
+    def _show_connection(self, *_: object) -> None:
+        # The App's aggregate: one server serves every user. connectivityText is as of the last
+        # change; the countdown is worked out here from nextAttempt.
+        state = self.qt_app.connectivity
+        if state == "offline":
+            wait = self.qt_app.nextAttempt - time.time()
+            text = f"offline — retrying in {max(1, round(wait))} s" if self.qt_app.nextAttempt else "offline"
+        else:
+            text = state or "online"
+        self.connection.setText(f"server: {text}")
 
     def _switch(self) -> None:
         index = self.users.currentIndex()
@@ -129,6 +162,7 @@ class UsersWindow(QWidget):
             who = user.email or user.name or "anonymous"
             self.current.setText(f"{who}\nid {user.userId}\nstate {user.state}")
         self.log_out.setEnabled(user is not None)
+        self.refresh.setEnabled(user is not None)
 
     def _show_status(self, busy: bool) -> None:
         self.status.setText("working…" if busy else "")
@@ -137,7 +171,10 @@ class UsersWindow(QWidget):
 class Autopilot:
     """Drives the window step by step; each step waits (on a timer) for its condition."""
 
-    def __init__(self, window: UsersWindow, email: str, password: str, screenshot: Path | None) -> None:
+    def __init__(
+        self, window: UsersWindow, email: str, password: str, screenshot: Path | None,
+        outage: Path | None = None,
+    ) -> None:
         self.window = window
         self.qt_app = window.qt_app
         qa = self.qt_app
@@ -155,6 +192,21 @@ class Autopilot:
              lambda: qa.users.rowCount() == 2 and current_email() == ""),
             ("switch back", self._select_and_switch(email), lambda: current_email() == email),
             ("screenshot", lambda: self._screenshot(screenshot), lambda: True),
+        ]
+        if outage is not None:
+            def shown(text: str) -> Callable[[], bool]:
+                return lambda: window.connection.text().startswith(f"server: {text}")
+
+            offline_shot = None if screenshot is None else screenshot.with_name(
+                f"{screenshot.stem}_offline.png")
+            self.steps += [
+                ("server down", lambda: print("autopilot: stop the server", flush=True),
+                 lambda: (outage / "stopped").exists()),
+                ("refresh while offline", window.refresh.click, shown("offline — retrying in")),
+                ("screenshot offline", lambda: self._screenshot(offline_shot), lambda: True),
+                ("server back", lambda: print("autopilot: start the server", flush=True), shown("online")),
+            ]
+        self.steps += [
             ("log out", window.log_out.click, lambda: current_email() == ""),
             ("log out anonymous", window.log_out.click, nobody_left),
         ]
@@ -211,6 +263,8 @@ class Autopilot:
             return
         name, act, done = self.steps[0]
         print(f"step: {name}  [platform {QApplication.platformName()}]", flush=True)
+        if name.startswith("server") or name.endswith("offline"):
+            print(f"connection: {self.window.connection.text()}", flush=True)
         act()
         self.waiting = done
         self.deadline = 400  # 20 s at 50 ms
@@ -231,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", type=Path, help="keep users in this QSettings INI file")
     parser.add_argument("--autopilot", nargs=2, metavar=("EMAIL", "PASSWORD"))
     parser.add_argument("--screenshot", type=Path)
+    parser.add_argument("--outage", type=Path, metavar="DIR",
+                        help="autopilot: ride out a server outage (see the module docstring)")
+    parser.add_argument("--retry-max-delay", type=float, default=8.0,
+                        help="longest wait between two attempts while offline (seconds)")
     args = parser.parse_args(argv)
 
     qapp = QApplication(sys.argv[:1])
@@ -247,14 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.autopilot:
             core.submit(_register(server, *args.autopilot)).result(30)
     storage = QSettingsStorage(args.storage) if args.storage else None
-    app = App(args.app_id, base_url=base_url, storage=storage)
+    retry = RetryPolicy(initial_delay=min(0.5, args.retry_max_delay), max_delay=args.retry_max_delay)
+    app = App(args.app_id, base_url=base_url, storage=storage, retry=retry)
     qt_app = QtApp(app, core)
     window = UsersWindow(qt_app)
     window.resize(480, 560)
     window.show()
     pilot = None
     if args.autopilot:
-        pilot = Autopilot(window, args.autopilot[0], args.autopilot[1], args.screenshot)
+        pilot = Autopilot(window, args.autopilot[0], args.autopilot[1], args.screenshot, args.outage)
         pilot.start()
     code = qapp.exec()
     window.close()

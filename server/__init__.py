@@ -15,6 +15,7 @@ under the data directory; documents in the embedded document store. See
 
 from ._cli import serve_main
 from ._config import DEMO_CUSTOM_TOKEN_SECRET, DEMO_SERVER_API_KEY, ConfigError, ServerConfig, load_config
+from ._faults import Fault
 from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings
 from ._server import LocalServer
 
@@ -24,6 +25,7 @@ __all__ = [
     "AuthTrigger",
     "ConfigError",
     "EnvironmentSettings",
+    "Fault",
     "FunctionSettings",
     "LocalServer",
     "ServerConfig",

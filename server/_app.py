@@ -25,7 +25,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +35,7 @@ from ._access import RuleAccess
 from ._address import ClientAddresses
 from ._config import ServerConfig
 from ._errors import ApiError, ConfigError
-from ._faults import ROUTE_NAMES, Faults
+from ._faults import ROUTE_NAMES, Fault, FaultReply, Faults
 from ._functions import FunctionContext, FunctionRegistry, FunctionRequest, FunctionUser, Services, Values
 from ._hashing import PasswordHasher
 from ._http import CORS, Cors, error_response, finish_headers
@@ -190,15 +190,27 @@ class ServerApp:
         """
         self.triggers.fire("DELETE", user, [i.provider_type for i in user.identities])
 
-    def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
-        """The next ``times`` requests to ``route`` answer ``status`` with ``body``."""
-        self.faults.inject(route, status, body, times)
+    def inject_fault(
+        self,
+        route: str,
+        status: int,
+        body: Mapping[str, Any] | None,
+        times: int = 1,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (and ``headers``)."""
+        self.faults.inject(route, status, body, times, headers=headers)
+
+    def inject_faults(self, route: str, steps: Iterable[Fault | None]) -> None:
+        """The next requests to ``route`` take ``steps`` in order (``None``: normal service)."""
+        self.faults.sequence(route, steps)
 
     def client_address(self, request: web.Request) -> str:
         """The address throttles count ``request`` against (forwarded only by trusted proxies)."""
         return self.addresses.client(request.remote, request.headers)
 
-    def enter(self, route: str) -> web.Response | None:
+    def enter(self, route: str) -> web.StreamResponse | None:
         """Count a request to ``route``; an injected fault's reply if one is pending."""
         return self.faults.enter(route)
 
@@ -231,6 +243,9 @@ class ServerApp:
         resp: web.StreamResponse
         try:
             resp = await handler(request)
+            if isinstance(resp, FaultReply):
+                await self.faults.act(request, resp)
+                return resp  # the connection is gone: aiohttp drops this quietly
         except ApiError as err:
             resp = error_response(err)
         except web.HTTPException as exc:

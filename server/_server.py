@@ -8,7 +8,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,7 @@ from ._admin_auth import AdminAuth
 from ._app import ServerApp
 from ._config import ServerConfig
 from ._datadir import prepare
+from ._faults import Fault
 from ._listener import GuardedSite, Limits
 from ._outbox import Outbox
 from ._sqlite_store import SqliteUserStore
@@ -120,7 +121,9 @@ class LocalServer:
             raise RuntimeError("server already started")
         from .documents import EmbeddedDocumentStore
 
-        if self._requested_dir is None:
+        if self._data_dir is not None:
+            pass  # restarted after stop(): same data, same port
+        elif self._requested_dir is None:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="appusers-server-"))  # already 0700
             self._data_dir = self._temp_dir
         else:
@@ -178,6 +181,7 @@ class LocalServer:
             sock = server.sockets[0].getsockname()  # type: ignore[attr-defined]
             host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
             self._url = f"http://{host}:{sock[1]}"
+            self._port = sock[1]  # a restart after stop() listens at the same URL
             self._app.user_admin.start()
         except BaseException:
             await self.close()
@@ -186,11 +190,14 @@ class LocalServer:
             "appusers server listening on %s (app id %s, data %s)", self._url, self.app_id, self._data_dir
         )
 
-    async def close(self) -> None:
-        """Stop listening, end open streams, close the stores; idempotent."""
+    async def stop(self) -> None:
+        """Stop serving, as a crashed or restarting server would: open connections are dropped
+        and new ones refused. The data and the port are kept; :meth:`start` serves them again
+        at the same URL (sessions, keys and documents survive; faults and counters do not)."""
         app, self._app = self._app, None
         if app is not None:
             app.closing = True
+            app.faults.clear()  # hanging requests end now, not at the shutdown timeout
             await app.user_admin.stop()
             for task in list(app.streams):
                 task.cancel()
@@ -208,7 +215,12 @@ class LocalServer:
         store, self._store = self._store, None
         if store is not None:
             await store.close()
+
+    async def close(self) -> None:
+        """Stop listening, end open streams, close the stores; idempotent."""
+        await self.stop()
         self._url = None
+        self._data_dir = None
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
@@ -251,6 +263,29 @@ class LocalServer:
         """Wait until every authentication trigger started so far has finished."""
         await self._server_app.triggers.idle()
 
-    def inject_fault(self, route: str, status: int, body: Mapping[str, Any] | None, times: int = 1) -> None:
-        """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (None = empty body)."""
-        self._server_app.inject_fault(route, status, body, times)
+    def inject_fault(
+        self,
+        route: str,
+        status: int,
+        body: Mapping[str, Any] | None,
+        times: int = 1,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (None = empty body)
+        and ``headers`` (e.g. ``{"Retry-After": "2"}``)."""
+        self._server_app.inject_fault(route, status, body, times, headers=headers)
+
+    def inject_faults(self, route: str, steps: Iterable[Fault | None]) -> None:
+        """The next requests to ``route`` take ``steps`` in order, then it is normal again.
+
+        ``None`` serves a request normally; see :class:`~appusers.server.Fault` for the rest::
+
+            server.inject_faults("profile", [Fault.reply(503, headers={"Retry-After": "1"})] * 2)
+            server.inject_faults("function_call", [Fault.reset(), None, Fault.hang()])
+        """
+        self._server_app.inject_faults(route, steps)
+
+    def release_faults(self) -> None:
+        """Let every hanging request go (its connection is closed without an answer)."""
+        self._server_app.faults.release()

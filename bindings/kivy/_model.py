@@ -8,7 +8,7 @@ screen alive, and a screen that goes away calls :meth:`dispose` (or is simply
 collected) to end its subscriptions.
 
 Only streams that carry no objects are subscribed (``app.events``, ``user.events``,
-``user.state_changes``): ``app.users_changes`` and ``app.current_user_changes``
+``user.state_changes``, the connectivity streams): ``app.users_changes`` and ``app.current_user_changes``
 replay the latest users, which their subscription would keep reachable.
 """
 
@@ -20,11 +20,18 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kivy.event import EventDispatcher
-from kivy.properties import BooleanProperty, DictProperty, ListProperty, ObjectProperty, StringProperty
+from kivy.properties import (
+    BooleanProperty,
+    DictProperty,
+    ListProperty,
+    NumericProperty,
+    ObjectProperty,
+    StringProperty,
+)
 from reactivex import Observable, abc
 from reactivex import operators as ops
 
-from appusers import App, Credentials, User
+from appusers import App, Connectivity, Credentials, User
 from appusers.bindings.kivy._scheduler import KivyClockScheduler
 from appusers.errors import AppError, UserNotFoundError
 
@@ -63,6 +70,12 @@ class UserModel(EventDispatcher):  # type: ignore[misc]
     name = StringProperty("")
     email = StringProperty("")
     custom_data = DictProperty({})
+    connectivity = StringProperty("")
+    """The LoggedIn sub-state: ``"online"``, ``"refreshing"``, ``"offline"``, or ``""``."""
+    next_attempt = NumericProperty(0)
+    """While offline: the epoch time of the next try (0 when none is scheduled)."""
+    connectivity_text = StringProperty("")
+    """``"offline — retrying in 8 s"`` as of the last change (a screen may tick it down)."""
 
     def __init__(self, user: User | None = None, *, scheduler: KivyClockScheduler | None = None,
                  **kwargs: Any) -> None:
@@ -91,6 +104,7 @@ class UserModel(EventDispatcher):  # type: ignore[misc]
             self._subscriptions.extend([
                 _subscribe_weakly(user.state_changes, self._scheduler, self, UserModel._on_change),
                 _subscribe_weakly(user.events, self._scheduler, self, UserModel._on_change),
+                _subscribe_weakly(user.connectivity_changes, self._scheduler, self, UserModel._on_change),
             ])
         self.refresh()
 
@@ -100,6 +114,7 @@ class UserModel(EventDispatcher):  # type: ignore[misc]
         if user is None:
             self.user_id, self.state, self.logged_in = "", "", False
             self.name, self.email, self.custom_data = "", "", {}
+            _show_connectivity(self, None)
             return
         profile = user.profile
         self.user_id = user.id
@@ -108,6 +123,7 @@ class UserModel(EventDispatcher):  # type: ignore[misc]
         self.name = profile.name or ""
         self.email = profile.email or ""
         self.custom_data = dict(user.custom_data)
+        _show_connectivity(self, user.connectivity)
 
     def dispose(self) -> None:
         """End the subscriptions and follow nobody."""
@@ -131,7 +147,10 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
     ``users`` is a list of dicts (``user_id``, ``state``, ``name``, ``email``,
     ``current``), ready to be a ``RecycleView``'s ``data``.
 
-    The actions (:meth:`log_in`, :meth:`log_out`, :meth:`remove_user`) start a
+    ``connectivity`` (with ``next_attempt`` and ``connectivity_text``) is the App's
+    aggregate: ``"online"``, ``"refreshing"`` or ``"offline"``.
+
+    The actions (:meth:`log_in`, :meth:`log_out`, :meth:`refresh_profile`, :meth:`remove_user`) start a
     task on the running asyncio loop (Kivy's, with ``App.async_run``) and return it;
     while one runs ``busy`` is true, and a failure is shown in ``error``.
     """
@@ -142,6 +161,10 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
     current_user = ObjectProperty(None, rebind=True)
     busy = BooleanProperty(False)
     error = StringProperty("")
+    connectivity = StringProperty("")
+    """The App's aggregate connectivity: ``"online"``, ``"refreshing"`` or ``"offline"``."""
+    next_attempt = NumericProperty(0)
+    connectivity_text = StringProperty("")
 
     def __init__(self, app: App, *, scheduler: KivyClockScheduler | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -152,7 +175,11 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
         self._subscription: abc.DisposableBase | None = _subscribe_weakly(
             app.events, self._scheduler, self, AppModel._on_app_event
         )
+        self._connectivity_subscription: abc.DisposableBase | None = _subscribe_weakly(
+            app.connectivity_changes, self._scheduler, self, AppModel._on_connectivity
+        )
         weakref.finalize(self, self._subscription.dispose)  # collected without dispose()
+        weakref.finalize(self, self._connectivity_subscription.dispose)
         self.refresh()
 
     @property
@@ -189,6 +216,17 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
         """Log out ``user_id`` (default: the current user)."""
         return self._run(lambda app: app.log_out(self._find(app, user_id)))
 
+    def refresh_profile(self, user_id: str | None = None) -> asyncio.Task[Any]:
+        """Fetch the profile of ``user_id`` (default: the current user) again."""
+
+        async def refresh(app: App) -> Any:
+            user = self._find(app, user_id) if user_id is not None else app.current_user
+            if user is None:
+                raise UserNotFoundError("nobody is logged in")
+            return await user.refresh_profile()
+
+        return self._run(refresh)
+
     def remove_user(self, user_id: str) -> asyncio.Task[Any]:
         """Forget ``user_id`` on this device."""
         return self._run(lambda app: app.remove_user(self._require(app, user_id)))
@@ -211,12 +249,19 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.dispose()
+        connectivity, self._connectivity_subscription = self._connectivity_subscription, None
+        if connectivity is not None:
+            connectivity.dispose()
         self.current_user.dispose()
         for task in list(self._tasks):
             task.cancel()
         self.refresh()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _on_connectivity(self, value: Connectivity) -> None:
+        if self._connectivity_subscription is not None:
+            _show_connectivity(self, value)
 
     def _on_app_event(self, _event: Any) -> None:
         if self._subscription is not None:
@@ -254,6 +299,12 @@ class AppModel(EventDispatcher):  # type: ignore[misc]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _show_connectivity(model: Any, value: Connectivity | None) -> None:
+    model.connectivity = "" if value is None else value.state.value
+    model.next_attempt = 0 if value is None or value.next_attempt is None else value.next_attempt
+    model.connectivity_text = "" if value is None else value.describe()
 
 
 def _describe(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ import shiboken6
 from PySide6.QtCore import Property, QObject, Signal, Slot
 from reactivex.disposable import CompositeDisposable
 
-from appusers import App, Credentials, Profile, User, UserState
+from appusers import App, Connectivity, Credentials, Profile, User, UserState
 from appusers.errors import AppError
 
 from ._loop import CoreLoop
@@ -53,7 +53,9 @@ class QtApp(QObject):
     Properties (with notify signals): ``isLoggedIn``, ``state`` (the current user's,
     ``"LoggedOut"`` without one), ``currentUserId``, ``currentUser`` (a
     :class:`QtUser` or None), ``users`` (a :class:`UsersModel`), ``busy`` (an
-    operation is running) and ``lastError``. Slots: ``logInEmailPassword``,
+    operation is running), ``lastError`` and the App's aggregate ``connectivity``
+    (``"online"``, ``"refreshing"``, ``"offline"``) with ``nextAttempt`` and
+    ``connectivityText``. Slots: ``logInEmailPassword``,
     ``logInAnonymous``, ``logInApiKey``, ``logOut``, ``switchUser``, ``removeUser``.
     Failures are reported by ``errorOccurred(operation, message)``.
 
@@ -67,6 +69,7 @@ class QtApp(QObject):
     lastErrorChanged = Signal(str)
     errorOccurred = Signal(str, str)
     operationFinished = Signal(str)
+    connectivityChanged = Signal(str)
 
     def __init__(
         self,
@@ -85,6 +88,7 @@ class QtApp(QObject):
         self._current: UserSnapshot | None = None
         self._busy = 0
         self._last_error = ""
+        self._connectivity: Connectivity | None = None
         self._subscriptions = CompositeDisposable()
         subscriptions = self._subscriptions
         # Captures the disposables only: the QtApp may already be half gone when this runs.
@@ -222,6 +226,8 @@ class QtApp(QObject):
         # Row order: users first, so the current user's row exists when it is marked current.
         subscriptions.add(app.users_changes.subscribe(on_next=on_users))
         subscriptions.add(app.current_user_changes.subscribe(on_next=on_current))
+        subscriptions.add(app.connectivity_changes.subscribe(
+            on_next=lambda value: post("_apply_connectivity", value)))
 
     # -- updates (GUI thread) ---------------------------------------------------------------
 
@@ -250,6 +256,11 @@ class QtApp(QObject):
             self.loggedInChanged.emit(is_in)
         if self._state_of(old) != self._state_of(snapshot):
             self.stateChanged.emit(self._state_of(snapshot))
+
+    def _apply_connectivity(self, value: Connectivity) -> None:
+        if value != self._connectivity:
+            self._connectivity = value
+            self.connectivityChanged.emit(value.state.value)
 
     @staticmethod
     def _state_of(snapshot: UserSnapshot | None) -> str:
@@ -341,6 +352,16 @@ class QtApp(QObject):
     def _get_last_error(self) -> str:
         return self._last_error
 
+    def _connectivity_state(self) -> str:
+        return "" if self._connectivity is None else self._connectivity.state.value
+
+    def _next_attempt(self) -> float:
+        value = self._connectivity
+        return 0.0 if value is None or value.next_attempt is None else value.next_attempt
+
+    def _connectivity_text(self) -> str:
+        return "" if self._connectivity is None else self._connectivity.describe()
+
     isLoggedIn = Property(bool, _is_logged_in, notify=loggedInChanged)
     state = Property(str, _state, notify=stateChanged)
     currentUserId = Property(str, _current_user_id, notify=currentUserChanged)
@@ -348,3 +369,6 @@ class QtApp(QObject):
     users = Property(QObject, _users_model, constant=True)
     busy = Property(bool, _is_busy, notify=busyChanged)
     lastError = Property(str, _get_last_error, notify=lastErrorChanged)
+    connectivity = Property(str, _connectivity_state, notify=connectivityChanged)
+    nextAttempt = Property(float, _next_attempt, notify=connectivityChanged)
+    connectivityText = Property(str, _connectivity_text, notify=connectivityChanged)

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from appusers import Profile, User, UserState
+from appusers import Connectivity, Profile, User, UserState
 
 __all__ = ["Row", "UserSnapshot", "plain"]
 
@@ -45,6 +45,8 @@ class UserSnapshot:
     custom_data: Mapping[str, Any]
     identities: tuple[tuple[str, str], ...]
     ref: weakref.ReferenceType[User] = attrs.field(eq=False, repr=False)
+    #: The LoggedIn sub-state (None when not logged in).
+    connectivity: Connectivity | None = None
 
     @classmethod
     def of(cls, user: User) -> UserSnapshot:
@@ -56,6 +58,7 @@ class UserSnapshot:
             plain(user.custom_data),
             tuple((i.id, i.provider_type) for i in user.identities),
             weakref.ref(user),
+            user.connectivity,
         )
 
 

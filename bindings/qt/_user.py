@@ -25,7 +25,10 @@ class QtUser(QObject):
     Properties (each with a ``...Changed`` notify signal): ``userId`` (constant),
     ``state`` (``"LoggedIn"``, ``"LoggedOut"``, ``"Removed"``), ``isLoggedIn``,
     ``name``, ``email``, ``pictureUrl``, ``profile`` and ``customData`` (maps) and
-    ``identities`` (a list of ``{"id", "providerType"}`` maps). Slots: :meth:`logOut`,
+    ``identities`` (a list of ``{"id", "providerType"}`` maps), ``connectivity`` (the
+    LoggedIn sub-state: ``"online"``, ``"refreshing"``, ``"offline"``; ``""`` when not logged
+    in) with ``nextAttempt`` (epoch seconds of the next try while offline, else 0) and
+    ``connectivityText`` (``"offline — retrying in 8 s"``, as of the last change). Slots: :meth:`logOut`,
     :meth:`remove`, :meth:`refreshCustomData`, :meth:`refreshProfile`.
 
     It holds its ``User`` weakly: :meth:`user` returns None once the App dropped it.
@@ -38,6 +41,7 @@ class QtUser(QObject):
     profileChanged = Signal()
     customDataChanged = Signal()
     identitiesChanged = Signal()
+    connectivityChanged = Signal(str)
 
     def __init__(self, owner: QtApp, snapshot: UserSnapshot) -> None:
         super().__init__(owner)  # the QtApp owns it: it dies with the QtApp
@@ -83,6 +87,7 @@ class QtUser(QObject):
         # between the QtUser's creation and this subscription.
         subscriptions.add(user.state_changes.subscribe(on_next=push))
         subscriptions.add(user.events.subscribe(on_next=push))
+        subscriptions.add(user.connectivity_changes.subscribe(on_next=push))
 
     # -- updates (GUI thread) --------------------------------------------------------
 
@@ -98,6 +103,8 @@ class QtUser(QObject):
             self.customDataChanged.emit()
         if old.identities != snapshot.identities:
             self.identitiesChanged.emit()
+        if old.connectivity != snapshot.connectivity:
+            self.connectivityChanged.emit(self._connectivity())
 
     # -- Python API --------------------------------------------------------------------
 
@@ -179,6 +186,18 @@ class QtUser(QObject):
     def _identities(self) -> list[dict[str, str]]:
         return [{"id": i, "providerType": p} for i, p in self._snapshot.identities]
 
+    def _connectivity(self) -> str:
+        value = self._snapshot.connectivity
+        return "" if value is None else value.state.value
+
+    def _next_attempt(self) -> float:
+        value = self._snapshot.connectivity
+        return 0.0 if value is None or value.next_attempt is None else value.next_attempt
+
+    def _connectivity_text(self) -> str:
+        value = self._snapshot.connectivity
+        return "" if value is None else value.describe()
+
     userId = Property(str, _user_id, constant=True)
     state = Property(str, _state, notify=stateChanged)
     isLoggedIn = Property(bool, _is_logged_in, notify=loggedInChanged)
@@ -189,4 +208,7 @@ class QtUser(QObject):
     profile = Property("QVariantMap", _profile, notify=profileChanged)  # type: ignore[arg-type]
     customData = Property("QVariantMap", _custom_data, notify=customDataChanged)  # type: ignore[arg-type]
     identities = Property("QVariantList", _identities, notify=identitiesChanged)  # type: ignore[arg-type]
+    connectivity = Property(str, _connectivity, notify=connectivityChanged)
+    nextAttempt = Property(float, _next_attempt, notify=connectivityChanged)
+    connectivityText = Property(str, _connectivity_text, notify=connectivityChanged)
 

@@ -6,13 +6,12 @@ Served only when the server has an admin token; not part of App Services' protoc
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from .._errors import ApiError
-from .._faults import ROUTE_NAMES
+from .._faults import ROUTE_NAMES, Fault
 from .._http import empty_response, plain_json_response
 
 if TYPE_CHECKING:
@@ -33,6 +32,7 @@ class HookRoutes:
             web.post("/_appusers/admin/revoke_access_tokens", self.admin_revoke_access),
             web.post("/_appusers/admin/revoke_sessions", self.admin_revoke_sessions),
             web.post("/_appusers/admin/fault", self.admin_fault),
+            web.post("/_appusers/admin/fault/release", self.admin_fault_release),
             web.get("/_appusers/admin/outbox", self.admin_outbox),
             web.get("/_appusers/admin/stats", self.admin_stats),
         ]
@@ -62,18 +62,41 @@ class HookRoutes:
         return empty_response(204)
 
     async def admin_fault(self, request: web.Request) -> web.StreamResponse:
-        """POST /_appusers/admin/fault {"route","status","body","times"}."""
+        """POST /_appusers/admin/fault: ``{"route", "status", "body"?, "headers"?, "times"?}``, or
+        ``{"route", "sequence": [step, ...]}`` where a step is ``null`` (normal service),
+        ``{"reset": true}``, ``{"hang": true}`` or ``{"status", "body"?, "headers"?}``."""
         self._admin(request)
         body = await self.server.read_body(request)
-        route, status, times = body.get("route"), body.get("status"), body.get("times", 1)
-        fault_body = body.get("body")
+        route = body.get("route")
         if not isinstance(route, str) or route not in ROUTE_NAMES:
             raise ApiError.invalid_parameter(f"route must be one of {', '.join(ROUTE_NAMES)}")
-        if not isinstance(status, int) or not 100 <= status <= 599:
+        sequence = body.get("sequence")
+        if sequence is not None:
+            if not isinstance(sequence, list) or len(sequence) > 10_000:
+                raise ApiError.invalid_parameter("sequence must be an array of at most 10000 steps")
+            try:
+                steps = [Fault.from_json(step) for step in sequence]
+            except ValueError as exc:
+                raise ApiError.invalid_parameter(str(exc)) from None
+            self.server.inject_faults(route, steps)
+            return empty_response(204)
+        status, times = body.get("status"), body.get("times", 1)
+        fault_body, headers = body.get("body"), body.get("headers")
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
             raise ApiError.invalid_parameter("status must be an HTTP status code")
-        if not isinstance(times, int) or (fault_body is not None and not isinstance(fault_body, Mapping)):
-            raise ApiError.invalid_parameter("times must be an integer and body an object or null")
-        self.server.inject_fault(route, status, fault_body, times)
+        if not isinstance(times, int) or isinstance(times, bool) or not 0 <= times <= 10_000:
+            raise ApiError.invalid_parameter("times must be an integer from 0 to 10000")
+        try:
+            step = Fault.from_json({"status": status, "body": fault_body, "headers": headers})
+        except ValueError as exc:
+            raise ApiError.invalid_parameter(str(exc)) from None
+        self.server.inject_faults(route, [step] * times)
+        return empty_response(204)
+
+    async def admin_fault_release(self, request: web.Request) -> web.StreamResponse:
+        """POST /_appusers/admin/fault/release: let every hanging request go."""
+        self._admin(request)
+        self.server.faults.release()
         return empty_response(204)
 
     async def admin_outbox(self, request: web.Request) -> web.StreamResponse:

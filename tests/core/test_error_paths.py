@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import appusers
-from appusers import App, Credentials, UserState
+from appusers import App, Credentials, RetryPolicy, UserState
 from appusers.adapters import MemoryStorage, MockTransport
 from appusers.errors import (
     AppClosedError,
@@ -115,13 +115,25 @@ async def test_location_failure_is_retried_by_the_next_request():
             return ok(LOGIN)
         return ok(PROFILE)
 
-    async with App("app", base_url="http://127.0.0.1:1", transport=MockTransport(handler)) as app:
+    # Without retries (RetryPolicy.none()) the failed location fails the call; the next call
+    # asks again.
+    async with App("app", base_url="http://127.0.0.1:1", transport=MockTransport(handler),
+                   retry=RetryPolicy.none(), storage=MemoryStorage()) as app:
         with pytest.raises(TransportError):
             await app.log_in(Credentials.anonymous())
         user = await app.log_in(Credentials.anonymous())
         assert user.is_logged_in and calls["n"] == 2
         await app.log_in(Credentials.anonymous(reuse=False))
         assert calls["n"] == 2  # cached after success
+    # With the default policy the location is retried within the same call.
+    calls["n"] = 0
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    async with App("app", base_url="http://127.0.0.1:1", transport=MockTransport(handler),
+                   retry=RetryPolicy(sleep=no_wait), storage=MemoryStorage()) as app:
+        assert (await app.log_in(Credentials.anonymous())).is_logged_in and calls["n"] == 2
 
 
 async def test_error_body_codes_map_to_classes_and_keep_fields():

@@ -14,6 +14,7 @@ from appusers import (
     LoggedIn,
     LoggedOut,
     LogoutCause,
+    RetryPolicy,
     UserState,
 )
 from appusers.adapters import AiohttpTransport, FileStorage
@@ -104,6 +105,7 @@ async def test_anonymous_user_with_rejected_refresh_is_removed(app, server):
 
 
 async def test_refresh_failing_with_5xx_keeps_the_user_logged_in(app, server):
+    app.retry = RetryPolicy.none()  # one failed refresh, not the retries (tests/core/test_connectivity.py)
     user = await app.log_in(Credentials.anonymous())
     token = user.access_token
     server.inject_fault("refresh", 503, None, times=1)

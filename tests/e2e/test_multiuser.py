@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from appusers import App, Credentials, CurrentUserChanged, UserState
+from appusers import App, Credentials, CurrentUserChanged, RetryPolicy, UserState
 from appusers.adapters import FileStorage
 from appusers.errors import (
     HTTPStatusError,
@@ -121,6 +121,7 @@ async def test_remove_a_logged_in_user_that_is_not_current(app, server, store_pa
 
 
 async def test_remove_user_stands_locally_when_the_server_cannot_be_told(app, server, store_path):
+    app.retry = RetryPolicy.none()  # one failed request, not the retries (tests/core/test_connectivity.py)
     ana = await email_user(app, server, "ana@example.com")
     bob = await email_user(app, server, "bob@example.com")
     refresh = ana.refresh_token

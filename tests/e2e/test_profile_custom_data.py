@@ -13,6 +13,7 @@ from appusers import (
     Credentials,
     CustomDataRefreshed,
     ProfileRefreshed,
+    RetryPolicy,
     UserState,
 )
 from appusers.adapters import FileStorage
@@ -84,6 +85,7 @@ async def test_refresh_profile_picks_up_server_changes_and_emits_its_event(app, 
 
 
 async def test_refresh_profile_failures_change_nothing(app, server, store_path):
+    app.retry = RetryPolicy.none()  # one failed request, not the retries (tests/core/test_connectivity.py)
     ana = await app.log_in(Credentials.jwt(custom_token("ana-sub", name="Ana")))
     events = recorder(ana)
     server.inject_fault("profile", 500, {"error": "This service is currently undergoing maintenance",
@@ -133,6 +135,7 @@ async def test_custom_data_of_a_user_that_is_not_current(app, server):
 
 
 async def test_refresh_custom_data_failures_change_nothing(app, server, store_path, make_app):
+    app.retry = RetryPolicy.none()  # one failed request, not the retries (tests/core/test_connectivity.py)
     ana = await email_user(app, server, "ana@example.com")
     await ana.call_function("set_custom_data", {"plan": "gold"})
     await ana.refresh_custom_data()

@@ -1,4 +1,5 @@
-"""examples/kivy_app.py in a real window (Xvfb): log in, add a user, switch, screenshot, log out.
+"""examples/kivy_app.py in a real window (Xvfb): log in, add a user, switch, screenshot, ride out a
+server outage (the test stops the LocalServer and starts it again), log out.
 
 The example runs as a subprocess on Kivy's SDL2 window with Kivy's ``UrlRequest``
 transport, against the local server of this test's loop (so the test awaits the
@@ -66,6 +67,8 @@ async def test_the_kivy_example_logs_in_and_out_in_a_real_window(
     await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
     (tmp_path / "config").mkdir()
     shot = tmp_path / "kivy_app.png"
+    outage = tmp_path / "outage"
+    outage.mkdir()
     env = {
         **os.environ,
         "DISPLAY": display,
@@ -77,19 +80,36 @@ async def test_the_kivy_example_logs_in_and_out_in_a_real_window(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(EXAMPLE), "--base-url", server.url, "--app-id", server.app_id,
         "--transport", "urlrequest", "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot),
+        "--outage", str(outage), "--retry-max-delay", "1",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
+    async def drive() -> tuple[str, bytes]:
+        assert proc.stdout is not None and proc.stderr is not None
+        lines: list[str] = []
+        errors = asyncio.ensure_future(proc.stderr.read())
+        async for raw in proc.stdout:
+            line = raw.decode()
+            lines.append(line)
+            if line.startswith("autopilot: stop the server"):
+                await server.stop()  # the example's next request finds nobody listening
+                (outage / "stopped").touch()
+            elif line.startswith("autopilot: start the server"):
+                await server.start()  # same URL, same data: the example must notice by itself
+        await proc.wait()
+        return "".join(lines), await errors
+
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
+        stdout, err = await asyncio.wait_for(drive(), 120)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    stdout, stderr = out.decode(), err.decode()
+    stderr = err.decode()
     assert proc.returncode == 0, stdout + stderr
-    for step in ("logged in as kim@example.com", "switched back to the email user",
-                 "logged out: nobody is current"):
-        assert f"ok: {step}" in stdout
+    for step in ("logged in as kim@example.com", "switched back to the email user", "the server is stopped",
+                 "the screen shows the outage", "back online by itself", "logged out: nobody is current"):
+        assert f"ok: {step}" in stdout, stdout + stderr
+    assert "connection: server: offline — retrying in" in stdout
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000  # a drawn window, not a blank image
     # The users were kept in the Kivy app's user_data_dir: the email user, now logged out.

@@ -1,4 +1,5 @@
-"""examples/qt_app.py in a real X window (Xvfb): log in, switch, screenshot, log out, against a LocalServer.
+"""examples/qt_app.py in a real X window (Xvfb): log in, switch, screenshot, ride out a server
+outage (the test stops the LocalServer and starts it again), log out.
 
 The example runs as a subprocess on the xcb platform (this test process is offscreen);
 the server runs here, on a thread of its own. The screenshot is grabbed from the X
@@ -13,8 +14,9 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,8 +56,9 @@ def xvfb_display() -> Iterator[str]:
 
 
 @pytest.fixture
-def server_with_user(tmp_path: Path) -> Iterator[LocalServer]:
-    """A LocalServer on its own thread, with a confirmed email/password account."""
+def server_with_user(tmp_path: Path) -> Iterator[tuple[LocalServer, Callable[[Any], Any]]]:
+    """A LocalServer on its own thread, with a confirmed email/password account; and ``run(coro)``,
+    which runs a coroutine on the server's loop (to stop and start it)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -74,7 +77,7 @@ def server_with_user(tmp_path: Path) -> Iterator[LocalServer]:
 
     try:
         run(register())
-        yield server
+        yield server, run
     finally:
         run(server.__aexit__(None, None, None))
         loop.call_soon_threadsafe(loop.stop)
@@ -83,31 +86,54 @@ def server_with_user(tmp_path: Path) -> Iterator[LocalServer]:
 
 
 def test_example_logs_in_and_out_in_a_real_window(
-    xvfb_display: str, server_with_user: LocalServer, tmp_path: Path
+    xvfb_display: str, server_with_user: tuple[LocalServer, Callable[[Any], Any]], tmp_path: Path
 ) -> None:
     shot = tmp_path / "qt_app.png"
+    outage = tmp_path / "outage"
+    outage.mkdir()
     env = {**os.environ, "DISPLAY": xvfb_display, "QT_QPA_PLATFORM": "xcb"}
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--base-url", server_with_user.url,
-         "--app-id", server_with_user.app_id, "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot)],
-        env=env, capture_output=True, text=True, timeout=90, check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "[platform xcb]" in result.stdout, output  # a real X window, not offscreen
-    for step in ("log in with the form", "log in anonymously", "switch back", "log out anonymous"):
-        assert f"step: {step}" in result.stdout
-    assert "autopilot: done" in result.stdout
+    server, run = server_with_user
+    lines: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, str(EXAMPLE), "--base-url", server.url, "--app-id", server.app_id,
+         "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot), "--outage", str(outage),
+         "--retry-max-delay", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as proc:
+        timer = threading.Timer(120, proc.kill)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("autopilot: stop the server"):
+                    run(server.stop())  # the example's next request finds nobody listening
+                    (outage / "stopped").touch()
+                elif line.startswith("autopilot: start the server"):
+                    run(server.start())  # same URL, same data: the example must notice by itself
+            code = proc.wait(10)
+        finally:
+            timer.cancel()
+    output = "".join(lines)
+    assert code == 0, output
+    assert "[platform xcb]" in output, output  # a real X window, not offscreen
+    for step in ("log in with the form", "log in anonymously", "switch back", "server down",
+                 "refresh while offline", "server back", "log out anonymous"):
+        assert f"step: {step}" in output, output
+    assert "connection: server: offline — retrying in" in output, output
+    assert "autopilot: done" in output
     assert PASSWORD not in output
 
     from PySide6.QtGui import QImage
 
-    image = QImage(str(shot))
-    assert not image.isNull() and image.width() >= 300 and image.height() >= 300
-    # Not a blank grab: a real UI has many colours.
-    colours = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
-    assert len(colours) > 8
+    for picture in (shot, shot.with_name("qt_app_offline.png")):
+        image = QImage(str(picture))
+        assert not image.isNull() and image.width() >= 300 and image.height() >= 300
+        # Not a blank grab: a real UI has many colours.
+        colours = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+        assert len(colours) > 8
     if os.environ.get("APPUSERS_UPDATE_SCREENSHOTS") == "1":
-        # Refreshing the docs' picture is a deliberate act, not a side effect of every run.
+        # Refreshing the docs' pictures is a deliberate act, not a side effect of every run.
         DOC_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, DOC_SCREENSHOT)
+        shutil.copyfile(shot.with_name("qt_app_offline.png"), DOC_SCREENSHOT.with_name("qt_app_offline.png"))
