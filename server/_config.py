@@ -250,6 +250,13 @@ class LimitSettings:
 
     max_body_bytes: int = 4 * 1024 * 1024
     function_timeout: float = 60.0
+    #: Seconds a document-store operation may take (queueing included) before MaxTimeMSExpired.
+    document_timeout: float = 10.0
+    #: Bytes of unread change events one watch stream may hold before it is closed as fallen behind.
+    watch_buffer_bytes: int = 1024 * 1024
+    #: Open watch streams per user, and in the whole server; one more gets 429.
+    watch_streams_per_user: int = 32
+    watch_streams: int = 1024
 
 
 @attrs.frozen
@@ -573,6 +580,18 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         limits=LimitSettings(
             max_body_bytes=_get(limits, "max_body_bytes", int, 4 * 1024 * 1024, "limits"),
             function_timeout=float(_get(limits, "function_timeout", number, 60.0, "limits")),
+            document_timeout=float(
+                _positive(_get(limits, "document_timeout", number, 10.0, "limits"), "limits.document_timeout")
+            ),
+            watch_buffer_bytes=_positive(
+                _get(limits, "watch_buffer_bytes", int, 1024 * 1024, "limits"), "limits.watch_buffer_bytes"
+            ),
+            watch_streams_per_user=_positive(
+                _get(limits, "watch_streams_per_user", int, 32, "limits"), "limits.watch_streams_per_user"
+            ),
+            watch_streams=_positive(
+                _get(limits, "watch_streams", int, 1024, "limits"), "limits.watch_streams"
+            ),
         ),
         http=_http(_table(raw, "http")),
         throttle=_throttle(throttle),

@@ -131,7 +131,11 @@ class LocalServer:
         try:
             prepare(self._data_dir)
             self._store = SqliteUserStore(self._data_dir / "users.sqlite3")
-            self._documents = EmbeddedDocumentStore(self._data_dir / "documents")
+            self._documents = EmbeddedDocumentStore(
+                self._data_dir / "documents",
+                time_limit=self.config.limits.document_timeout,
+                watch_buffer_bytes=self.config.limits.watch_buffer_bytes,
+            )
             issuer = TokenIssuer(
                 await self._store.signing_secret(),
                 self.config.app_id,

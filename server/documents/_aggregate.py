@@ -17,6 +17,7 @@ from mongomock import aggregate as _mm_aggregate
 from ._codec import from_view, to_view
 from ._errors import DocumentStoreError
 from ._matching import FOREIGN_ERRORS
+from ._regex import safe_patterns
 
 __all__ = ["run_pipeline"]
 
@@ -83,7 +84,7 @@ def run_pipeline(
     stages = _rewrite(pipeline)
     views = [to_view(d) for d in docs]
     try:
-        cursor = mm_aggregate.process_pipeline(views, _Database(finder), to_view(stages), None)
+        cursor = mm_aggregate.process_pipeline(views, _Database(finder), safe_patterns(to_view(stages)), None)
         results = list(cursor)
     except DocumentStoreError:
         raise

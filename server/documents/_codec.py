@@ -24,13 +24,17 @@ from bson.objectid import ObjectId
 
 from ._errors import DocumentStoreError
 
-__all__ = ["decode", "encode", "from_view", "id_key", "to_view", "utcnow"]
+__all__ = ["CODEC_OPTIONS", "MAX_BSON_SIZE", "decode", "encode", "from_view", "id_key", "to_view", "utcnow"]
 
 # Naive UTC datetimes and plain dicts: what pymongo hands out by default. UUIDs as subtype 4
 # (STANDARD), as the EJSON layers decode them: the default (UNSPECIFIED) refuses uuid.UUID.
 _OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     document_class=dict, tz_aware=False, uuid_representation=UuidRepresentation.STANDARD
 )
+#: The options every document and change event is encoded and decoded with.
+CODEC_OPTIONS = _OPTIONS
+#: MongoDB's limit on one document's BSON size (16 MiB).
+MAX_BSON_SIZE = 16 * 1024 * 1024
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:
@@ -108,9 +112,15 @@ def to_view(value: Any) -> Any:
 
 
 def from_view(value: Any) -> Any:
-    """Undo :func:`to_view` on aggregation output: ``decimal.Decimal`` back to ``Decimal128``."""
+    """Undo :func:`to_view` on aggregation output: ``decimal.Decimal`` back to ``Decimal128``.
+
+    A pattern the pipeline carried as a value (an RE2 ``SafePattern``) goes back to a BSON ``Regex``.
+    """
     if isinstance(value, decimal.Decimal):
         return Decimal128(value)
+    to_bson = getattr(value, "to_bson", None)
+    if to_bson is not None and not isinstance(value, dict | list):
+        return to_bson()
     if isinstance(value, dict):
         return {k: from_view(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ._codec import decode
+from ._deadline import Interrupted, MaxTimeExpired, Watchdog
 from ._engine import Change, Engine, Namespace
 from ._errors import DocumentStoreError
+from ._limits import check_depth, check_namespace
 from ._projection import Projection
 from ._protocol import Filter, Sort, UpdateResult, WriteGuard
 from ._watch import EmbeddedChangeStream, WatchHub
@@ -27,6 +31,12 @@ from ._watch import EmbeddedChangeStream, WatchHub
 __all__ = ["EmbeddedDocumentCollection", "EmbeddedDocumentStore"]
 
 T = TypeVar("T")
+log = logging.getLogger("appusers.server.documents")
+
+#: Seconds an operation may take, queueing included, before it fails with ``MaxTimeMSExpired``.
+DEFAULT_TIME_LIMIT = 10.0
+#: Bytes of undelivered change events a stream may hold before it is closed as fallen behind.
+DEFAULT_WATCH_BUFFER = 1024 * 1024
 
 
 class EmbeddedDocumentStore:
@@ -39,10 +49,20 @@ class EmbeddedDocumentStore:
     :meth:`aclose` when done; it ends every change stream.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        watch_buffer_bytes: int = DEFAULT_WATCH_BUFFER,
+    ) -> None:
+        if not time_limit > 0:
+            raise ValueError("time_limit must be a positive number of seconds")
         self._path = path
         self._closed = True  # until the engine is open: a failed open leaves nothing to close
-        self._hub = WatchHub()
+        self._time_limit = float(time_limit)
+        self._hub = WatchHub(watch_buffer_bytes)
+        self._watchdog = Watchdog("appusers-documents")
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="appusers-documents")
         try:
             # Opened on the worker, the only thread that will ever touch the SQLite connection.
@@ -50,6 +70,8 @@ class EmbeddedDocumentStore:
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
+        # Past this point a write commits: the deadline no longer applies (see _deadline).
+        self._engine.before_commit = self._watchdog.disarm
         self._closed = False
 
     def __del__(self) -> None:
@@ -62,13 +84,20 @@ class EmbeddedDocumentStore:
         where = "memory" if self._path is None else str(self._path)
         return f"<EmbeddedDocumentStore {where}{' closed' if self._closed else ''}>"
 
+    @property
+    def time_limit(self) -> float:
+        """Seconds each operation may take, queueing included; settable (applies to later operations)."""
+        return self._time_limit
+
+    @time_limit.setter
+    def time_limit(self, seconds: float) -> None:
+        if not seconds > 0:
+            raise ValueError("time_limit must be a positive number of seconds")
+        self._time_limit = float(seconds)
+
     def collection(self, database: str, name: str) -> EmbeddedDocumentCollection:
         """The collection ``name`` in ``database``; it exists once something is written to it."""
-        for label, value in (("database", database), ("collection", name)):
-            if not isinstance(value, str) or not value or "\x00" in value:
-                raise DocumentStoreError(f"{label} name must be a non-empty string")
-        if "$" in name:
-            raise DocumentStoreError(f"invalid collection name {name!r}")
+        check_namespace(database, name)
         return EmbeddedDocumentCollection(self, (database, name))
 
     async def aclose(self) -> None:
@@ -79,14 +108,61 @@ class EmbeddedDocumentStore:
         # FIFO worker: the close runs after every operation submitted before it.
         await asyncio.wrap_future(self._executor.submit(self._engine.close))
         self._executor.shutdown(wait=False)
+        self._watchdog.stop()
         self._hub.end_all()
 
-    async def _run(self, fn: Callable[[Engine], tuple[T, list[Change]]]) -> T:
+    async def _run(
+        self,
+        fn: Callable[[Engine], tuple[T, list[Change]]],
+        *,
+        queries: Sequence[Any] = (),
+        documents: Sequence[Any] = (),
+        passing: tuple[type[Exception], ...] = (),
+    ) -> T:
+        """Run ``fn`` on the worker within the time limit, after the nesting checks of its inputs.
+
+        ``queries`` (filters, updates, projections, sorts, pipelines) count dotted
+        path segments as levels; ``documents`` only their nesting. Exceptions of
+        the ``passing`` types reach the caller as they are.
+        """
         if self._closed:
             raise DocumentStoreError("the document store is closed")
 
+        limit = self._time_limit
+        # The limit counts from the request, so time queued behind a slow operation counts too.
+        deadline = time.monotonic() + limit
+
         def work() -> T:
-            result, changes = fn(self._engine)
+            if time.monotonic() >= deadline:
+                raise MaxTimeExpired(limit)  # never started: nothing to undo
+            watchdog = self._watchdog
+            try:
+                watchdog.arm(deadline, limit)
+                try:
+                    for query in queries:
+                        check_depth(query, paths=True, what="the query")
+                    for document in documents:
+                        check_depth(document, paths=False, what="the document")
+                    result, changes = fn(self._engine)
+                finally:
+                    watchdog.disarm()
+            except Interrupted:
+                watchdog.disarm()
+                raise MaxTimeExpired(limit) from None
+            except _GuardRaised as raised:
+                # The caller's own verdict on the write (a rule denial, a dry run's end): theirs, as is.
+                raise raised.error from None
+            except DocumentStoreError:
+                raise
+            except passing:
+                raise
+            except Exception as exc:
+                # The borrowed matcher and pipeline engine raise all sorts for inputs they cannot
+                # handle; the caller sent them, so it is a bad request, but worth a log line.
+                log.warning("document store operation failed unexpectedly", exc_info=True)
+                raise DocumentStoreError(
+                    f"the operation could not be evaluated ({type(exc).__name__})"
+                ) from None
             if changes:
                 self._hub.publish(changes)
             return result
@@ -102,6 +178,8 @@ class EmbeddedDocumentStore:
             raise DocumentStoreError("watch ids must be an array")
         if filter is not None and not isinstance(filter, Mapping):
             raise DocumentStoreError("a watch filter must be a document")
+        check_depth(filter, paths=True, what="the watch filter")
+        check_depth(ids, paths=False, what="the watch ids")
         stream = EmbeddedChangeStream(self._hub, ns, ids=ids, filter=filter, pre_images=pre_images)
         if filter:
             # Surface a malformed filter now, as a 400 to the caller, not later on the stream.
@@ -130,7 +208,10 @@ class EmbeddedDocumentCollection:
     ) -> list[dict[str, Any]]:
         """Matching documents, sorted, then limited (``None``/0: no limit), then projected."""
         _check_limit(limit)
-        return await self._store._run(lambda e: (e.find(self._ns, filter, projection, sort, limit), []))
+        return await self._store._run(
+            lambda e: (e.find(self._ns, filter, projection, sort, limit), []),
+            queries=(filter, projection, sort),
+        )
 
     async def find_one(
         self,
@@ -140,19 +221,21 @@ class EmbeddedDocumentCollection:
         sort: Sort | None = None,
     ) -> dict[str, Any] | None:
         """The first matching document (by ``sort``, else natural order), or ``None``."""
-        docs = await self._store._run(lambda e: (e.find(self._ns, filter, projection, sort, 1), []))
+        docs = await self._store._run(
+            lambda e: (e.find(self._ns, filter, projection, sort, 1), []), queries=(filter, projection, sort)
+        )
         return docs[0] if docs else None
 
     async def insert_one(self, doc: Mapping[str, Any]) -> Any:
         """Insert ``doc``; returns its ``_id``."""
-        ids = await self._store._run(lambda e: e.insert(self._ns, [doc]))
+        ids = await self._store._run(lambda e: e.insert(self._ns, [doc]), documents=(doc,))
         return ids[0]
 
     async def insert_many(self, docs: Sequence[Mapping[str, Any]]) -> list[Any]:
         """Insert every document in one transaction (all or none); returns ``_id`` values in input order."""
         if not isinstance(docs, list | tuple) or not docs:
             raise DocumentStoreError("insert_many needs a non-empty array of documents")
-        return await self._store._run(lambda e: e.insert(self._ns, list(docs)))
+        return await self._store._run(lambda e: e.insert(self._ns, list(docs)), documents=docs)
 
     async def update_one(
         self,
@@ -194,11 +277,17 @@ class EmbeddedDocumentCollection:
     ) -> UpdateResult:
         def op(e: Engine) -> tuple[UpdateResult, list[Change]]:
             result, _, _, changes = e.update(
-                self._ns, filter, update, multi=multi, upsert=upsert, array_filters=array_filters, guard=guard
+                self._ns,
+                filter,
+                update,
+                multi=multi,
+                upsert=upsert,
+                array_filters=array_filters,
+                guard=_let_through(guard),
             )
             return result, changes
 
-        return await self._store._run(op)
+        return await self._store._run(op, queries=(filter, update, array_filters))
 
     async def delete_one(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """Delete the first match; returns 0 or 1."""
@@ -210,19 +299,36 @@ class EmbeddedDocumentCollection:
 
     async def _delete(self, filter: Filter, *, multi: bool, guard: WriteGuard | None = None) -> int:
         def op(e: Engine) -> tuple[int, list[Change]]:
-            count, _, changes = e.delete(self._ns, filter, multi=multi, guard=guard)
+            count, _, changes = e.delete(self._ns, filter, multi=multi, guard=_let_through(guard))
             return count, changes
 
-        return await self._store._run(op)
+        return await self._store._run(op, queries=(filter,))
 
     async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Run an aggregation pipeline (``$lookup`` ``from`` names a collection of the same database)."""
-        return await self._store._run(lambda e: (e.aggregate(self._ns, pipeline), []))
+        return await self._store._run(lambda e: (e.aggregate(self._ns, pipeline), []), queries=(pipeline,))
+
+    async def compute(
+        self,
+        fn: Callable[[], T],
+        *,
+        queries: Sequence[Any] = (),
+        passing: tuple[type[Exception], ...] = (),
+    ) -> T:
+        """``fn()`` on the store's worker under its time limit and nesting checks (``queries``).
+
+        For work on documents already read, such as the access rules' pipeline
+        over the readable documents: it then stops at the deadline like any
+        operation, and the event loop never runs it. ``fn`` must not touch the
+        store. Exceptions other than ``DocumentStoreError`` and ``passing`` are
+        reported as a ``DocumentStoreError``.
+        """
+        return await self._store._run(lambda _e: (fn(), []), queries=queries, passing=passing)
 
     async def count(self, filter: Filter | None = None, *, limit: int | None = None) -> int:
         """How many documents match, capped by a positive ``limit``."""
         _check_limit(limit)
-        return await self._store._run(lambda e: (e.count(self._ns, filter, limit), []))
+        return await self._store._run(lambda e: (e.count(self._ns, filter, limit), []), queries=(filter,))
 
     async def find_one_and_update(
         self,
@@ -273,12 +379,12 @@ class EmbeddedDocumentCollection:
         def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
             _, pre, post, changes = e.update(
                 self._ns, filter, update, multi=False, upsert=upsert, array_filters=None, sort=sort,
-                replace_only=replace, guard=guard,
+                replace_only=replace, guard=_let_through(guard),
             )  # fmt: skip
             image = post if return_new else pre
             return (proj.apply(decode(image)) if image is not None else None), changes
 
-        return await self._store._run(op)
+        return await self._store._run(op, queries=(filter, update, projection, sort))
 
     async def find_one_and_delete(
         self,
@@ -292,16 +398,38 @@ class EmbeddedDocumentCollection:
         proj = Projection(projection)
 
         def op(e: Engine) -> tuple[dict[str, Any] | None, list[Change]]:
-            _, pre, changes = e.delete(self._ns, filter, multi=False, sort=sort, guard=guard)
+            _, pre, changes = e.delete(self._ns, filter, multi=False, sort=sort, guard=_let_through(guard))
             return (proj.apply(decode(pre)) if pre is not None else None), changes
 
-        return await self._store._run(op)
+        return await self._store._run(op, queries=(filter, projection, sort))
 
     def watch(
         self, *, ids: Sequence[Any] | None = None, filter: Filter | None = None, pre_images: bool = False
     ) -> EmbeddedChangeStream:
         """Change events from now on (see ``DocumentCollection.watch``); call from a running event loop."""
         return self._store._watch(self._ns, ids, filter, pre_images)
+
+
+class _GuardRaised(Exception):
+    """Carries what a write guard raised past the store's net for the borrowed engine's errors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _let_through(guard: WriteGuard | None) -> WriteGuard | None:
+    """``guard`` with its exceptions marked as its own, so that ``_run`` hands them back unchanged."""
+    if guard is None:
+        return None
+
+    def checked(pairs: list[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> None:
+        try:
+            guard(pairs)
+        except Exception as exc:
+            raise _GuardRaised(exc) from None
+
+    return checked
 
 
 def _check_limit(limit: int | None) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,12 +29,13 @@ from bson.objectid import ObjectId
 from bson.regex import Regex
 
 from ._aggregate import run_pipeline
-from ._codec import decode, encode, id_key, to_view
+from ._codec import MAX_BSON_SIZE, decode, encode, id_key, to_view
 from ._errors import DocumentStoreError
 from ._index import EqualityIndexes
 from ._matching import matches, prepare_filter, sort_entries, sort_spec
 from ._projection import Projection
 from ._protocol import UpdateResult, WriteGuard
+from ._regex import SafePattern
 from ._update import apply_update, is_replacement, seed_from_filter, validate_update
 
 try:
@@ -82,6 +83,8 @@ class Engine:
 
     def __init__(self, path: Path | None) -> None:
         self._lock_file: IO[bytes] | None = None
+        #: Called once a write is computed, right before it commits (the store ends its deadline there).
+        self.before_commit: Callable[[], object] | None = None
         self._colls: dict[Namespace, dict[Any, _Entry]] = {}
         self._indexes = EqualityIndexes()
         if path is None:
@@ -147,7 +150,7 @@ class Engine:
                 id_cond = id_cond["$eq"]
             operator = isinstance(id_cond, Mapping) and any(str(k).startswith("$") for k in id_cond)
             # A regex is a pattern match and a list an array comparison: neither is a key lookup.
-            if not operator and not isinstance(id_cond, list | re.Pattern | Regex):
+            if not operator and not isinstance(id_cond, list | re.Pattern | Regex | SafePattern):
                 # Equality on _id: one hash lookup instead of a scan.
                 hit = entries.get(id_key(id_cond))
                 candidates = [hit] if hit is not None else []
@@ -207,6 +210,10 @@ class Engine:
                 raise DocumentStoreError(f"a document must be a mapping, not {type(doc).__name__}")
             prepared = _with_id(doc)
             raw = encode(prepared)
+            if len(raw) > MAX_BSON_SIZE:
+                raise DocumentStoreError(
+                    f"object to insert too large. size in bytes: {len(raw)}, max size: {MAX_BSON_SIZE}"
+                )
             key = id_key(prepared["_id"])
             if key in entries or key in batch:
                 raise _duplicate(ns, prepared["_id"])
@@ -258,7 +265,7 @@ class Engine:
                 new = _replace(old, update)
             else:
                 new = apply_update(old, update, filter=filter, array_filters=array_filters)
-            raw = encode(new)
+            raw = _too_large_check(encode(new))
             if guard is not None:
                 images.append((decode(entry.raw), decode(raw)))
             if first_pre is None:
@@ -278,7 +285,7 @@ class Engine:
             else:
                 new = apply_update(seed, update, filter=filter, array_filters=array_filters, inserting=True)
             prepared = _with_id(new)
-            raw = encode(prepared)
+            raw = _too_large_check(encode(prepared))
             key = id_key(prepared["_id"])
             if key in self._colls.get(ns, {}):
                 raise _duplicate(ns, prepared["_id"])
@@ -319,6 +326,8 @@ class Engine:
     def _commit(self, write: _Write) -> None:
         if not (write.inserts or write.updates or write.deletes):
             return
+        if self.before_commit is not None:
+            self.before_commit()
         db, coll = write.ns
         seqs: list[int] = []
         try:
@@ -404,6 +413,13 @@ def _replace(old: Mapping[str, Any], replacement: Mapping[str, Any]) -> dict[str
         raise DocumentStoreError("the _id field cannot be changed by a replacement")
     base = {"_id": old["_id"]} if "_id" in old else {}
     return {**base, **{k: v for k, v in replacement.items() if k != "_id"}}
+
+
+def _too_large_check(raw: bytes) -> bytes:
+    """``raw`` if within MongoDB's document limit; its error (code 17419) otherwise."""
+    if len(raw) > MAX_BSON_SIZE:
+        raise DocumentStoreError(f"Resulting document after update is larger than {MAX_BSON_SIZE}")
+    return raw
 
 
 def _duplicate(ns: Namespace, doc_id: Any) -> DocumentStoreError:

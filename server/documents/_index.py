@@ -94,10 +94,13 @@ class EqualityIndexes:
         if index is None:
             if len(views) < MIN_DOCUMENTS or len(indexes) >= MAX_PER_COLLECTION:
                 return None
-            index = indexes[field] = {}
+            index = {}
             for key, view in views.items():
                 for value in _values(view, field):
                     index.setdefault(value, set()).add(key)
+            # Registered only once complete: a build cut short (the operation's time limit
+            # interrupts it) must not leave a partial index that hides documents from later queries.
+            indexes[field] = index
         return index
 
     def add(self, ns: Any, key: Any, view: Mapping[str, Any]) -> None:

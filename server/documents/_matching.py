@@ -21,6 +21,10 @@ from mongomock import filtering as _filtering
 
 from ._codec import to_view
 from ._errors import DocumentStoreError
+from ._regex import install as _install_re2
+from ._regex import safe_patterns
+
+_install_re2()
 
 __all__ = [
     "FOREIGN_ERRORS",
@@ -47,16 +51,20 @@ FOREIGN_ERRORS: tuple[type[BaseException], ...] = (
     AttributeError,
     IndexError,
     re.error,
+    # $divide by zero, $pow overflowing, decimal traps: bad input, like MongoDB's own errors.
+    ArithmeticError,
+    # Nesting deeper than the stack allows (the request guard normally refuses it earlier).
+    RecursionError,
 )
 
 
 def prepare_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A query ready for :func:`matches`; rejects non-documents."""
+    """A query ready for :func:`matches`, every pattern on RE2; rejects non-documents and bad patterns."""
     if filter is None:
         return {}
     if not isinstance(filter, Mapping):
         raise DocumentStoreError(f"a filter must be a document, not {type(filter).__name__}")
-    view = to_view(dict(filter))
+    view = safe_patterns(to_view(dict(filter)))
     assert isinstance(view, dict)
     return view
 

@@ -17,7 +17,7 @@ from .._errors import ApiError
 from .._functions import request_info
 from .._http import json_response
 from .._mongo import call_mongo, parse_target, rule_error, store_errors
-from .._sse import decode_baas_request, serve_watch
+from .._sse import WatchSlots, decode_baas_request, serve_watch
 from .._store import UserRecord
 from .._tokens import TokenClaims
 from ..rules import RuleDenied
@@ -34,6 +34,8 @@ class FunctionRoutes:
 
     def __init__(self, server: ServerApp):
         self.server = server
+        limits = server.config.limits
+        self.watch_slots = WatchSlots(limits.watch_streams, limits.watch_streams_per_user)
 
     def routes(self) -> list[web.RouteDef]:
         """This group's routes."""
@@ -115,15 +117,16 @@ class FunctionRoutes:
         ruled = self.server.rules.for_request(
             request, service=str(service), action="watch", claims=claims, user=user
         )
-        try:
-            raw = self.server.documents.collection(arg["database"], arg["collection"])
-            watcher = ruled(raw, arg["database"], arg["collection"]).watch(
-                ids=ids, filter=dict(filter_) if filter_ is not None else None
-            )
-        except RuleDenied as exc:
-            raise rule_error(exc) from None
-        except store_errors() as exc:
-            raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
-        # Tracked so that disabling the user or ending the session ends the stream too.
-        with self.server.user_admin.stream(user.id, claims.session_id):
-            return await serve_watch(request, watcher, self.server.streams)
+        with self.watch_slots.hold(user.id):
+            try:
+                raw = self.server.documents.collection(arg["database"], arg["collection"])
+                watcher = ruled(raw, arg["database"], arg["collection"]).watch(
+                    ids=ids, filter=dict(filter_) if filter_ is not None else None
+                )
+            except RuleDenied as exc:
+                raise rule_error(exc) from None
+            except store_errors() as exc:
+                raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None
+            # Tracked so that disabling the user or ending the session ends the stream too.
+            with self.server.user_admin.stream(user.id, claims.session_id):
+                return await serve_watch(request, watcher, self.server.streams)

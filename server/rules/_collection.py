@@ -195,7 +195,15 @@ class RuledCollection:
             raise TypeError("a pipeline must be an array of stages")
         check_pipeline(pipeline)
         docs = await self._readable(None)
-        return await asyncio.to_thread(run_pipeline, docs, list(pipeline), _no_lookup)
+        stages = list(pipeline)
+        compute = getattr(self._raw, "compute", None)
+        if compute is not None:
+            # The embedded store's worker: its time limit and nesting checks, as for a raw aggregate.
+            result: list[dict[str, Any]] = await compute(
+                lambda: run_pipeline(docs, stages, _no_lookup), queries=(stages,), passing=(RuleDenied,)
+            )
+            return result
+        return await asyncio.to_thread(run_pipeline, docs, stages, _no_lookup)
 
     # -- inserts ---------------------------------------------------------------------------------
 
@@ -373,41 +381,90 @@ class RuledChangeStream:
     def __init__(self, inner: Any, policy: Policy) -> None:
         self._inner = inner
         self._policy = policy
+        # For next_nowait: the same rules, but a %function call stops the synchronous attempt.
+        self._sync_policy = Policy(policy.rules, attrs.evolve(policy.env, function=_no_function))
         self._filters: tuple[list[dict[str, Any]], Projection] | None = None
+        self._held: dict[str, Any] | None = None
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
+        while True:
+            if self._held is not None:
+                event, self._held = self._held, None
+            else:
+                event = await self._inner.__anext__()
+            shown = await self._show(event, self._policy)
+            if shown is not None:
+                return shown
+
+    def next_nowait(self) -> dict[str, Any] | None:
+        """The next buffered event the user may see, ``None`` if there is none yet (as the inner stream).
+
+        The SSE handler drains a stream through this without a task per event. An
+        event whose check needs a ``%function`` (which cannot run synchronously)
+        is held for ``__anext__``, so the order of events is kept.
+        """
+        inner_next = getattr(self._inner, "next_nowait", None)
+        if inner_next is None or self._held is not None:
+            return None
+        while True:
+            event: dict[str, Any] | None = inner_next()
+            if event is None:
+                return None
+            try:
+                shown = _run_now(self._show(event, self._sync_policy))
+            except _NeedsAsync:
+                self._held = event
+                return None
+            if shown is not None:
+                return shown
+
+    async def _show(self, event: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
+        """``event`` as the user may see it, or None; ``event`` is changed only once nothing can suspend."""
         if self._filters is None:
-            found, spec = await self._policy.filters()
+            found, spec = await policy.filters()
             self._filters = (found, Projection(spec))
         queries, projection = self._filters
-        while True:
-            event: dict[str, Any] = await self._inner.__anext__()
-            before = event.pop("fullDocumentBeforeChange", None)
-            image = before if event.get("operationType") == "delete" else event.get("fullDocument")
-            if not isinstance(image, dict) or not all(document_matches(q, image) for q in queries):
-                continue
-            view = await self._policy.readable(image)
-            if view is None:
-                continue
-            view = projection.apply(view)
-            if "fullDocument" in event:
-                event["fullDocument"] = view
-            description = event.get("updateDescription")
-            if isinstance(description, dict):
-                description["updatedFields"] = {
-                    k: v for k, v in description.get("updatedFields", {}).items() if k.split(".")[0] in view
-                }
-                # A removed field is no longer in the post-image: it shows if the pre-image showed it.
-                shown = await self._policy.readable(before) if isinstance(before, dict) else None
-                description["removedFields"] = [
-                    k
-                    for k in description.get("removedFields", [])
-                    if shown is not None and k.split(".")[0] in shown
-                ]
-            return event
+        before = event.get("fullDocumentBeforeChange")
+        image = before if event.get("operationType") == "delete" else event.get("fullDocument")
+        if not isinstance(image, dict) or not all(document_matches(q, image) for q in queries):
+            return None
+        view = await policy.readable(image)
+        if view is None:
+            return None
+        view = projection.apply(view)
+        description = event.get("updateDescription")
+        # A removed field is no longer in the post-image: it shows if the pre-image showed it.
+        shown = (
+            await policy.readable(before)
+            if isinstance(description, dict) and isinstance(before, dict)
+            else None
+        )
+        event.pop("fullDocumentBeforeChange", None)
+        if "fullDocument" in event:
+            event["fullDocument"] = view
+        if isinstance(description, dict):
+            description["updatedFields"] = {
+                k: v for k, v in description.get("updatedFields", {}).items() if k.split(".")[0] in view
+            }
+            description["removedFields"] = [
+                k
+                for k in description.get("removedFields", [])
+                if shown is not None and k.split(".")[0] in shown
+            ]
+        return event
+
+    def add_fail_callback(self, callback: Callable[[Exception], object]) -> None:
+        """The inner stream's failure callback (its reader fell behind), when it has one.
+
+        Its byte budget bounds what a stalled reader costs; this lets the SSE
+        handler cut a reader that never comes back for the error event.
+        """
+        add = getattr(self._inner, "add_fail_callback", None)
+        if add is not None:
+            add(callback)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -128,3 +128,63 @@ def _record(calls: list[str]) -> Any:
         return True
 
     return hook
+
+
+async def _buffered(stream: Any) -> list[dict[str, Any]]:
+    """Every event ``next_nowait`` hands out now, the rest through ``__anext__`` (as the SSE handler does)."""
+    out: list[dict[str, Any]] = []
+    while (event := stream.next_nowait()) is not None:
+        out.append(event)
+    return out
+
+
+async def test_watch_next_nowait_filters_without_a_task_and_keeps_order(store: EmbeddedDocumentStore) -> None:
+    raw = store.collection("d", "c")
+    stream = ruled(store, ANA).watch()
+    try:
+        assert stream.next_nowait() is None  # nothing yet
+        await raw.insert_one({"_id": "b", "owner_id": BOB["id"]})
+        await raw.insert_one({"_id": "a", "owner_id": ANA["id"], "private": "p"})
+        await raw.update_one({"_id": "a"}, {"$set": {"x": 1}})
+        await asyncio.sleep(0)  # the deliveries are callbacks on this loop
+        events = await _buffered(stream)
+        # Bob's event is skipped, Ana's are shown with the field rules applied and no pre-image.
+        assert [e["documentKey"]["_id"] for e in events] == ["a", "a"]
+        assert events[0]["fullDocument"] == {"_id": "a", "owner_id": ANA["id"]}
+        assert "fullDocumentBeforeChange" not in events[1]
+        assert stream.next_nowait() is None
+    finally:
+        await stream.aclose()
+    with pytest.raises(StopAsyncIteration):
+        stream.next_nowait()
+
+
+async def test_watch_next_nowait_holds_an_event_whose_rule_calls_a_function(
+    store: EmbeddedDocumentStore,
+) -> None:
+    calls: list[str] = []
+    book = RuleBook(
+        rules=(
+            NamespaceRule(
+                database="d",
+                collection="c",
+                roles=(Role(name="f", apply_when={"%%true": {"%function": {"name": "ok"}}}, read=True),),
+            ),
+        )
+    )
+    raw = store.collection("d", "c")
+    stream = RuleEnforcer(book).collection(
+        raw, service="s", database="d", collection="c", user=ANA, function=_record(calls)
+    ).watch()
+    try:
+        await raw.insert_many([{"_id": 1}, {"_id": 2}])
+        await asyncio.sleep(0)
+        # The function cannot run synchronously: the event waits for __anext__, in order.
+        assert stream.next_nowait() is None and not calls
+        assert stream.next_nowait() is None  # still held, not skipped
+        first = await asyncio.wait_for(stream.__anext__(), 5)
+        second = await asyncio.wait_for(stream.__anext__(), 5)
+        assert [first["documentKey"], second["documentKey"]] == [{"_id": 1}, {"_id": 2}]
+        assert calls and set(calls) == {"ok"}
+    finally:
+        await stream.aclose()
