@@ -310,18 +310,18 @@ async def hashing_pool() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------- S8/S17 throttling
-def _simulated_hour() -> tuple[int, int, int]:
+async def _simulated_hour() -> tuple[int, int, int]:
     sys.path.insert(0, str(ROOT / "tests" / "server"))
     from test_server_hostile import _hour_of_guessing
 
     from appusers.server._config import ThrottleSettings
 
-    return _hour_of_guessing(ThrottleSettings())  # type: ignore[no-any-return]
+    return await _hour_of_guessing(ThrottleSettings())  # type: ignore[no-any-return]
 
 
 async def throttling() -> list[dict[str, str]]:
     """S8 (per account and address) and S17 (attacker at 50/s vs the owner elsewhere)."""
-    checked_hour, owner_hour, other_refused_hour = _simulated_hour()
+    checked_hour, owner_hour, other_refused_hour = await _simulated_hour()
     seconds = 20.0
     async with serve(demo()) as c:
         await c.confirmed_user("victim@example.com", "right-pass")  # from 127.0.0.1

@@ -50,21 +50,30 @@ class Restored(Generic[_U]):
 class Persistence:
     """One App's records in ``storage`` (keys under ``appusers:<app id>:``)."""
 
-    __slots__ = ("_keys", "storage")
+    __slots__ = ("_keys", "_written", "storage")
 
     def __init__(self, storage: Storage, app_id: str) -> None:
         self.storage = storage
         self._keys = Keys.for_app(app_id)
+        # The index as this App last read or wrote it. The index lists every user, so
+        # writing it with each record would make a token refresh cost O(all users) on disk
+        # (2.6 MB at 100,000 users); it is written only when it changed.
+        self._written: Index | None = None
 
     async def save(self, record: UserRecord, index: Index) -> None:
-        """Write one user's record and the index, as one atomic update."""
+        """Write one user's record, and the index if it changed, as one atomic update."""
         keys = self._keys
-        await self.storage.update({keys.user(record.id): dump_user(record), keys.index: dump_index(index)})
+        update = {keys.user(record.id): dump_user(record)}
+        if index != self._written:
+            update[keys.index] = dump_index(index)
+        await self.storage.update(update)
+        self._written = index
 
     async def purge(self, user_id: str, index: Index) -> None:
         """Forget one user's record and write the index."""
         keys = self._keys
         await self.storage.update({keys.user(user_id): None, keys.index: dump_index(index)})
+        self._written = index
 
     async def restore(self, build: UserFactory[_U]) -> Restored[_U]:
         """Read every record of the App and ``build`` its users (no network)."""
@@ -85,7 +94,7 @@ class Persistence:
         raw_index = items.get(self._keys.index)
         if raw_index is not None:
             try:
-                index = load_index(raw_index)
+                index = self._written = load_index(raw_index)
             except ValueError as exc:
                 issues.append(StorageIssue("record-dropped", f"unreadable user index: {exc}"))
         user_key = self._keys.user
@@ -135,5 +144,6 @@ class Persistence:
         purge[self._keys.index] = dump_index(index)
         try:
             await self.storage.update(purge)
+            self._written = index
         except StorageError as exc:
             _log.warning("could not purge removed users: %s", type(exc).__name__)

@@ -258,8 +258,16 @@ async def _until(predicate: Callable[[], bool], what: str, timeout: float = 15.0
     print(f"ok: {what}", flush=True)
 
 
-async def ride_out_an_outage(screen: UsersScreen, outage: Path) -> None:
-    """Have the server stopped, fail a request, see "offline — retrying", have it started, see online."""
+async def _screenshot(path: Path) -> None:
+    await asyncio.sleep(0.3)  # a few frames, so the last change is drawn
+    taken = Window.screenshot(name=str(path))
+    os.replace(taken, path)
+    print(f"ok: screenshot saved to {path}", flush=True)
+
+
+async def ride_out_an_outage(screen: UsersScreen, outage: Path, screenshot: Path | None = None) -> None:
+    """Have the server stopped, fail a request, see "offline — retrying", have it started, see
+    online. ``screenshot``: where to save the window while it shows the outage."""
     ids = screen.ids
     print("autopilot: stop the server", flush=True)
     await _until(lambda: (outage / "stopped").exists(), "the server is stopped", timeout=30)
@@ -267,6 +275,8 @@ async def ride_out_an_outage(screen: UsersScreen, outage: Path) -> None:
     await _until(lambda: ids.connection.text.startswith("server: offline — retrying in"),
                  "the screen shows the outage")
     print(f"connection: {ids.connection.text}", flush=True)
+    if screenshot is not None:
+        await _screenshot(screenshot)
     print("autopilot: start the server", flush=True)
     await _until(lambda: ids.connection.text == "server: online", "back online by itself", timeout=30)
 
@@ -291,12 +301,10 @@ async def autopilot(
     await _until(lambda: model.current_user_id == email_user_id, "switched back to the email user")
     await _until(lambda: "state: LoggedIn" in ids.current.text, "the current-user pane shows it")
     if screenshot is not None:
-        await asyncio.sleep(0.3)  # a few frames, so the last change is drawn
-        taken = Window.screenshot(name=str(screenshot))
-        os.replace(taken, screenshot)
-        print(f"ok: screenshot saved to {screenshot}", flush=True)
+        await _screenshot(screenshot)
     if outage is not None:
-        await ride_out_an_outage(screen, outage)
+        offline = None if screenshot is None else screenshot.with_name(f"{screenshot.stem}_offline.png")
+        await ride_out_an_outage(screen, outage, offline)
     ids.log_out.trigger_action(0)
     await _until(lambda: model.current_user_id not in ("", email_user_id),
                  "logged out: the other user is current")

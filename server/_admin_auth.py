@@ -73,7 +73,7 @@ class AdminAuth:
     ):
         self._keys = {k.public_key: k for k in settings.keys}
         self._store = store
-        self._throttle = LoginThrottle(throttle)
+        self._throttle = LoginThrottle(throttle, counters=store.counters, namespace="admin")
         secret = hmac.new(signing_secret, b"appusers admin api v3 tokens", hashlib.sha256).digest()
         self._issuer = TokenIssuer(
             secret, "admin/" + group_id, settings.access_token_lifetime, settings.refresh_token_lifetime
@@ -94,16 +94,16 @@ class AdminAuth:
         if len(public) > 256 or len(private) > 256:
             raise ApiError.unauthorized_login("invalid username/password")
         account = "admin:" + public
-        self._throttle.check(account, address)
+        await self._throttle.check(account, address)
         key = self._keys.get(public)
         # Compare against a dummy digest for an unknown public key: same work either way.
         matched = hmac.compare_digest(
             (key or _NO_KEY).private_key_sha256, hashlib.sha256(private.encode("utf-8")).hexdigest()
         )
         if key is None or not matched:
-            self._throttle.failed(account, address)
+            await self._throttle.failed(account, address)
             raise ApiError.unauthorized_login("invalid username/password")
-        self._throttle.succeeded(account, address)
+        await self._throttle.succeeded(account, address)
         session_id = new_object_id()
         user_id = admin_user_id(public)
         refresh, expires = self._issuer.refresh_token(

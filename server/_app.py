@@ -43,7 +43,7 @@ from ._mongo import store_errors
 from ._outbox import Outbox
 from ._providers import Providers, provider_id
 from ._secrets import digest
-from ._store import SessionRecord, UserRecord, UserStore
+from ._store import SessionRecord, StoreUnavailableError, UserRecord, UserStore
 from ._throttle import LoginThrottle
 from ._tokens import TokenClaims, TokenIssuer
 from ._triggers import AuthTriggers, auth_event_user
@@ -100,7 +100,7 @@ class ServerApp:
         self.url = url
         self.admin_token = admin_token
         self.faults = Faults()
-        self.throttle = LoginThrottle(config.throttle)
+        self.throttle = LoginThrottle(config.throttle, counters=store.counters)
         self.hasher = PasswordHasher(config.scrypt)
         self.addresses = ClientAddresses(config.http.trusted_proxies)
         on_creation = config.custom_data.on_user_creation_function
@@ -257,6 +257,10 @@ class ServerApp:
             resp = error_response(ApiError(exc.status, code, message))
         except asyncio.CancelledError:
             raise
+        except StoreUnavailableError as exc:
+            # A shared database restarting or out of reach: retryable, and no traceback per request.
+            log.warning("%s %s: %s", request.method, request.path, exc)
+            resp = error_response(ApiError(503, "ServiceUnavailable", "user store unavailable; retry"))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             resp = error_response(ApiError(500, "InternalServerError", "internal server error"))

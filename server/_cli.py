@@ -7,16 +7,25 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 import attrs
 
-from ._config import ConfigError, ServerConfig, admin_key_from_file, load_config
-from ._server import LocalServer
+from ._config import ConfigError, ServerConfig, admin_key_from_file, load_config, parse_database_url
+from ._server import LocalServer, open_user_store
 
 __all__ = ["serve_main"]
+
+#: Seconds a thread may hold the GIL while another waits for it (CPython's default is 5 ms). The
+#: document store computes in pure Python on its worker thread; with the default, every wake-up
+#: of the event loop behind a long operation could wait 5 ms for the GIL, and a request needs
+#: several (measured in benchmarks/attacks_documents.py S13: GET location p50 11-14 ms -> 4-7 ms,
+#: p99 37-41 ms -> 24-34 ms under pathological queries on a loaded 2-core machine). The process
+#: is the server's own, so the setting is made here, not in LocalServer (a library in its host).
+SWITCH_INTERVAL = 0.001
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +69,48 @@ def _parser() -> argparse.ArgumentParser:
         help="serve the Admin API (/api/admin/v3.0) to this key pair: a JSON file"
         ' {"public_key", "private_key"}, e.g. from `appusers admin create-key FILE`',
     )
+    p.add_argument(
+        "--database",
+        default=None,
+        metavar="URL",
+        help="keep users, sessions, keys and throttling counters in this PostgreSQL database"
+        " (postgresql://user@host/dbname), shared by every server started with it; default:"
+        " $APPUSERS_DATABASE_URL, else [database] url, else SQLite in the data directory."
+        " Prefer PGPASSWORD or ~/.pgpass to a password in the URL",
+    )
+    p.add_argument(
+        "--migrate-only",
+        action="store_true",
+        help="bring the database schema up to date and exit (servers also migrate at start)",
+    )
     return p
+
+
+def _with_database(config: ServerConfig, args: argparse.Namespace) -> ServerConfig:
+    url = args.database if args.database is not None else os.environ.get("APPUSERS_DATABASE_URL") or None
+    if url is None:
+        return config
+    return attrs.evolve(config, database=attrs.evolve(config.database, url=parse_database_url(url)))
+
+
+async def _migrate(config: ServerConfig, data_dir: Path) -> int:
+    if config.database.url is None:
+        from ._datadir import prepare
+
+        prepare(data_dir)
+        store = await open_user_store(config, data_dir)  # SQLite migrates its file on open
+        await store.close()
+        print(f"users database up to date: {data_dir / 'users.sqlite3'}", flush=True)
+        return 0
+    from ._pg_store import SCHEMA_VERSION, migrate_database
+
+    found = await migrate_database(config.database.url, config.database.connect_timeout)
+    print(
+        f"database {config.database.safe_url}: schema version {SCHEMA_VERSION}"
+        + (" (up to date)" if found == SCHEMA_VERSION else f" (migrated from {found})"),
+        flush=True,
+    )
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> ServerConfig:
@@ -91,7 +141,9 @@ def _secrets(path: Path | None) -> dict[str, str]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    config = _settings(args)
+    config = _with_database(_settings(args), args)
+    if args.migrate_only:
+        return await _migrate(config, args.data)
     if args.admin_key_file is not None:
         key = admin_key_from_file(args.admin_key_file)
         config = attrs.evolve(config, admin=attrs.evolve(config.admin, keys=(*config.admin.keys, key)))
@@ -122,6 +174,7 @@ async def _serve(args: argparse.Namespace) -> int:
 def serve_main(argv: list[str] | None = None) -> int:
     """Entry point of ``appusers serve``; returns the process exit code."""
     args = _parser().parse_args(argv)
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}, reachable from other machines", file=sys.stderr)

@@ -11,6 +11,7 @@ providers apply. Relative paths in the file are relative to the file.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "CustomDataSettings",
     "CustomFunctionSettings",
     "CustomTokenSettings",
+    "DatabaseSettings",
     "FacebookSettings",
     "HttpSettings",
     "LimitSettings",
@@ -321,6 +323,47 @@ class HttpSettings:
 
 
 @attrs.frozen
+class DatabaseSettings:
+    """Where users, sessions, keys and throttling counters live.
+
+    ``url`` None: the embedded SQLite file in the data directory (one server process).
+    A ``postgresql://`` URL: a PostgreSQL database several ``appusers serve`` processes
+    share (see ``_pg_store.py``). The URL may carry a password, so it is never shown:
+    :attr:`safe_url` is what logs and errors print.
+    """
+
+    url: str | None = attrs.field(default=None, repr=False)
+    #: Connections each server process keeps open at most (and at least ``pool_min``).
+    pool_size: int = 10
+    pool_min: int = 1
+    #: Seconds to wait for the database at start before giving up with a clear error.
+    connect_timeout: float = 10.0
+
+    def __repr__(self) -> str:
+        return f"DatabaseSettings(url={self.safe_url!r}, pool_size={self.pool_size})"
+
+    @property
+    def safe_url(self) -> str | None:
+        """The URL with any password replaced by ``***``."""
+        return None if self.url is None else redact_url(self.url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user-info (and any ``password=`` parameter) masked."""
+    url = re.sub(r"(?<=://)([^/:@?#]*):[^?#]*@", r"\1:***@", url)
+    return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
+
+
+def parse_database_url(url: str) -> str:
+    """Check that ``url`` names a PostgreSQL database; the URL (ConfigError otherwise)."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"database url {redact_url(url)!r} is not supported: expected postgresql://user@host/dbname"
+        )
+    return url
+
+
+@attrs.frozen
 class ServerConfig:
     """Everything the server needs besides its data directory and address."""
 
@@ -337,6 +380,7 @@ class ServerConfig:
     scrypt: ScryptSettings = ScryptSettings()
     admin: AdminSettings = AdminSettings()
     anonymous_purge: AnonymousPurgeSettings = AnonymousPurgeSettings()
+    database: DatabaseSettings = DatabaseSettings()
     #: Per-function settings (``functions/config.json`` / ``[[functions.config]]``). A function
     #: not listed is public and runs as its caller, except provider hooks, which are private.
     function_settings: tuple[FunctionSettings, ...] = ()
@@ -605,8 +649,25 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         ),
         admin=_admin(_table(raw, "admin"), base),
         anonymous_purge=_anonymous_purge(_table(raw, "users")),
+        database=_database(_table(raw, "database")),
         **from_toml(raw, base),
         **_rules(raw, custom_data),
+    )
+
+
+def _database(t: Mapping[str, Any]) -> DatabaseSettings:
+    d = DatabaseSettings()
+    url = _get(t, "url", str, None, "database")
+    pool_size = _positive(_get(t, "pool_size", int, d.pool_size, "database"), "database.pool_size")
+    pool_min = _get(t, "pool_min", int, d.pool_min, "database")
+    if not 0 <= pool_min <= pool_size:
+        raise ConfigError("database.pool_min must be between 0 and database.pool_size")
+    timeout = _get(t, "connect_timeout", (int, float), d.connect_timeout, "database")
+    return DatabaseSettings(
+        url=None if url is None else parse_database_url(url),
+        pool_size=pool_size,
+        pool_min=pool_min,
+        connect_timeout=float(_positive(timeout, "database.connect_timeout")),
     )
 
 

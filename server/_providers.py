@@ -125,6 +125,8 @@ class Providers:
     def _identity(
         self, provider: str, identity_id: str, data: Mapping[str, Any] | None = None
     ) -> IdentityRecord:
+        if "\0" in identity_id:  # from a custom token or function; no store may keep it (PostgreSQL cannot)
+            raise ApiError(401, "AuthError", "invalid identity id: contains a NUL character")
         return IdentityRecord(
             id=identity_id, provider_type=provider, provider_id=self._pid(provider), provider_data=data or {}
         )
@@ -151,16 +153,16 @@ class Providers:
         if not isinstance(password, str):
             raise ApiError.missing_parameter("password")
         account = "local-userpass:" + email
-        self._throttle.check(account, address)
+        await self._throttle.check(account, address)
         record = await self._store.get_userpass(email)
         if record is None:
             await self._hasher.dummy()  # an unknown name costs the same time as a wrong password
-            self._throttle.failed(account, address)
+            await self._throttle.failed(account, address)
             raise ApiError.unauthorized_login()
         if not await self._hasher.verify(password, record.password_hash):
-            self._throttle.failed(account, address)
+            await self._throttle.failed(account, address)
             raise ApiError.unauthorized_login()
-        self._throttle.succeeded(account, address)
+        await self._throttle.succeeded(account, address)
         if not record.confirmed:
             raise ApiError.unauthorized_login("confirmation required")
         return Resolved(
@@ -169,12 +171,12 @@ class Providers:
 
     async def _api_key(self, body: Mapping[str, Any], address: str) -> Resolved:
         key = _string(body, "key")
-        self._throttle.check(None, address)
+        await self._throttle.check(None, address)
         key_digest = digest(key)
         record = await self._store.find_api_key(key_digest)
         if record is not None and hmac.compare_digest(record.key_digest, key_digest):
             if record.disabled:
-                self._throttle.failed(None, address)
+                await self._throttle.failed(None, address)
                 raise ApiError.unauthorized_login()
             return Resolved(self._identity("api-key", record.id, {"name": record.name}), owner=record.user_id)
         settings = self._config.providers.api_key
@@ -186,7 +188,7 @@ class Providers:
                     data={"name": server_key.name},
                     user_type="server",
                 )
-        self._throttle.failed(None, address)
+        await self._throttle.failed(None, address)
         raise ApiError.unauthorized_login()
 
     async def _custom_token(self, body: Mapping[str, Any], address: str) -> Resolved:

@@ -27,9 +27,22 @@ from ._store import UserStore
 from ._tokens import TokenIssuer
 from .routes import AdminAccess
 
-__all__ = ["LocalServer"]
+__all__ = ["LocalServer", "open_user_store"]
 
 log = logging.getLogger("appusers.server")
+
+
+async def open_user_store(config: ServerConfig, data_dir: Path, *, migrate: bool = True) -> UserStore:
+    """The configured user store: PostgreSQL for a ``[database] url``, else SQLite in ``data_dir``.
+
+    A PostgreSQL schema is migrated to this version first (``migrate``); otherwise an outdated
+    one is refused. Connection and schema problems raise a DatabaseError (a ConfigError).
+    """
+    if config.database.url is None:
+        return SqliteUserStore(data_dir / "users.sqlite3")
+    from ._pg_store import PostgresUserStore
+
+    return await PostgresUserStore.open(config.database, migrate=migrate)
 
 
 class LocalServer:
@@ -130,7 +143,7 @@ class LocalServer:
             self._data_dir = self._requested_dir
         try:
             prepare(self._data_dir)
-            self._store = SqliteUserStore(self._data_dir / "users.sqlite3")
+            self._store = await open_user_store(self.config, self._data_dir)
             self._documents = EmbeddedDocumentStore(
                 self._data_dir / "documents",
                 time_limit=self.config.limits.document_timeout,
@@ -191,7 +204,11 @@ class LocalServer:
             await self.close()
             raise
         log.info(
-            "appusers server listening on %s (app id %s, data %s)", self._url, self.app_id, self._data_dir
+            "appusers server listening on %s (app id %s, data %s, users in %s)",
+            self._url,
+            self.app_id,
+            self._data_dir,
+            self.config.database.safe_url or "SQLite",
         )
 
     async def stop(self) -> None:

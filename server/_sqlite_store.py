@@ -28,6 +28,7 @@ from ._store import (
     UserpassRecord,
     UserRecord,
 )
+from ._throttle import MemoryCounters
 
 __all__ = ["SqliteUserStore"]
 
@@ -89,6 +90,8 @@ class SqliteUserStore:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
         self._path = path
+        # One process uses this file: its throttling counters need not outlive it.
+        self.counters = MemoryCounters()
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -1,15 +1,17 @@
 """The persistence seam for users, identities, sessions, API keys and email tokens.
 
 Handlers only see :class:`UserStore` and the frozen records below; the SQLite
-implementation lives in ``_sqlite_store.py`` and a shared database (PostgreSQL,
-for several server processes) can implement the same Protocol later. Every method
-is async for that reason, although SQLite answers synchronously. Secrets arrive
-already hashed: a store never sees a password, refresh token or API key.
+implementation lives in ``_sqlite_store.py``, the PostgreSQL one (a database several
+server processes share) in ``_pg_store.py``. Every method is async for the latter,
+although SQLite answers synchronously. Secrets arrive already hashed: a store never
+sees a password, refresh token or API key. A store also holds the throttling
+counters (:class:`Counters`): in memory beside SQLite (one process), in the database
+beside PostgreSQL, so that a throttle tripped on one server holds on all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -17,10 +19,12 @@ import attrs
 __all__ = [
     "AdminSessionRecord",
     "ApiKeyRecord",
+    "Counters",
     "DuplicateError",
     "EmailToken",
     "IdentityRecord",
     "SessionRecord",
+    "StoreUnavailableError",
     "UserRecord",
     "UserStore",
     "UserpassRecord",
@@ -29,6 +33,11 @@ __all__ = [
 
 class DuplicateError(Exception):
     """A unique constraint (identity, email, key name) would be violated."""
+
+
+class StoreUnavailableError(Exception):
+    """The store cannot be reached right now (a shared database restarting, a network cut):
+    requests are answered 503 and may be retried; nothing was half-written."""
 
 
 @attrs.frozen
@@ -114,8 +123,48 @@ class EmailToken:
     expires_at: int
 
 
+class Counters(Protocol):
+    """Failure counters and token buckets for the login throttle and rate limits.
+
+    Keys live in named tables; an entry not written for ``window`` seconds reads as absent.
+    Times come from :meth:`clock` (monotonic in memory, epoch seconds when shared).
+    """
+
+    def clock(self) -> float:
+        """The time the counters are kept in."""
+        ...
+
+    async def read(
+        self, lookups: Sequence[tuple[str, str, float]], now: float
+    ) -> list[tuple[int, float] | None]:
+        """Per ``(table, key, window)``: ``(failures, last write)``, or None if absent or expired."""
+        ...
+
+    async def fail(self, updates: Sequence[tuple[str, str, float]], now: float) -> None:
+        """Count one failure under each ``(table, key, window)``; an expired count restarts at 1."""
+        ...
+
+    async def mark(self, table: str, key: str, now: float, window: float) -> None:
+        """Record a success (read back as ``(0, now)`` for ``window`` seconds)."""
+        ...
+
+    async def clear(self, table: str, key: str) -> None:
+        """Forget one entry."""
+        ...
+
+    async def take(self, table: str, key: str, capacity: float, rate: float, now: float) -> float:
+        """Spend one token of a bucket (``capacity``, refilled at ``rate``/s): 0.0, or the seconds
+        until one is available (nothing spent)."""
+        ...
+
+
 class UserStore(Protocol):
     """Async persistence for everything but documents."""
+
+    @property
+    def counters(self) -> Counters:
+        """Throttling counters kept beside this store."""
+        ...
 
     async def signing_secret(self) -> bytes:
         """The JWT signing secret, created on first use and kept forever."""

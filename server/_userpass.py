@@ -71,9 +71,17 @@ class EmailPassword:
         self._sending: set[asyncio.Task[None]] = set()
         on = throttle.enabled
         self._per_address = RateLimiter(
-            throttle.userpass_per_address if on else 0, throttle.userpass_address_rate
+            throttle.userpass_per_address if on else 0,
+            throttle.userpass_address_rate,
+            counters=store.counters,
+            name="userpass/address",
         )
-        self._per_email = RateLimiter(throttle.userpass_per_email if on else 0, throttle.userpass_email_rate)
+        self._per_email = RateLimiter(
+            throttle.userpass_per_email if on else 0,
+            throttle.userpass_email_rate,
+            counters=store.counters,
+            name="userpass/email",
+        )
 
     def _settings(self) -> UserpassSettings:
         settings = self._settings_of()
@@ -99,7 +107,7 @@ class EmailPassword:
         }.get(action)
         if handler is None:
             raise ApiError(404, "NotFound", "route not found")
-        self._per_address.take(address, "too many account requests from this address")
+        await self._per_address.take(address, "too many account requests from this address")
         await handler(body)
 
     @staticmethod
@@ -111,12 +119,13 @@ class EmailPassword:
         email = body.get(key)
         if email is None:
             raise ApiError.missing_parameter(key)
-        if not isinstance(email, str) or not email.strip() or len(email) > 320:
+        # NUL is in no address, and PostgreSQL text cannot hold it: refused the same on every store.
+        if not isinstance(email, str) or not email.strip() or len(email) > 320 or "\0" in email:
             raise ApiError.invalid_parameter(f"expected {key!r} to be an email address")
         return email.strip()
 
-    def _limit_email(self, email: str) -> None:
-        self._per_email.take(email.lower(), "too many requests for this email address")
+    async def _limit_email(self, email: str) -> None:
+        await self._per_email.take(email.lower(), "too many requests for this email address")
 
     async def _account(self, email: str) -> UserpassRecord:
         record = await self._store.get_userpass(email)
@@ -179,7 +188,7 @@ class EmailPassword:
         assert settings is not None
         email = self._email(body)
         password = self._password(body)
-        self._limit_email(email)
+        await self._limit_email(email)
         record = UserpassRecord(
             email=email,
             identity_id=new_object_id(),
@@ -215,7 +224,7 @@ class EmailPassword:
 
     async def _confirm_send(self, body: Mapping[str, Any]) -> None:
         email = self._email(body)
-        self._limit_email(email)
+        await self._limit_email(email)
         if self._hide_accounts:
             found = await self._store.get_userpass(email)
             if found is not None and not found.confirmed:
@@ -229,7 +238,7 @@ class EmailPassword:
 
     async def _confirm_call(self, body: Mapping[str, Any]) -> None:
         email = self._email(body)
-        self._limit_email(email)
+        await self._limit_email(email)
         account = await self._account(email)
         if account.confirmed:
             raise ApiError(409, "UserAlreadyConfirmed", "already confirmed")
@@ -242,7 +251,7 @@ class EmailPassword:
 
     async def _reset_send(self, body: Mapping[str, Any]) -> None:
         email = self._email(body)
-        self._limit_email(email)
+        await self._limit_email(email)
         if self._hide_accounts:
             if await self._store.get_userpass(email) is not None:
                 self._send_later(email, "reset")
@@ -274,7 +283,7 @@ class EmailPassword:
         arguments = body.get("arguments", [])
         if not isinstance(arguments, list):
             raise ApiError.invalid_parameter("expected 'arguments' to be an array")
-        self._limit_email(email)
+        await self._limit_email(email)
         if settings.reset_function is None:
             raise ApiError.bad_request("password reset function is not configured")
         if self._hide_accounts and await self._store.get_userpass(email) is None:

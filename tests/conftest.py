@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import pytest
+from _pg_testkit import drop_postgres_database, new_postgres_url, server_database
 
 from appusers import App
 from appusers.server import LocalServer, load_config
@@ -33,6 +34,13 @@ _data_dirs = itertools.count()
 
 def pytest_sessionfinish() -> None:
     shutil.rmtree(_DATA_ROOT, ignore_errors=True)
+    drop_postgres_database()
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """An empty PostgreSQL schema of its own, as a URL (the test is skipped without PostgreSQL)."""
+    return new_postgres_url()
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +59,7 @@ def fast_config() -> Any:
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
     """A fresh local server (demo settings) with its own data directory."""
-    async with LocalServer(config=fast_config(), data_dir=tmp_path / "server") as srv:
+    async with LocalServer(config=server_database(fast_config()), data_dir=tmp_path / "server") as srv:
         yield srv
 
 

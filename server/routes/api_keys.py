@@ -64,9 +64,9 @@ class ApiKeyRoutes:
         name = body.get("name")
         if name is None:
             raise ApiError.missing_parameter("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        if not isinstance(name, str) or not name.strip() or len(name) > 256 or "\0" in name:
             raise ApiError.invalid_parameter(
-                "API key name must be a non-empty string of at most 256 characters"
+                "API key name must be a non-empty string of at most 256 characters, without NUL"
             )
         secret = new_secret(48)
         key = ApiKeyRecord(

@@ -121,8 +121,23 @@ async def email_user(app: App, server: Any, email: str, password: str = PASSWORD
     return await app.log_in(Credentials.email_password(email, password))
 
 
+#: Tables of the PostgreSQL store that SQLite keeps in memory (throttling) or does not have.
+_PG_ONLY = {"throttle_counters", "rate_buckets", "appusers_schema"}
+
+
 def server_tables(server: Any) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table of the server's user store (read-only connection)."""
+    url = server.config.database.url
+    if url is not None:  # the PostgreSQL pass (tests/_pg_testkit.py): the server's own schema
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            names = [
+                r[0]
+                for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+                if r[0] not in _PG_ONLY
+            ]
+            return {n: sorted(conn.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
     uri = f"file:{server.data_dir / 'users.sqlite3'}?mode=ro"
     db = sqlite3.connect(uri, uri=True)
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pg_testkit import server_database
 
 from appusers import App
 from appusers.adapters import FileStorage
@@ -24,7 +25,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
 
     async def start(**options: Any) -> LocalServer:
         where = tmp_path / f"server-{len(servers)}"
-        config = load_config(write_config(where, **options))
+        config = server_database(load_config(write_config(where, **options)))
         srv = LocalServer(config=config, data_dir=where / "data")
         await srv.start()
         servers.append(srv)

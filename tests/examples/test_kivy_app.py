@@ -24,6 +24,7 @@ from appusers import App
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "kivy_app.py"
+DOC_PICTURES = ROOT / "docs" / "_static"
 EMAIL, PASSWORD = "kim@example.com", "s3cret-pass"
 
 
@@ -110,8 +111,14 @@ async def test_the_kivy_example_logs_in_and_out_in_a_real_window(
                  "the screen shows the outage", "back online by itself", "logged out: nobody is current"):
         assert f"ok: {step}" in stdout, stdout + stderr
     assert "connection: server: offline — retrying in" in stdout
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 10_000  # a drawn window, not a blank image
+    offline = shot.with_name("kivy_app_offline.png")
+    for picture in (shot, offline):
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert picture.stat().st_size > 10_000  # a drawn window, not a blank image
+    if os.environ.get("APPUSERS_UPDATE_SCREENSHOTS") == "1":
+        # Refreshing the docs' pictures is a deliberate act, not a side effect of every run.
+        for picture in (shot, offline):
+            shutil.copyfile(picture, DOC_PICTURES / picture.name)
     # The users were kept in the Kivy app's user_data_dir: the email user, now logged out.
     (store,) = (tmp_path / "config").glob("*/appusers-users.json")
     from appusers.adapters._file import _parse

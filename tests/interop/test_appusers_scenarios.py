@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import pytest
+from _pg_testkit import server_database
 from _scenarios import EMAIL_PASSWORD_CONFIG, MONGODB_COLLECTION, MONGODB_CONFIG, PROFILE_CONFIG, STEPS
 from bson import ObjectId, json_util
 from bson.binary import Binary
@@ -260,7 +261,9 @@ class Scenario:
             path = self._tmp / f"config-{n}.toml"
             path.write_text(textwrap.dedent(config_toml))
             config = attrs.evolve(load_config(path), scrypt=fast_config().scrypt)
-        server = LocalServer(config=config, data_dir=self._tmp / f"data-{n}", host="127.0.0.1", port=0)
+        server = LocalServer(
+            config=server_database(config), data_dir=self._tmp / f"data-{n}", host="127.0.0.1", port=0
+        )
         await self._stack.enter_async_context(server)
         return Running(server)
 

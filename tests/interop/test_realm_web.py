@@ -119,6 +119,8 @@ async def start_server(tmp_path: Path, realm_web: Path) -> AsyncIterator[ServerF
     """
     # Imported here so a broken or unfinished server fails each test with its own
     # traceback instead of erroring the whole module at collection.
+    from _pg_testkit import server_database
+
     from appusers.server import LocalServer, load_config
 
     async with contextlib.AsyncExitStack() as stack:
@@ -133,7 +135,7 @@ async def start_server(tmp_path: Path, realm_web: Path) -> AsyncIterator[ServerF
             admin_token = secrets.token_urlsafe(24)
             server = await stack.enter_async_context(
                 LocalServer(
-                    config=config,
+                    config=server_database(config),
                     data_dir=tmp_path / f"data-{n}",
                     host="127.0.0.1",
                     port=0,

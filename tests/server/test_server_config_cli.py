@@ -82,3 +82,16 @@ def test_serve_cli_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
         _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert (tmp_path / "data" / "users.sqlite3").exists()
+
+
+def test_serve_shortens_the_gil_switch_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The store's worker computes in pure Python; the event loop must not wait 5 ms for the GIL.
+    from appusers.server import _cli
+
+    asked: list[float] = []
+    monkeypatch.setattr(sys, "setswitchinterval", asked.append)
+    monkeypatch.setattr(sys, "getswitchinterval", lambda: 0.005)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("app_id = 5")
+    assert _cli.serve_main(["--config", str(bad), "--data", str(tmp_path / "d")]) == 2
+    assert asked == [_cli.SWITCH_INTERVAL] and _cli.SWITCH_INTERVAL <= 0.001

@@ -83,7 +83,7 @@ async def test_custom_data_cap_is_configurable(tmp_path: Path, http: aiohttp.Cli
 
 
 # ---------------------------------------------------------------------- item 5: throttling
-def _hour_of_guessing(settings: ThrottleSettings) -> tuple[int, int, int]:
+async def _hour_of_guessing(settings: ThrottleSettings) -> tuple[int, int, int]:
     """One simulated hour: an attacker at 50 guesses/s from 127.0.0.1 at one account, the owner
     logging in every 30 s from 127.0.0.2 (where they logged in before), an unrelated user every
     60 s from the attacker's own address. Returns (attacker's checked guesses, owner's successes
@@ -91,45 +91,45 @@ def _hour_of_guessing(settings: ThrottleSettings) -> tuple[int, int, int]:
     now = [0.0]
     throttle = LoginThrottle(settings, clock=lambda: now[0])
     victim, other = "local-userpass:victim", "local-userpass:other"
-    throttle.succeeded(victim, "127.0.0.2")
-    throttle.succeeded(other, "127.0.0.1")
+    await throttle.succeeded(victim, "127.0.0.2")
+    await throttle.succeeded(other, "127.0.0.1")
     checked = owner_ok = owner_tries = other_refused = 0
     step = 1 / 50
     for tick in range(int(3600 / step)):
         now[0] = tick * step
-        if throttle.wait(victim, "127.0.0.1") == 0:
+        if await throttle.wait(victim, "127.0.0.1") == 0:
             checked += 1
-            throttle.failed(victim, "127.0.0.1")
+            await throttle.failed(victim, "127.0.0.1")
         if tick % int(30 / step) == 0:
             owner_tries += 1
-            if throttle.wait(victim, "127.0.0.2") == 0:
+            if await throttle.wait(victim, "127.0.0.2") == 0:
                 owner_ok += 1
-                throttle.succeeded(victim, "127.0.0.2")
+                await throttle.succeeded(victim, "127.0.0.2")
         if tick % int(60 / step) == 0:
-            if throttle.wait(other, "127.0.0.1") == 0:
-                throttle.succeeded(other, "127.0.0.1")
+            if await throttle.wait(other, "127.0.0.1") == 0:
+                await throttle.succeeded(other, "127.0.0.1")
             else:
                 other_refused += 1
     return checked, round(100 * owner_ok / owner_tries), other_refused
 
 
-def test_an_hour_of_guessing_with_the_default_settings() -> None:
-    checked, owner_success, other_refused = _hour_of_guessing(ThrottleSettings())
+async def test_an_hour_of_guessing_with_the_default_settings() -> None:
+    checked, owner_success, other_refused = await _hour_of_guessing(ThrottleSettings())
     assert checked <= 60, checked
     assert owner_success >= 95
     assert other_refused == 0
 
 
-def test_a_distributed_attack_slows_only_unknown_addresses() -> None:
+async def test_a_distributed_attack_slows_only_unknown_addresses() -> None:
     now = [0.0]
     throttle = LoginThrottle(ThrottleSettings(), clock=lambda: now[0])
     account = "local-userpass:victim"
-    throttle.succeeded(account, "10.0.0.1")  # the owner's usual address
+    await throttle.succeeded(account, "10.0.0.1")  # the owner's usual address
     for i in range(200):  # 200 addresses, one wrong guess each
         now[0] += 0.01
-        throttle.failed(account, f"192.0.2.{i % 250}-{i}")
-    assert throttle.wait(account, "10.0.0.1") == 0  # the owner's device is not slowed
-    wait = throttle.wait(account, "10.0.0.99")  # a new device of the owner waits, bounded
+        await throttle.failed(account, f"192.0.2.{i % 250}-{i}")
+    assert await throttle.wait(account, "10.0.0.1") == 0  # the owner's device is not slowed
+    wait = await throttle.wait(account, "10.0.0.99")  # a new device of the owner waits, bounded
     assert 0 < wait <= ThrottleSettings().account_wide_max_delay
 
 

@@ -92,31 +92,31 @@ async def test_tokens_do_not_cross_data_dirs(tmp_path: Path, http: aiohttp.Clien
         assert_error(status, body, 401, "InvalidSession")
 
 
-def test_throttle_delay_is_bounded() -> None:
+async def test_throttle_delay_is_bounded() -> None:
     now = [1000.0]
     throttle = LoginThrottle(
         ThrottleSettings(account_free_failures=2, base_delay=1, max_delay=8, window=100), clock=lambda: now[0]
     )
     for _ in range(2):
-        throttle.check("acct", "ip")
-        throttle.failed("acct", "ip")
-    throttle.check("acct", "ip")  # two free failures
+        await throttle.check("acct", "ip")
+        await throttle.failed("acct", "ip")
+    await throttle.check("acct", "ip")  # two free failures
     delays = []
     for _ in range(6):
-        throttle.failed("acct", "ip")
+        await throttle.failed("acct", "ip")
         with pytest.raises(ApiError) as info:
-            throttle.check("acct", "ip")
+            await throttle.check("acct", "ip")
         assert info.value.status == 429
         wait = int(info.value.headers["Retry-After"])
         delays.append(wait)
         now[0] += wait
-        throttle.check("acct", "ip")  # after the delay the real user may try again
+        await throttle.check("acct", "ip")  # after the delay the real user may try again
     assert delays == [1, 2, 4, 8, 8, 8]
-    throttle.succeeded("acct", "ip")
-    throttle.check("acct", "ip")
+    await throttle.succeeded("acct", "ip")
+    await throttle.check("acct", "ip")
     now[0] += 1000  # the window forgets everything
-    throttle.failed("acct", "ip")
-    throttle.check("acct", "ip")
+    await throttle.failed("acct", "ip")
+    await throttle.check("acct", "ip")
 
 
 async def test_login_throttling_over_http(tmp_path: Path, http: aiohttp.ClientSession) -> None:
