@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import functools
 import math
@@ -37,11 +38,13 @@ import re
 import socket
 import ssl
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from types import SimpleNamespace
 from typing import Any, Final, TypeVar
 
 import aiohttp
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -75,6 +78,8 @@ _BODY_HEADERS: Final = frozenset(
 _CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
 # RFC 9110 token: anything else as a method would be a request-smuggling vector.
 _METHOD_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_COMMON_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_URL_CHECKS_KEPT: Final = 256
 _FORBIDDEN_HEADER_CHARS: Final = re.compile(r"[\r\n\x00]")
 # A Server-Sent Events line longer than this is a broken or hostile server, not data.
 
@@ -88,12 +93,35 @@ class _Attempt:
         self.reused = False
 
 
-async def _mark_reused(
-    _session: aiohttp.ClientSession, context: SimpleNamespace, _params: aiohttp.TraceConnectionReuseconnParams
-) -> None:
-    attempt = context.trace_request_ctx
-    if isinstance(attempt, _Attempt):
-        attempt.reused = True
+#: The request being sent in this task, told by the connector whether its connection is pooled.
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("appusers_attempt", default=None)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A ``TCPConnector`` that tells the request in flight (``_ATTEMPT``) whether it was handed a
+    pooled connection, i.e. one this connector handed out before.
+
+    Not a ``TraceConfig``: with one, aiohttp builds and sends about eight trace events per
+    request to report this one bit, which cost more client CPU than all of appusers' own
+    per-request work (benchmarks/run.py, call_function overhead)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._handed_out: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        protocol = connection.protocol
+        if protocol is not None:
+            reused = protocol in self._handed_out
+            if not reused:
+                self._handed_out.add(protocol)
+            attempt = _ATTEMPT.get()
+            if attempt is not None:
+                attempt.reused = reused
+        return connection
 
 
 def _stale(exc: BaseException, attempt: _Attempt) -> bool:
@@ -227,6 +255,8 @@ class AiohttpTransport:
         self._ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # URL string -> (parsed URL, why it may not be requested): the SDK asks for the same few.
+        self._url_checks: dict[str, tuple[URL, str | None]] = {}
 
     def __repr__(self) -> str:
         return f"<AiohttpTransport timeout={self._timeout:g}s state={self._state.value}>"
@@ -274,8 +304,14 @@ class AiohttpTransport:
         """
         url, timeout = self._checked(request)
         session = self._session_in_loop()
-        exchange = self._exchange(session, request, url, timeout)
-        return await self._translated(request.method, url, timeout, exchange)
+        # _translated() inlined (one coroutine less per request); the same border.
+        try:
+            return await self._exchange(session, request, url, timeout)
+        except AppError:
+            raise
+        except Exception as exc:  # the border: nothing foreign gets past it
+            error = self._translate(exc, request.method, url, timeout)
+        raise error
 
     @contextlib.asynccontextmanager
     async def open_stream(
@@ -341,17 +377,27 @@ class AiohttpTransport:
     # -- checks before any I/O ----------------------------------------------------
 
     def _checked(self, request: Request) -> tuple[URL, float]:
-        if not isinstance(request.method, str) or not _METHOD_RE.fullmatch(request.method):
+        method = request.method
+        if not (type(method) is str and method in _COMMON_METHODS) and (
+            not isinstance(method, str) or not _METHOD_RE.fullmatch(method)
+        ):
             raise InvalidArgumentError("request method must be an HTTP token such as GET or POST")
         for name, value in request.headers.items():
+            if type(name) is str and type(value) is str and name.isprintable() and value.isprintable():
+                continue  # no CR, LF or NUL can be in a printable string
             if _FORBIDDEN_HEADER_CHARS.search(name) or _FORBIDDEN_HEADER_CHARS.search(value):
                 # Name only: the value may be a credential.
                 raise InvalidArgumentError(f"header {name!r} contains a line break or NUL")
         try:
-            url = _parse_url(request.url)
+            checked = self._url_checks.get(request.url)
+            if checked is None:
+                parsed = _parse_url(request.url)
+                if len(self._url_checks) >= _URL_CHECKS_KEPT:
+                    self._url_checks.clear()
+                checked = self._url_checks[request.url] = (parsed, self._url_problem(parsed))
         except (TypeError, ValueError):
             raise InvalidArgumentError("request URL is not a valid URL") from None
-        problem = self._url_problem(url)
+        url, problem = checked
         if problem is not None:
             raise InvalidArgumentError(f"{request.method} {_safe_url(url)}: {problem}")
         timeout = self._timeout if request.timeout is None else request.timeout
@@ -375,12 +421,10 @@ class AiohttpTransport:
             raise AppClosedError("the transport is closed")
         loop = asyncio.get_running_loop()
         if self._session is None:
-            connector = aiohttp.TCPConnector(
+            connector = _Connector(
                 limit=self._connector_limit,
                 ssl=self._ssl_context if self._ssl_context is not None else True,
             )
-            tracing = aiohttp.TraceConfig()
-            tracing.on_connection_reuseconn.append(_mark_reused)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -388,7 +432,6 @@ class AiohttpTransport:
                 skip_auto_headers=("Content-Type",),
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=self._timeout),
                 trust_env=False,
-                trace_configs=[tracing],
             )
             if hasattr(self._session, "_retry_connection"):
                 # aiohttp re-sends idempotent requests after any dropped connection; the App's
@@ -432,7 +475,7 @@ class AiohttpTransport:
     ) -> aiohttp.ClientResponse:
         """The first response that is not a redirect to follow, its body unread."""
         method = request.method.upper()  # as aiohttp sends it, so the redirect rules match
-        headers = dict(request.headers)
+        headers = request.headers  # never changed: a redirect makes filtered copies
         body = request.body
         # Our asyncio deadline (in the caller) is the one total bound; aiohttp gets no total
         # of its own (a second timer per request) but must not fall back to its 300 s default.
@@ -476,15 +519,19 @@ class AiohttpTransport:
     ) -> aiohttp.ClientResponse:
         """One request; sent again (once) if a stale pooled connection swallowed it."""
         attempt = _Attempt()
-        kwargs: dict[str, Any] = {
-            "headers": headers, "data": body, "allow_redirects": False, "timeout": client_timeout,
-        }
+        token = _ATTEMPT.set(attempt)  # read by _Connector.connect, in this task
         try:
-            return await session.request(method, url, trace_request_ctx=attempt, **kwargs)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            if not _stale(exc, attempt):
-                raise
-        return await session.request(method, url, trace_request_ctx=_Attempt(), **kwargs)
+            try:
+                return await session.request(method, url, headers=headers, data=body,
+                                             allow_redirects=False, timeout=client_timeout)
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if not _stale(exc, attempt):
+                    raise
+            _ATTEMPT.set(_Attempt())
+            return await session.request(method, url, headers=headers, data=body,
+                                         allow_redirects=False, timeout=client_timeout)
+        finally:
+            _ATTEMPT.reset(token)
 
     def _redirect_target(self, method: str, url: URL, location: str) -> URL:
         def refuse(why: str) -> TransportError:

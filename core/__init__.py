@@ -13,10 +13,10 @@
 Importing appusers imports no GUI toolkit and no HTTP server.
 """
 
-from ._api_keys import ApiKey, ApiKeys
+import typing as _typing
+
 from ._app import DEFAULT_BASE_URL, App
 from ._credentials import Credentials
-from ._email_password import EmailPasswordAuth
 from ._events import (
     AccessTokenRefreshed,
     AppEvent,
@@ -34,23 +34,53 @@ from ._events import (
 )
 from ._functions import Functions
 from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
-from ._mongo import (
-    ChangeEvent,
-    ChangeStream,
-    DeleteResult,
-    InsertManyResult,
-    InsertOneResult,
-    MongoClient,
-    MongoCollection,
-    MongoDatabase,
-    UpdateResult,
-)
 from ._retry import RetryPolicy
 from ._user import User
 from ._version import __version__
 from .errors import AppError
 from .storage import Storage, StorageIssue
 from .transport import Request, Response, StreamingTransport, StreamResponse, Transport
+
+if _typing.TYPE_CHECKING:
+    from ._api_keys import ApiKey, ApiKeys
+    from ._email_password import EmailPasswordAuth
+    from ._mongo import (
+        ChangeEvent,
+        ChangeStream,
+        DeleteResult,
+        InsertManyResult,
+        InsertOneResult,
+        MongoClient,
+        MongoCollection,
+        MongoDatabase,
+        UpdateResult,
+    )
+
+# Services most programs never touch are imported on first access (PEP 562), which keeps
+# ``import appusers`` fast; ``from appusers import MongoClient`` works as before.
+_LAZY = {
+    "ApiKey": "_api_keys", "ApiKeys": "_api_keys", "EmailPasswordAuth": "_email_password",
+    **dict.fromkeys(
+        ("ChangeEvent", "ChangeStream", "DeleteResult", "InsertManyResult", "InsertOneResult",
+         "MongoClient", "MongoCollection", "MongoDatabase", "UpdateResult"),
+        "_mongo",
+    ),
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'appusers' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -15,14 +15,11 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from reactivex import Observable, abc
 
 from ._connectivity import ConnectivityTracker
 from ._credentials import ANONYMOUS, Credentials
-from ._email_password import EmailPasswordAuth
 from ._events import (
     AccessTokenRefreshed,
     AppEvent,
@@ -43,7 +40,6 @@ from ._persistence import Persistence
 from ._pipeline import Pipeline
 from ._records import Index, UserRecord
 from ._retry import RetryPolicy
-from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from ._user import User
 from .errors import (
     AppClosedError,
@@ -55,6 +51,13 @@ from .errors import (
 )
 from .storage import Storage, StorageIssue
 from .transport import Transport
+
+# Imported on first use (see ``_user``): the streams are built on first subscription.
+if TYPE_CHECKING:
+    from reactivex import Observable, abc
+
+    from ._email_password import EmailPasswordAuth
+    from ._streams import SafeBehaviorSubject, SafeSubject
 
 __all__ = ["DEFAULT_BASE_URL", "App"]
 
@@ -226,6 +229,8 @@ class App:
     @property
     def email_password_auth(self) -> EmailPasswordAuth:
         """Register, confirm and reset email/password identities."""
+        from ._email_password import EmailPasswordAuth
+
         return EmailPasswordAuth(self._pipeline, self)
 
     def __del__(self) -> None:
@@ -367,6 +372,8 @@ class App:
     @property
     def events(self) -> Observable[AppEvent]:
         """App-level events: current user and user list changes, storage recoveries."""
+        from ._streams import SafeSubject, hide
+
         if self._events is None:
             self._events = SafeSubject()
         return hide(self._events)
@@ -398,6 +405,8 @@ class App:
     @property
     def current_user_changes(self) -> Observable[User | None]:
         """The current user on subscribe, then each change (log-in, switch, log-out, removal)."""
+        from ._streams import SafeBehaviorSubject, hide
+
         if self._current_subject is None:
             self._current_subject = SafeBehaviorSubject(self.current_user)
         return hide(self._current_subject)
@@ -405,6 +414,8 @@ class App:
     @property
     def users_changes(self) -> Observable[tuple[User, ...]]:
         """The users of ``all_users`` on subscribe, then whenever the list or a state changes."""
+        from ._streams import SafeBehaviorSubject, hide
+
         if self._users_subject is None:
             self._users_subject = SafeBehaviorSubject(tuple(self._users.values()))
         return hide(self._users_subject)
@@ -412,6 +423,8 @@ class App:
     def add_listener(self, callback: Callable[[AppEvent], Any] | Callable[[], Any]) -> None:
         """Call ``callback(event)`` — or ``callback()``, if it takes no argument — for every
         app event. A callback of any other shape raises ``TypeError`` here."""
+        from ._streams import listener
+
         observer = listener(callback)
         if callback not in self._listeners:
             self._listeners[callback] = self.events.subscribe(on_next=observer)

@@ -21,15 +21,17 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
-
-from reactivex import Observable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._models import Connectivity, ConnectivityState
 from ._retry import Failure, RetryPolicy
-from ._streams import SafeBehaviorSubject, hide
 from .errors import AppError, HTTPStatusError, TransportError, service_error_from_body
 from .transport import Response
+
+if TYPE_CHECKING:  # streams are built on first subscription (see ``_user``)
+    from reactivex import Observable
+
+    from ._streams import SafeBehaviorSubject
 
 __all__ = ["Connected", "ConnectivityTracker", "error_of"]
 
@@ -104,6 +106,8 @@ class ConnectivityTracker:
 
     @property
     def changes(self) -> Observable[Connectivity]:
+        from ._streams import SafeBehaviorSubject, hide
+
         if self._subject is None:
             self._subject = SafeBehaviorSubject(self.state)
         return hide(self._subject)

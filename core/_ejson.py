@@ -7,45 +7,60 @@ and a ``Decimal128`` stays decimal); responses are read in either mode.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
-from typing import Any
-
-from bson import json_util
+from typing import Any, Final
 
 from ._models import FrozenDict, FrozenList
 
 __all__ = ["decode", "dumps", "loads", "loads_plain"]
 
-_CANONICAL = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.CANONICAL,
-    tz_aware=True,
-    tzinfo=datetime.UTC,
-    uuid_representation=4,  # STANDARD: uuid.UUID <-> $binary subtype 04
-)
-_READ = json_util.JSONOptions(
-    json_mode=json_util.JSONMode.RELAXED,
-    tz_aware=True,
-    tzinfo=datetime.UTC,
-    uuid_representation=4,
-)
+
+@functools.cache
+def _bson() -> tuple[Any, Any, Any]:
+    """bson's codec and the two option sets, imported on first need: plain JSON (most calls)
+    never needs it, and importing bson was a tenth of ``import appusers``."""
+    from bson import json_util
+
+    canonical = json_util.JSONOptions(
+        json_mode=json_util.JSONMode.CANONICAL,
+        tz_aware=True,
+        tzinfo=datetime.UTC,
+        uuid_representation=4,  # STANDARD: uuid.UUID <-> $binary subtype 04
+    )
+    read = json_util.JSONOptions(
+        json_mode=json_util.JSONMode.RELAXED,
+        tz_aware=True,
+        tzinfo=datetime.UTC,
+        uuid_representation=4,
+    )
+    return json_util, canonical, read
 
 
 _INT32 = range(-(2**31), 2**31)
+_INFINITIES = (float("inf"), float("-inf"))
 
 
 def _plain(value: Any) -> bool:
     """Whether ``value`` means the same in plain JSON and in EJSON (no BSON types, no int64)."""
+    # Plain loops, not all(<generator>): this runs on every argument of every call.
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
         return value in _INT32  # larger ints must be typed as $numberLong
     if kind is float:
-        return value == value and value not in (float("inf"), float("-inf"))
+        return value == value and value not in _INFINITIES
     if kind is list or kind is tuple or kind is FrozenList:
-        return all(_plain(item) for item in value)
+        for item in value:
+            if not _plain(item):
+                return False
+        return True
     if kind is dict or kind is FrozenDict:
-        return all(type(k) is str and not k.startswith("$") and _plain(v) for k, v in value.items())
+        for key, item in value.items():
+            if type(key) is not str or key.startswith("$") or not _plain(item):
+                return False
+        return True
     return False
 
 
@@ -58,13 +73,25 @@ def dumps(value: Any) -> str:
     """
     if _plain(value):
         return _ENCODER.encode(value)
-    return json_util.dumps(value, json_options=_CANONICAL, separators=(",", ":"))
+    json_util, canonical, _ = _bson()
+    text: str = json_util.dumps(value, json_options=canonical, separators=(",", ":"))
+    return text
+
+
+#: Canonical numbers (what a function result usually is) decoded as bson decodes them: the
+#: lone wrapper's string through int()/float(). Anything else goes to bson.
+_NUMBERS: Final = {"$numberInt": int, "$numberDouble": float}
 
 
 def _hook(document: dict[str, Any]) -> Any:
     for key in document:
         if key.startswith("$"):
-            return json_util.object_hook(document, _READ)
+            if len(document) == 1 and key in _NUMBERS:
+                text = document[key]
+                if type(text) is str:
+                    return _NUMBERS[key](text)
+            json_util, _, read = _bson()
+            return json_util.object_hook(document, read)
     return document
 
 

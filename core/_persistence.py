@@ -98,6 +98,7 @@ class Persistence:
             except ValueError as exc:
                 issues.append(StorageIssue("record-dropped", f"unreadable user index: {exc}"))
         user_key = self._keys.user
+        head = user_key("")  # the key of a user is head + its id
         order = list(index.order)
         if len(items) - (raw_index is not None) > len(order):
             # Records the index does not list (written by an older or crashed writer): keep them, last.
@@ -110,7 +111,7 @@ class Persistence:
         users: dict[str, _U] = {}
         logged_in, logged_out, removed = UserState.LOGGED_IN, UserState.LOGGED_OUT, UserState.REMOVED
         for user_id in order:
-            raw = items.get(user_key(user_id))
+            raw = items.get(head + user_id)
             if raw is None:
                 continue
             try:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
@@ -144,6 +143,8 @@ class Login:
 
 
 def _device_info(app_id: str) -> dict[str, str]:
+    import platform  # once per App, at its first log-in: not worth its import time up front
+
     uname = platform.uname()
     return {
         "appId": app_id,
@@ -278,7 +279,8 @@ class Pipeline:
             raise AppClosedError("this App is closed")
         if not self.opened:
             await self._keeper.open()
-        url = await self.url(path, app_scoped=app_scoped)
+        hostname = self._hostname if self._hostname is not None else await self._location()
+        url = f"{hostname}{self._app_prefix if app_scoped else API}{path}"
         if token == "access":
             assert user is not None
             response = await self._send_with_access(user, method, url, body, timeout, idempotent)
@@ -375,7 +377,9 @@ class Pipeline:
     def parse(self, response: Response, method: str, url: str, *, ejson: bool = False) -> Any:
         """The response's JSON body, or the typed error it stands for."""
         data: Any = None
-        media_type = response.content_type.split(";", 1)[0].strip().lower()
+        media_type = response.content_type
+        if media_type != "application/json":
+            media_type = media_type.split(";", 1)[0].strip().lower()
         if response.body and media_type == "application/json":
             try:
                 data = _ejson.loads(response.body) if ejson else _ejson.loads_plain(response.body)

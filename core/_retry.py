@@ -19,7 +19,6 @@ not made and the last error is raised at once. Cancelling the caller cancels the
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import math
 import random
@@ -79,6 +78,8 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     text = value.strip()
     if text.isdigit() and text.isascii():
         return float(min(int(text[:12]), 10**9))
+    import email.utils  # only for an HTTP-date, which servers rarely send: not worth its import time
+
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

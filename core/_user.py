@@ -14,23 +14,28 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-from reactivex import Observable, abc
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _ejson, _jwt
-from ._api_keys import ApiKeys
 from ._connectivity import ONLINE
 from ._credentials import ANONYMOUS, Credentials
 from ._events import UserEvent
 from ._functions import Functions
 from ._machine import fire_connectivity
 from ._models import Connectivity, ConnectivityState, FrozenDict, Identity, Profile, Tokens, UserState, freeze
-from ._mongo import MongoClient
-from ._pipeline import Pipeline
 from ._records import identities_from_raw
-from ._streams import SafeBehaviorSubject, SafeSubject, hide, listener
 from .errors import BadTokenError
+
+# Streams (reactivex), API keys and MongoDB are imported on first use, not with appusers:
+# a user's streams are built on first subscription anyway, and reactivex alone was about a
+# fifth of ``import appusers``.
+if TYPE_CHECKING:
+    from reactivex import Observable, abc
+
+    from ._api_keys import ApiKeys
+    from ._mongo import MongoClient
+    from ._pipeline import Pipeline
+    from ._streams import SafeBehaviorSubject, SafeSubject
 
 __all__ = ["User", "UserOwner"]
 
@@ -271,6 +276,8 @@ class User:
     @property
     def state_changes(self) -> Observable[UserState]:
         """The current state on subscribe, then every change."""
+        from ._streams import SafeBehaviorSubject, hide
+
         if self._state_subject is None:
             self._state_subject = SafeBehaviorSubject(self.state)
         return hide(self._state_subject)
@@ -284,6 +291,8 @@ class User:
     @property
     def connectivity_changes(self) -> Observable[Connectivity | None]:
         """The connectivity on subscribe, then every change (None once the user is not logged in)."""
+        from ._streams import SafeBehaviorSubject, hide
+
         if self._connectivity_subject is None:
             self._connectivity_subject = SafeBehaviorSubject(self._connectivity)
         return hide(self._connectivity_subject)
@@ -291,6 +300,8 @@ class User:
     @property
     def events(self) -> Observable[UserEvent]:
         """Every :class:`UserEvent` of this user, as it happens."""
+        from ._streams import SafeSubject, hide
+
         if self._events is None:
             self._events = SafeSubject()
         return hide(self._events)
@@ -298,6 +309,8 @@ class User:
     def add_listener(self, callback: Callable[[UserEvent], Any] | Callable[[], Any]) -> None:
         """Call ``callback(event)`` — or ``callback()``, if it takes no argument — for every
         event of this user. A callback of any other shape raises ``TypeError`` here."""
+        from ._streams import listener
+
         observer = listener(callback)
         if self._listeners is None:
             self._listeners = {}
@@ -349,6 +362,8 @@ class User:
     @property
     def api_keys(self) -> ApiKeys:
         """The user's API keys: ``await user.api_keys.create("ci")``."""
+        from ._api_keys import ApiKeys
+
         return ApiKeys(self)
 
     def mongo_client(self, service_name: str, *, retry_reads: bool = False) -> MongoClient:
@@ -356,6 +371,8 @@ class User:
 
         ``retry_reads=True`` declares its reads safe to repeat (the App's ``RetryPolicy``
         applies to them); writes are never retried."""
+        from ._mongo import MongoClient
+
         return MongoClient(self, service_name, retry_reads=retry_reads)
 
     async def wait_for(self, state: UserState, *, timeout: float | None = None) -> None:

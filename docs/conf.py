@@ -46,6 +46,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"appusers\.server\._config\.(\w+Settings|ProvidersConfig)"),
     # The App's request pipeline: the App builds the service objects that take it.
     (r"py:class", r"(appusers\._pipeline\.)?Pipeline"),
+    # appusers.sync builds its objects around a private runner; nobody constructs them directly.
+    (r"py:class", r"(appusers\.sync\._runner\.)?Runner"),
     # The bindings' schedulers share a private mixin; their pages document what it provides.
     (r"py:class", r"appusers\.bindings\._host_scheduler\.HostScheduling"),
     # Exceptions the standard library defines, named as bases of the error tree.
@@ -92,7 +94,8 @@ def _public_candidates(target: str) -> list[str]:
 
 # The core's narrow internal interfaces (protocols that keep its modules free of import
 # circles) are documented as the public class that implements them.
-_IMPLEMENTED_BY = {"Principal": "appusers.User", "UserOwner": "appusers.App"}
+_IMPLEMENTED_BY = {"Principal": "appusers.User", "UserOwner": "appusers.App",
+                   "LoopThread": "appusers.sync.LoopThread"}
 
 
 def _resolve_private(app: Any, env: Any, node: Any, contnode: Any) -> Any:

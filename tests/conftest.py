@@ -1,4 +1,9 @@
-"""Fixtures shared by the whole suite: a real local server on 127.0.0.1 and Apps bound to it."""
+"""Fixtures shared by the whole suite: a real local server on 127.0.0.1 and Apps bound to it.
+
+The server and the Apps come from appusers' own pytest plugin, ``appusers.testing`` (loaded
+through its entry point); this file names them as the suite knows them and keeps the suite's
+own rules (no test touches the real user data directory or keyring).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,19 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 from _pg_testkit import drop_postgres_database, new_postgres_url, server_database
 
 from appusers import App
-from appusers.server import LocalServer, load_config
-from appusers.server._config import ScryptSettings
+from appusers.server import LocalServer, ServerConfig
+from appusers.testing import fast_config
+
+# The plugin's own tests run pytest on generated test files (tests/testing).
+pytest_plugins = ["pytester"]
 
 # Keep GUI toolkits headless wherever a test imports one.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -51,33 +58,36 @@ def _private_user_data_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield data_dir
 
 
-def fast_config() -> Any:
-    """The demo settings with a cheap scrypt cost: tests hash many passwords."""
-    return attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1))
+@pytest.fixture
+def appusers_config() -> ServerConfig:
+    """The plugin's settings (demo, cheap scrypt), on PostgreSQL in the suite's PostgreSQL pass."""
+    return server_database(fast_config())
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
-    """A fresh local server (demo settings) with its own data directory."""
-    async with LocalServer(config=server_database(fast_config()), data_dir=tmp_path / "server") as srv:
-        yield srv
+def appusers_data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "server"
 
 
 @pytest.fixture
-async def make_app(server: LocalServer) -> AsyncIterator[Callable[..., Awaitable[App]]]:
-    """Opens Apps against ``server``; closes them all at the end of the test."""
-    apps: list[App] = []
+def server(appusers_server: LocalServer) -> LocalServer:
+    """A fresh local server (demo settings, cheap scrypt) with its own data directory."""
+    return appusers_server
 
-    async def make(**kwargs: Any) -> App:
-        kwargs.setdefault("base_url", server.url)
-        app = App(server.app_id, **kwargs)
-        apps.append(app)
-        await app.open()
-        return app
 
-    yield make
-    for app in apps:
-        await app.aclose()
+@pytest.fixture
+def make_app(appusers_app_factory: Callable[..., Awaitable[App]]) -> Callable[..., Awaitable[App]]:
+    """Opens Apps against ``server``; closes them all at the end of the test.
+
+    Unlike the plugin's factory, an App keeps its users in the default storage (the test's
+    private user data directory) unless given a ``storage=``.
+    """
+
+    def make(**kwargs: Any) -> Awaitable[App]:
+        kwargs.setdefault("storage", None)
+        return appusers_app_factory(**kwargs)
+
+    return make
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,8 @@ from PySide6.QtQml import QQmlComponent, QQmlEngine
 
 from appusers import App, Credentials
 from appusers.bindings.qt import CoreLoop, QtApp, UsersModel
-from appusers.server import LocalServer, load_config
+from appusers.server import LocalServer
+from appusers.testing import ServerThread
 
 from ._qt_helpers import GUI_THREAD, register_confirmed
 
@@ -37,13 +37,9 @@ def core() -> Iterator[CoreLoop]:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LocalServer]:
-    """A LocalServer running on its own thread's asyncio loop."""
-    server_loop = CoreLoop(name="test-server")
-    server = LocalServer(config=load_config(None), data_dir=tmp_path / "server")
-    server_loop.submit(server.__aenter__()).result(30)
-    yield server
-    server_loop.stop(server.__aexit__(None, None, None))
+def live_server(appusers_server_thread: ServerThread) -> LocalServer:
+    """A LocalServer running on its own thread's asyncio loop (appusers.testing's)."""
+    return appusers_server_thread.server
 
 
 class Recorder:

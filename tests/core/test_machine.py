@@ -89,3 +89,112 @@ def test_models_are_not_registered_so_removed_users_are_not_kept_alive():
     gc.collect()
     assert ref() is None
     assert _MACHINE.models == []
+
+
+class Recorder(Model):
+    """A model that records the order of the machine's calls and the state each one saw."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, state: UserState, anonymous: bool = False) -> None:
+        super().__init__(state, anonymous)
+        self.calls: list[tuple[str, UserState]] = []
+
+    def is_anonymous(self) -> bool:
+        self.calls.append(("is_anonymous", self._state))
+        return self.anonymous
+
+    def _drop_tokens(self) -> None:
+        self.calls.append(("_drop_tokens", self._state))
+        super()._drop_tokens()
+
+
+@pytest.mark.parametrize("start", [IN, OUT, GONE])
+@pytest.mark.parametrize("trigger", ["log_in", "log_out", "reject_refresh", "remove", "delete"])
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_the_compiled_table_runs_as_transitions_does(start, trigger, anonymous):
+    from appusers._machine import fire_with_machine
+
+    outcomes = []
+    for run in (fire, fire_with_machine):
+        model = Recorder(start, anonymous)
+        try:
+            result: object = run(model, trigger)
+        except InvalidTransition as exc:
+            result = ("InvalidTransition", str(exc))
+        outcomes.append((result, model.state, model.dropped, model.calls))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_an_unknown_trigger_is_a_key_error_as_with_transitions():
+    with pytest.raises(KeyError):
+        fire(Model(IN), "explode")
+
+
+def test_a_config_the_table_cannot_run_is_refused_when_compiled():
+    from transitions import Machine
+
+    from appusers._machine import _compile
+
+    config = {**MACHINE_CONFIG, "transitions": [
+        {"trigger": "log_in", "source": OUT, "dest": IN, "before": "_drop_tokens"},
+    ]}
+    with pytest.raises(TypeError, match="before"):
+        _compile(Machine(model=None, **config), UserState)
+    with pytest.raises(TypeError, match="after_state_change"):
+        _compile(Machine(model=None, **MACHINE_CONFIG, after_state_change="_drop_tokens"), UserState)
+
+
+class Session(Recorder):
+    """A model with the LoggedIn sub-machine's hooks and attribute, as on ``User``."""
+
+    __slots__ = ("_reach",)
+
+    def __init__(self, state: UserState, reach: object, anonymous: bool = False) -> None:
+        super().__init__(state, anonymous)
+        self._reach = reach
+
+    def enter_session(self) -> None:
+        self.calls.append(("enter_session", self._state))
+        from appusers._models import ConnectivityState
+
+        self._reach = ConnectivityState.ONLINE
+
+    def leave_session(self) -> None:
+        self.calls.append(("leave_session", self._state))
+        self._reach = None
+
+
+@pytest.mark.parametrize("start", [IN, OUT, GONE])
+@pytest.mark.parametrize("trigger", ["log_in", "log_out", "reject_refresh", "remove", "delete"])
+def test_the_compiled_table_runs_the_session_hooks_as_transitions_does(start, trigger):
+    from appusers._machine import fire_with_machine
+    from appusers._models import ConnectivityState
+
+    outcomes = []
+    for run in (fire, fire_with_machine):
+        model = Session(start, ConnectivityState.OFFLINE if start is IN else None)
+        try:
+            result: object = run(model, trigger)
+        except InvalidTransition as exc:
+            result = ("InvalidTransition", str(exc))
+        outcomes.append((result, model.state, model._reach, model.calls))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("reach", ["ONLINE", "REFRESHING", "OFFLINE", None])
+@pytest.mark.parametrize("trigger", ["lose_server", "reach_server", "begin_refresh", "end_refresh"])
+@pytest.mark.parametrize("state", [IN, OUT])
+def test_the_compiled_connectivity_table_runs_as_transitions_does(reach, trigger, state):
+    from appusers._machine import fire_connectivity, fire_connectivity_with_machine
+    from appusers._models import ConnectivityState
+
+    outcomes = []
+    for run in (fire_connectivity, fire_connectivity_with_machine):
+        model = Session(state, None if reach is None else ConnectivityState[reach])
+        try:
+            result: object = run(model, trigger)
+        except InvalidTransition as exc:
+            result = ("InvalidTransition", str(exc))
+        outcomes.append((result, model.state, model._reach, model.calls))
+    assert outcomes[0] == outcomes[1]

@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -46,8 +45,7 @@ from appusers.errors import (
     ServiceNotFoundError,
     UserNotLoggedInError,
 )
-from appusers.server import LocalServer
-from appusers.server._config import ScryptSettings, load_config
+from appusers.server import ServerConfig
 from appusers.server.rules import NamespaceRule, Role
 from appusers.transport import Request, Response, StreamingTransport, StreamResponse, Transport
 
@@ -119,11 +117,9 @@ OPEN_ORDERS = NamespaceRule(
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
-    demo = attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1))
-    config = attrs.evolve(demo, rules=(*demo.rules, OPEN_ORDERS))
-    async with LocalServer(config=config, data_dir=tmp_path / "server") as srv:
-        yield srv
+def appusers_config(appusers_config: ServerConfig) -> ServerConfig:
+    """The suite's server settings (appusers.testing's), plus the open rule for shop.orders."""
+    return attrs.evolve(appusers_config, rules=(*appusers_config.rules, OPEN_ORDERS))
 
 
 @pytest.fixture

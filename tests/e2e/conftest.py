@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +19,22 @@ StartServer = Callable[..., Awaitable[LocalServer]]
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
-    """Starts local servers with the e2e config (``write_config`` options); closes them at the end."""
-    servers: list[LocalServer] = []
+def start_server(tmp_path: Path, appusers_server_factory: StartServer) -> StartServer:
+    """Starts local servers with the e2e config (``write_config`` options); closed after the test."""
+    count = 0
 
     async def start(**options: Any) -> LocalServer:
-        where = tmp_path / f"server-{len(servers)}"
+        nonlocal count
+        where = tmp_path / f"server-{count}"
+        count += 1
         config = server_database(load_config(write_config(where, **options)))
-        srv = LocalServer(config=config, data_dir=where / "data")
-        await srv.start()
-        servers.append(srv)
-        return srv
+        return await appusers_server_factory(config, data_dir=where / "data")
 
-    yield start
-    for srv in servers:
-        await srv.close()
+    return start
 
 
 @pytest.fixture
-async def server(start_server: StartServer) -> LocalServer:
+async def appusers_server(start_server: StartServer) -> LocalServer:
     """Overrides the suite's demo server: the e2e config (emailed confirmation)."""
     return await start_server()
 

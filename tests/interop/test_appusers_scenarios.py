@@ -58,7 +58,6 @@ from bson import ObjectId, json_util
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
-from conftest import fast_config
 
 from appusers import (
     ApiKey,
@@ -85,6 +84,7 @@ from appusers.errors import (
     UserpassTokenInvalidError,
 )
 from appusers.server import LocalServer, load_config
+from appusers.testing import fast_config
 from appusers.transport import Request, Response, StreamResponse
 
 pytestmark = pytest.mark.interop

@@ -3,7 +3,6 @@ rules, roles that never apply, %function), functions under the caller's rules or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,9 @@ import pytest
 
 from appusers import App, Credentials, User
 from appusers.errors import ServiceError
-from appusers.server import LocalServer, load_config
-from appusers.server._config import ScryptSettings
+from appusers.server import LocalServer, ServerConfig
 from appusers.server.rules import DefaultRule, FieldRule, NamespaceRule, Role
-
-
-def fast_config() -> Any:
-    """The demo settings with a cheap scrypt cost."""
-    return attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1))
-
+from appusers.testing import fast_config
 
 FUNCTIONS = """
 def authenticate(context, payload):
@@ -51,20 +44,13 @@ OPEN_RULE = NamespaceRule(  # an explicit permissive rule, for the one namespace
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[LocalServer]:
+def appusers_config(tmp_path: Path) -> ServerConfig:
+    """The suite's server (appusers.testing's) with this module's functions and rules."""
     module = tmp_path / "functions.py"
     module.write_text(FUNCTIONS)
-    config = attrs.evolve(
+    return attrs.evolve(
         fast_config(), functions_module=module, rules=(NOTES_RULE, OPEN_RULE), default_rules=()
     )
-    async with LocalServer(config=config, data_dir=tmp_path / "server") as srv:
-        yield srv
-
-
-@pytest.fixture
-async def app(server: LocalServer) -> AsyncIterator[App]:
-    async with App(server.app_id, base_url=server.url) as app:
-        yield app
 
 
 async def login(app: App, name: str) -> User:

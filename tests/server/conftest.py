@@ -1,4 +1,9 @@
-"""Fixtures for the local server tests: a real LocalServer on 127.0.0.1 and an aiohttp client."""
+"""Fixtures for the local server tests: a real LocalServer on 127.0.0.1 and an aiohttp client.
+
+The server is the suite's ``server`` (appusers.testing's ``appusers_server``), here with the
+settings of ``config`` (a module overrides that fixture for its own), a ``data`` directory and
+the HTTP test hooks on (``admin-secret``).
+"""
 
 from __future__ import annotations
 
@@ -18,9 +23,18 @@ def config() -> ServerConfig:
 
 
 @pytest.fixture
-async def server(config: ServerConfig, tmp_path: Path) -> AsyncIterator[LocalServer]:
-    async with LocalServer(config=config, data_dir=tmp_path / "data", admin_token="admin-secret") as srv:
-        yield srv
+def appusers_config(config: ServerConfig) -> ServerConfig:
+    return config
+
+
+@pytest.fixture
+def appusers_data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def appusers_admin_token() -> str:
+    return "admin-secret"
 
 
 @pytest.fixture
