@@ -38,15 +38,16 @@ if ! ready; then
         echo "install-postgres: installing Debian's postgresql package" >&2
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >&2
-        apt-get install -y -qq postgresql >&2
+        # 8>&-: the server the package starts must not inherit (and so hold forever) the lock.
+        apt-get install -y -qq postgresql >&2 8>&-
     fi
-    read -r version cluster cluster_port status _rest < <(pg_lsclusters -h | head -1)
-    if [[ "$cluster_port" != "$port" ]]; then
-        echo "install-postgres: cluster $version/$cluster listens on $cluster_port, not $port" >&2
+    # The cluster on $port (the package creates "main" on 5432).
+    if ! read -r version cluster _port status _rest < <(pg_lsclusters -h | awk -v p="$port" '$3 == p'); then
+        echo "install-postgres: no PostgreSQL cluster on port $port (pg_lsclusters)" >&2
         exit 1
     fi
     if [[ "$status" != online* ]]; then
-        pg_ctlcluster "$version" "$cluster" start >&2
+        pg_ctlcluster "$version" "$cluster" start >&2 8>&-
     fi
     for _ in $(seq 1 50); do
         runuser -u postgres -- pg_isready -q -h 127.0.0.1 -p "$port" && break

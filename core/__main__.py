@@ -1,10 +1,10 @@
-"""``appusers`` on the command line: ``python -m appusers`` or the ``appusers`` script."""
+"""``python -m appusers``: the ``appusers`` command (``appusers.cli``)."""
 
 from __future__ import annotations
 
 import sys
 
-from ._cli import main
+from appusers.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

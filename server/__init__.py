@@ -9,7 +9,8 @@
 
 It speaks the client HTTP protocol (``shared/spec/protocol.md``) closely enough for
 the official realm-web client. Users, sessions and API keys persist in SQLite
-under the data directory; documents in the embedded document store. See
+under the data directory (or in a PostgreSQL database several servers share);
+documents in the embedded document store. See
 ``server/README.md`` for behaviour details and ``server/example.toml`` for settings.
 """
 

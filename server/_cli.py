@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import attrs
 
 from ._config import ConfigError, ServerConfig, admin_key_from_file, load_config, parse_database_url
 from ._server import LocalServer, open_user_store
+from .documents import DocumentStoreError
 
 __all__ = ["serve_main"]
 
@@ -26,6 +28,16 @@ __all__ = ["serve_main"]
 #: p99 37-41 ms -> 24-34 ms under pathological queries on a loaded 2-core machine). The process
 #: is the server's own, so the setting is made here, not in LocalServer (a library in its host).
 SWITCH_INTERVAL = 0.001
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 1-65535 (0 picks a free one)")
+    return port
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("appusers-data"), help="data directory (default ./appusers-data)"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=9090, help="port (default 9090; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=9090, help="port (default 9090; 0 picks a free one)")
     p.add_argument("--admin-token", default=None, help="enable /_appusers/admin/* test hooks with this token")
     p.add_argument(
         "--admin-key-file",
@@ -183,8 +195,25 @@ def serve_main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DocumentStoreError as exc:
+        # The documents' LOCK is held while a server has the directory open.
+        print(f"error: cannot start server: data directory {args.data} is in use by another server"
+              f" ({exc}); stop it or pass another --data", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"error: cannot start server: {exc}", file=sys.stderr)
+        print(f"error: cannot start server: {_os_error(exc, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def _os_error(exc: OSError, args: argparse.Namespace) -> str:
+    """What went wrong starting the server, in the caller's terms (no traceback)."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {args.port} on {args.host} is already in use (pass another --port, or 0 for a free one)"
+    if exc.errno == errno.EACCES and exc.filename is None:
+        return (f"not allowed to listen on {args.host}:{args.port} ({exc.strerror});"
+                " ports below 1024 need privileges")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{args.host} is not an address of this machine ({exc.strerror})"
+    return str(exc)

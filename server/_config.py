@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from ._config_schema import check_keys, type_name
 from ._errors import ConfigError
 from ._function_settings import AuthTrigger, EnvironmentSettings, FunctionSettings, from_toml
 from .rules import (
@@ -500,8 +501,11 @@ def load_config(path: str | Path | None) -> ServerConfig:
     try:
         with path.open("rb") as fh:
             raw = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        # OSError: missing, unreadable, a directory; UnicodeDecodeError: not a text file.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read config {path}: {reason}") from None
+    check_keys(raw)
     return _from_mapping(raw, path.parent)
 
 
@@ -559,7 +563,7 @@ def _anonymous_purge(table: Mapping[str, Any]) -> AnonymousPurgeSettings:
 def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, Mapping):
-        raise ConfigError(f"[{key}] must be a table")
+        raise ConfigError(f"[{key}] must be a table, not {type_name(type(value))}")
     return value
 
 
@@ -568,7 +572,8 @@ def _get(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], defaul
         return default
     value = raw[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}.{key} has the wrong type")
+        path = f"{where}.{key}" if where else key
+        raise ConfigError(f"{path} must be {type_name(kind)}, not {type_name(type(value))}")
     return value
 
 

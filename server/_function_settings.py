@@ -9,6 +9,7 @@ either place. Every parser raises :class:`ConfigError` naming where the bad key 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -109,7 +110,9 @@ def _bool(entry: Mapping[str, Any], key: str, default: bool, where: str) -> bool
 def _check_keys(entry: Mapping[str, Any], known: frozenset[str], where: str) -> None:
     for key in entry:
         if key not in known:
-            raise ConfigError(f"{_where(where, str(key))}: unknown key")
+            close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{_where(where, str(key))}: unknown key{hint}")
 
 
 def check_function_name(name: Any, where: str) -> str:

@@ -324,14 +324,15 @@ async def test_network_failures_keep_the_local_state_and_say_so(server: LocalSer
     cli = Cli(tmp_path, base_url=server.url)
     user_id = (await cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin=PASSWORD)).json()[
         "user"]["id"]
-    unreachable = closed_port_url()
+    # The server goes away (same URL: sessions are kept per server URL and app id).
+    await server.stop()
     # Local commands work offline.
-    assert (await cli("--base-url", unreachable, "whoami", "--json")).json()["user"]["id"] == user_id
+    assert (await cli("whoami", "--json")).json()["user"]["id"] == user_id
     # With --debug a traceback is shown (and still no secret).
-    debugged = await cli("--debug", "--base-url", unreachable, "call", "sum", "1", expect=4)
+    debugged = await cli("--debug", "call", "sum", "1", expect=4)
     assert "Traceback" in debugged.err and "TransportError" in debugged.err
     # A log-out the server cannot hear of still logs out here, and says so with exit 4.
-    offline = await cli("--base-url", unreachable, "logout", expect=4)
+    offline = await cli("logout", expect=4)
     assert "logged out on this device, but the server could not be told" in offline.err
     users = (await cli("users", "--json")).json()
     assert users == {"current": None, "users": [users["users"][0]]}
@@ -455,3 +456,245 @@ def test_the_password_prompt_does_not_echo(tmp_path: Path) -> None:
     # The password was read (the login went on to the network, which is closed): exit 4.
     assert code == 4, output
     assert b"cannot reach the server" in output
+
+
+# -- accounts from the shell: register, confirm, resend, reset, link, profile ----------------------
+
+
+def outbox(server: LocalServer, email: str, kind: str) -> list[dict[str, Any]]:
+    return [m for m in server.read_outbox() if m["email"] == email and m["kind"] == kind]
+
+
+async def test_register_confirm_and_log_in_from_the_shell(server: LocalServer, tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=server.url)
+    registered = (await cli("register", "--email", EMAIL, "--password-stdin", "--json",
+                            stdin=PASSWORD + "\n")).json()
+    assert registered == {"email": EMAIL, "registered": True}
+    # Not confirmed yet: the log-in is refused, naming the cause.
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin=PASSWORD, expect=3)
+    # --from-outbox takes the token of the newest confirmation email from the server's outbox.
+    confirmed = await cli("confirm", "--email", EMAIL, "--from-outbox", str(server.data_dir))
+    assert "confirmed" in confirmed.out
+    user = (await cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin=PASSWORD)).json()["user"]
+    assert user["email"] == EMAIL and user["providers"] == ["local-userpass"]
+
+    # TOKEN TOKEN_ID as the email gives them.
+    other = "bo@example.com"
+    await cli("register", "--email", other, "--password-stdin", stdin=PASSWORD)
+    mail = outbox(server, other, "confirm")[-1]
+    await cli("confirm", mail["token"], mail["tokenId"])
+    await cli("login", "--email", other, "--password-stdin", stdin=PASSWORD)
+    assert PASSWORD not in cli.transcript()
+    assert mail["token"] not in "".join(r.out + r.err for r in cli.runs[-1:])
+
+
+async def test_register_and_confirm_refuse_bad_input(server: LocalServer, tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=server.url)
+    short, no_email, _empty_email = await asyncio.gather(
+        cli("register", "--email", EMAIL, "--password-stdin", "--json", stdin="abc\n", expect=2),
+        cli("register", "--password-stdin", stdin=PASSWORD, expect=2),
+        cli("register", "--email", "", "--password-stdin", stdin=PASSWORD, expect=2),
+    )
+    assert short.json()["error"]["kind"] == "usage" and "password" in short.err
+    assert "--email" in no_email.err
+    assert outbox(server, EMAIL, "confirm") == []
+    await cli("register", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+    mail = outbox(server, EMAIL, "confirm")[-1]
+    # A wrong token, half a token, both ways at once, an outbox that is not there: exit 2, nothing confirmed.
+    wrong = await cli("confirm", "0" * 64, mail["tokenId"], "--json", expect=2)
+    assert wrong.json()["error"]["code"] == "UserpassTokenInvalid"
+    await cli("confirm", mail["token"], expect=2)
+    # Tokens are base64url: one may start with "-" (and hold an "h"); it is still a token.
+    dashed = await cli("confirm", "-Uh7" + "x" * 40, mail["tokenId"], "--json", expect=2)
+    assert dashed.json()["error"]["code"] == "UserpassTokenInvalid"
+    dashed = await cli("reset-password", "confirm", "-Uh7" + "x" * 40, mail["tokenId"], "--password-stdin",
+                       "--json", stdin=PASSWORD, expect=2)
+    assert dashed.json()["error"]["code"] == "UserpassTokenInvalid"
+    both = await cli("confirm", mail["token"], mail["tokenId"], "--from-outbox", str(server.data_dir),
+                     "--email", EMAIL, expect=2)
+    assert "not both" in both.err
+    assert "--email" in (await cli("confirm", "--from-outbox", str(server.data_dir), expect=2)).err
+    missing = await cli("confirm", "--email", EMAIL, "--from-outbox", str(tmp_path / "nowhere"), expect=2)
+    assert "no outbox" in missing.err and "Traceback" not in missing.err
+    nobody = await cli("confirm", "--email", "ghost@example.com", "--from-outbox", str(server.data_dir),
+                       expect=2)
+    assert "no confirm email to ghost@example.com" in nobody.err
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin=PASSWORD, expect=3)
+    assert mail["token"] not in cli.transcript()
+
+
+async def test_resend_confirmation(server: LocalServer, tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=server.url)
+    await cli("register", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+    resent = await cli("resend-confirmation", "--email", EMAIL, "--json")
+    assert resent.json() == {"email": EMAIL, "sent": True}
+    first, second = outbox(server, EMAIL, "confirm")
+    assert first["tokenId"] != second["tokenId"]
+    await cli("confirm", "--email", EMAIL, "--from-outbox", str(server.data_dir))  # the newest one works
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+    # Bad input: no address, or an address that is not one.
+    await cli("resend-confirmation", expect=2)
+    await cli("resend-confirmation", "--email", "", expect=2)
+
+
+async def test_reset_password_send_and_confirm(server: LocalServer, tmp_path: Path) -> None:
+    await register_confirmed(server, EMAIL, PASSWORD)
+    cli = Cli(tmp_path, base_url=server.url)
+    new_password = "another-horse-battery-staple"
+    assert (await cli("reset-password", "send", "--email", EMAIL, "--json")).json()["sent"] is True
+    mail = outbox(server, EMAIL, "reset")[-1]
+    # Bad input first: a wrong token, no token, no new password; the old password still works.
+    wrong = await cli("reset-password", "confirm", "0" * 64, mail["tokenId"], "--password-stdin",
+                      "--json", stdin=new_password, expect=2)
+    assert wrong.json()["error"]["code"] == "UserpassTokenInvalid"
+    await cli("reset-password", "confirm", "--password-stdin", stdin=new_password, expect=2)
+    await cli("reset-password", "confirm", mail["token"], mail["tokenId"], "--password-stdin", stdin="\n",
+              expect=2)
+    await cli("reset-password", "bogus", expect=2)
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin=PASSWORD)
+    # The real thing, through the outbox.
+    await cli("reset-password", "confirm", "--email", EMAIL, "--from-outbox", str(server.data_dir),
+              "--password-stdin", stdin=new_password + "\n")
+    refused = await cli("login", "--email", EMAIL, "--password-stdin", stdin=PASSWORD, expect=3)
+    assert "invalid username/password" in refused.err
+    await cli("login", "--email", EMAIL, "--password-stdin", stdin=new_password)
+    assert new_password not in cli.transcript() and PASSWORD not in cli.transcript()
+
+
+async def test_link_and_profile(server: LocalServer, tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=server.url)
+    # An anonymous user keeps their id when they link an email/password identity.
+    guest = (await cli("login", "--anonymous", "--json")).json()["user"]
+    async with App(server.app_id, base_url=server.url) as app:
+        await app.email_password_auth.register_user(EMAIL, PASSWORD)
+        mail = outbox(server, EMAIL, "confirm")[-1]
+        await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
+    # Bad input: a wrong password, no way given, two ways at once; nothing is linked.
+    refused = await cli("link", "--email", EMAIL, "--password-stdin", stdin="wrong-password", expect=3)
+    assert "linking failed: invalid username/password" in refused.err
+    await cli("link", expect=2)
+    await cli("link", "--email", EMAIL, "--jwt-stdin", stdin=PASSWORD, expect=2)
+    await cli("link", "--anonymous", expect=2)  # anonymous is not an identity to link
+    assert (await cli("profile", "--json")).json()["identities"][0]["provider_type"] == "anon-user"
+    linked = (await cli("link", "--email", EMAIL, "--password-stdin", "--json",
+                        stdin=PASSWORD)).json()["user"]
+    assert linked["id"] == guest["id"] and sorted(linked["providers"]) == ["anon-user", "local-userpass"]
+    profile = (await cli("profile", "--json")).json()
+    assert profile["user_id"] == guest["id"] and profile["profile"]["email"] == EMAIL
+    assert sorted(i["provider_type"] for i in profile["identities"]) == ["anon-user", "local-userpass"]
+    assert EMAIL in (await cli("profile")).out
+    # profile of a user nobody knows, or with nobody logged in.
+    await cli("profile", "--user", "ffffffffffffffffffffffff", expect=2)
+    await cli("logout")
+    await cli("profile", expect=3)
+    assert PASSWORD not in cli.transcript()
+
+
+async def test_custom_data_refresh(server: LocalServer, tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=server.url)
+    await cli("login", "--anonymous")
+    assert (await cli("custom-data", "--json")).json()["custom_data"] == {}
+    await cli("call", "set_custom_data", '{"plan": "pro"}')
+    # The access token still carries the old data until it is refreshed.
+    assert "plan" not in (await cli("custom-data", "--json")).json()["custom_data"]
+    assert (await cli("custom-data", "--refresh", "--json")).json()["custom_data"]["plan"] == "pro"
+    assert (await cli("custom-data", "--json")).json()["custom_data"]["plan"] == "pro"  # kept in the session
+    # Bad input: an option it does not take; nobody logged in.
+    await cli("custom-data", "--refreshh", expect=2)
+    await cli("logout")
+    await cli("custom-data", "--refresh", expect=3)
+
+
+# -- which user: sessions per server, switch by prefix or email ------------------------------------
+
+
+async def test_sessions_are_kept_per_server_url_and_app_id(server: LocalServer, tmp_path: Path) -> None:
+    from appusers.server import LocalServer as Server
+
+    cli = Cli(tmp_path, base_url=server.url)
+    here = (await cli("login", "--anonymous", "--json")).json()["user"]["id"]
+    async with Server(config=server.config, data_dir=tmp_path / "second") as second:
+        assert second.url != server.url
+        # The same session file, another server: nobody is logged in there.
+        nobody = {"current": None, "users": []}
+        assert (await cli("--base-url", second.url, "users", "--json")).json() == nobody
+        await cli("--base-url", second.url, "whoami", expect=3)
+        there = (await cli("--base-url", second.url, "login", "--anonymous", "--json")).json()["user"]["id"]
+        listed = (await cli("--base-url", second.url, "users", "--json")).json()
+        assert [u["id"] for u in listed["users"]] == [there]
+    assert [u["id"] for u in (await cli("users", "--json")).json()["users"]] == [here]
+    # A trailing slash is the same server.
+    assert (await cli("--base-url", server.url + "/", "whoami", "--json")).json()["user"]["id"] == here
+
+
+async def test_switch_by_id_prefix_or_email(server: LocalServer, tmp_path: Path) -> None:
+    await register_confirmed(server, EMAIL, PASSWORD)
+    cli = Cli(tmp_path, base_url=server.url)
+    ana = (await cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin=PASSWORD)).json()["user"]
+    guests = [(await cli("login", "--anonymous", "--json")).json()["user"]["id"]]
+    assert guests[0] != ana["id"]
+    # Ids are ObjectIds minted one after another: they share a long prefix.
+    length = next(i for i, (a, b) in enumerate(zip(ana["id"], guests[0], strict=True)) if a != b)
+    common = ana["id"][:length]
+    ambiguous = await cli("switch", common, "--json", expect=2)
+    assert "ambiguous" in ambiguous.err and ana["id"] in ambiguous.err and guests[0] in ambiguous.err
+    unique = ana["id"][: len(common) + 1]
+    assert (await cli("switch", unique, "--json")).json()["user"]["id"] == ana["id"]
+    await cli("switch", guests[0])
+    assert (await cli("switch", EMAIL.upper(), "--json")).json()["user"]["id"] == ana["id"]
+    acting = await cli("whoami", "--user", guests[0][:len(common) + 1], "--json")
+    assert acting.json()["user"]["id"] == guests[0]
+    # Unknown prefix, unknown email, an empty id: exit 2, nothing switched.
+    for wanted in ("ffff", "ghost@example.com", ""):
+        run = await cli("switch", wanted, expect=2)
+        assert "unknown" in run.err
+    assert (await cli("whoami", "--json")).json()["user"]["id"] == ana["id"]
+
+
+# -- the causes: throttled, unknown app id, insecure http ------------------------------------------
+
+
+async def test_throttled_and_unknown_app_id_have_their_own_exit_codes(tmp_path: Path) -> None:
+    from appusers.server._config import ScryptSettings, ThrottleSettings, load_config
+
+    config = attrs.evolve(load_config(None), scrypt=ScryptSettings(n=2**10, r=8, p=1),
+                          throttle=ThrottleSettings(account_free_failures=0, base_delay=120, max_delay=120))
+    async with LocalServer(config=config, data_dir=tmp_path / "server") as server:
+        await register_confirmed(server, EMAIL, PASSWORD)
+        cli = Cli(tmp_path, base_url=server.url)
+        await cli("login", "--email", EMAIL, "--password-stdin", stdin="wrong-password", expect=3)
+        throttled = await cli("login", "--email", EMAIL, "--password-stdin", "--json", stdin=PASSWORD,
+                              expect=6)
+        error = throttled.json()["error"]
+        assert error["kind"] == "throttled" and 0 < error["retry_after"] <= 120
+        assert f"wait {error['retry_after']} s before trying again" in throttled.err
+
+        unknown = await cli("--app-id", "no-such-app", "login", "--anonymous", "--json", expect=7)
+        assert unknown.json()["error"]["kind"] == "unknown_app"
+        assert "unknown app id 'no-such-app'" in unknown.err and server.url in unknown.err
+
+
+async def test_plain_http_to_another_host_needs_allow_insecure_http(tmp_path: Path) -> None:
+    # A host that is not loopback (and does not resolve: .invalid is reserved, RFC 6761).
+    cli = Cli(tmp_path, base_url="http://appusers-test.invalid:9090")
+    refused = await cli("login", "--anonymous", "--json", expect=2)
+    assert "plain http" in refused.err and "--allow-insecure-http" in refused.err
+    allowed = await cli("login", "--anonymous", "--allow-insecure-http", "--timeout", "10", "--json",
+                        expect=4)
+    assert allowed.json()["error"]["kind"] == "network"  # it went on to the network
+    await cli("--allow-insecure-http", "login", "--anonymous", "--timeout", "10", expect=4)
+
+
+async def test_shell_completion(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, base_url=closed_port_url())
+    cli.env.update({"_APPUSERS_COMPLETE": "bash_complete", "COMP_WORDS": "appusers re", "COMP_CWORD": "1"})
+    words = {line.split(",", 1)[1] for line in (await cli()).out.splitlines()}
+    assert words == {"register", "remove", "resend-confirmation", "reset-password"}
+    cli.env.update({"COMP_WORDS": "appusers reset-password ", "COMP_CWORD": "2"})
+    assert {line.split(",", 1)[1] for line in (await cli()).out.splitlines()} == {"send", "confirm"}
+    cli.env.update({"COMP_WORDS": "appusers login --pass", "COMP_CWORD": "2"})
+    assert (await cli()).out.splitlines() == ["plain,--password-stdin"]
+    cli.env.update({"COMP_WORDS": "appusers admin users di", "COMP_CWORD": "3"})
+    assert (await cli()).out.splitlines() == ["plain,disable"]
+    cli.env["_APPUSERS_COMPLETE"] = "bash_source"
+    assert "_appusers_completion" in (await cli()).out

@@ -8,7 +8,6 @@ server by the example and kept as docs/_static/qt_app.png.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -21,7 +20,8 @@ from typing import Any
 import pytest
 
 from appusers import App
-from appusers.server import LocalServer, load_config
+from appusers.server import LocalServer
+from appusers.testing import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "qt_app.py"
@@ -56,18 +56,12 @@ def xvfb_display() -> Iterator[str]:
 
 
 @pytest.fixture
-def server_with_user(tmp_path: Path) -> Iterator[tuple[LocalServer, Callable[[Any], Any]]]:
-    """A LocalServer on its own thread, with a confirmed email/password account; and ``run(coro)``,
-    which runs a coroutine on the server's loop (to stop and start it)."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def run(coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
-
-    server = LocalServer(config=load_config(None), data_dir=tmp_path / "server")
-    run(server.__aenter__())
+def server_with_user(appusers_server_thread: ServerThread) -> tuple[LocalServer, Callable[[Any], Any]]:
+    """The suite's server on its own thread (appusers.testing's ``ServerThread``), with a confirmed
+    email/password account; and ``run(coro)``, which runs a coroutine on the server's loop (to
+    stop and start it)."""
+    server = appusers_server_thread.server
+    run = appusers_server_thread.loop_thread.run
 
     async def register() -> None:
         async with App(server.app_id, base_url=server.url) as app:
@@ -75,14 +69,8 @@ def server_with_user(tmp_path: Path) -> Iterator[tuple[LocalServer, Callable[[An
             mail = [m for m in server.read_outbox() if m["email"] == EMAIL and m["kind"] == "confirm"][-1]
             await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
 
-    try:
-        run(register())
-        yield server, run
-    finally:
-        run(server.__aexit__(None, None, None))
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    run(register())
+    return server, run
 
 
 def test_example_logs_in_and_out_in_a_real_window(

@@ -78,8 +78,11 @@ def test_many_threads_share_one_user_through_a_token_revocation(
             got.append(user.functions.sum(i, n))
         return got
 
+    refreshes = appusers_server_thread.stats.get("refresh", 0)
     results = run_together(8, work)
     assert revoked.is_set()
+    # Every thread that met the revoked token waited for the same refresh: the server saw one.
+    assert appusers_server_thread.stats.get("refresh", 0) - refreshes == 1
     assert results == [[i + n for n in range(10)] for i in range(8)]
     assert user.state is UserState.LOGGED_IN  # the refresh was transparent to every thread
 

@@ -11,27 +11,29 @@ echo them or leave them in the shell history: the terminal with echo off
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import getpass
+import json
 import os
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TextIO
 
 import attrs
 
-from . import _ejson
-from ._app import App
-from ._cli_errors import CliError, ExitCode, exit_code_for
-from ._cli_output import Outcome, ejson_text, ejson_value, state_word, user_line, user_summary, user_text
-from ._credentials import Credentials
-from ._models import UserState
-from ._user import User
-from .errors import AppError
+from appusers import _ejson
+from appusers._app import App
+from appusers._credentials import Credentials
+from appusers._models import UserState
+from appusers._user import User
+from appusers.errors import AppError
+
+from ._errors import CliError, ExitCode, exit_code_for
+from ._output import Outcome, ejson_text, ejson_value, state_word, user_line, user_summary, user_text
 
 __all__ = [
     "DEFAULT_APP_ID",
@@ -68,9 +70,10 @@ class Settings:
     base_url: str
     data_dir: Path
     timeout: float
+    allow_insecure_http: bool = False
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_args(cls, args: SimpleNamespace, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir(env)
         return cls(
@@ -78,6 +81,7 @@ class Settings:
             base_url=args.base_url or env.get("APPUSERS_BASE_URL") or DEFAULT_LOCAL_URL,
             data_dir=data_dir,
             timeout=args.timeout,
+            allow_insecure_http=bool(getattr(args, "allow_insecure_http", False)),
         )
 
     @property
@@ -117,10 +121,10 @@ def read_secret(what: str, *, from_stdin: bool, stdin_flag: str, stdin: TextIO |
     return secret
 
 
-def _credentials(args: argparse.Namespace) -> Credentials:
+def _credentials(args: SimpleNamespace) -> Credentials:
     if args.password_stdin and args.email is None:
         raise CliError("--password-stdin goes with --email", ExitCode.USAGE)
-    if args.anonymous:
+    if getattr(args, "anonymous", False):
         return Credentials.anonymous()
     if args.email is not None:
         password = read_secret("password", from_stdin=args.password_stdin, stdin_flag="--password-stdin")
@@ -133,6 +137,43 @@ def _credentials(args: argparse.Namespace) -> Credentials:
     if args.jwt is not None:
         return Credentials.jwt(args.jwt)
     raise CliError("choose how to log in: --email, --api-key, --anonymous or --jwt", ExitCode.USAGE)
+
+
+def _new_password(args: SimpleNamespace) -> str:
+    return read_secret("password", from_stdin=args.password_stdin, stdin_flag="--password-stdin")
+
+
+def outbox_token(data_dir: str, email: str, kind: str) -> tuple[str, str]:
+    """The token and token id of the newest ``kind`` email (``confirm``/``reset``) to ``email``
+    in the outbox of a local server whose data directory is ``data_dir``."""
+    path = Path(data_dir).expanduser()
+    if path.is_dir():
+        path = path / "outbox.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CliError(f"no outbox at {path}: give the data directory of 'appusers serve --data DIR'",
+                       ExitCode.USAGE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the outbox {path}: {type(exc).__name__}: {exc}",
+                       ExitCode.USAGE) from None
+    wanted = email.strip().lower()
+    for line in reversed(lines):
+        try:
+            mail = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash: the others still count
+        if (isinstance(mail, dict) and str(mail.get("email", "")).lower() == wanted
+                and mail.get("kind") == kind and isinstance(mail.get("token"), str)
+                and isinstance(mail.get("tokenId"), str)):
+            return mail["token"], mail["tokenId"]
+    raise CliError(f"no {kind} email to {email} in {path}", ExitCode.USAGE)
+
+
+def _tokens(args: SimpleNamespace, kind: str) -> tuple[str, str]:
+    if args.from_outbox is not None:
+        return outbox_token(args.from_outbox, args.email, kind)
+    return args.token, args.token_id
 
 
 def _call_arguments(raw: list[str]) -> list[Any]:
@@ -149,29 +190,74 @@ def _call_arguments(raw: list[str]) -> list[Any]:
     return values
 
 
-def prepare(args: argparse.Namespace) -> Any:
+def prepare(args: SimpleNamespace) -> Any:
     """Everything a command needs from the caller, before any file or network I/O:
     the credentials of ``login`` (prompting if needed), the arguments of ``call``."""
-    if args.command == "login":
+    if args.command in ("login", "link"):
         return _credentials(args)
     if args.command == "call":
         return _call_arguments(args.args)
+    if args.command == "register":
+        return _new_password(args)
+    if args.command == "confirm":
+        return _tokens(args, "confirm")
+    if args.command == "reset-password confirm":
+        return (*_tokens(args, "reset"), _new_password(args))
     return None
 
 
 # -- the App of one run ---------------------------------------------------------------------------
 
 
+class ServerScopedStorage:
+    """One session file for every server: each server URL's users under their own key prefix.
+
+    An App keys its records by app id only; the same app id on two servers (a :9090 and a
+    :9091 local server) would otherwise share users whose tokens mean nothing to the other.
+    """
+
+    def __init__(self, inner: Any, base_url: str) -> None:
+        self._inner = inner
+        self._scope = f"cli:{base_url.strip().rstrip('/')}|"
+
+    async def get(self, key: str) -> str | None:
+        value: str | None = await self._inner.get(self._scope + key)
+        return value
+
+    async def set(self, key: str, value: str) -> None:
+        await self._inner.set(self._scope + key, value)
+
+    async def remove(self, key: str) -> None:
+        await self._inner.remove(self._scope + key)
+
+    async def update(self, changes: Mapping[str, str | None]) -> None:
+        await self._inner.update({self._scope + key: value for key, value in changes.items()})
+
+    async def items(self, prefix: str) -> Mapping[str, str]:
+        found: Mapping[str, str] = await self._inner.items(self._scope + prefix)
+        return {key[len(self._scope):]: value for key, value in found.items()}
+
+    def drain_issues(self) -> list[Any]:
+        issues: list[Any] = self._inner.drain_issues()
+        return issues
+
+
+
+
 @asynccontextmanager
 async def open_app(settings: Settings, *, stderr: TextIO) -> AsyncIterator[App]:
     """An App on the session file, with its background saves finished before it closes."""
-    from appusers.adapters import FileStorage
+    from appusers.adapters import AiohttpTransport, FileStorage
 
+    transport = None
+    if settings.allow_insecure_http:
+        transport = AiohttpTransport(timeout=settings.timeout, allow_insecure_http=True)
     app = App(
         settings.app_id,
         base_url=settings.base_url,
-        storage=FileStorage(settings.session_path),
+        storage=ServerScopedStorage(FileStorage(settings.session_path), settings.base_url),
         timeout=settings.timeout,
+        transport=transport,
     )
     try:
         await app.open()
@@ -197,11 +283,28 @@ async def _settle(app: App, timeout: float) -> None:
         await asyncio.wait(list(app._tasks), timeout=remaining)
 
 
-def _known_user(app: App, user_id: str) -> User:
-    user = app.all_users.get(user_id)
-    if user is None:
-        raise CliError(f"unknown user id {user_id!r} (see 'appusers users')", ExitCode.USAGE)
-    return user
+def _known_user(app: App, wanted: str) -> User:
+    """The user ``wanted`` names: a user id, a unique prefix of one, or an email address."""
+    users = app.all_users
+    user = users.get(wanted)
+    if user is not None:
+        return user
+    if "@" in wanted:
+        email = wanted.strip().lower()
+        matches = [u for u in users.values() if str(u.profile.email or "").lower() == email]
+        what = f"email {wanted!r}"
+    else:
+        matches = [u for u in users.values() if wanted and u.id.startswith(wanted.lower())]
+        what = f"user id {wanted!r}"
+    if len(matches) > 1:
+        logged_in = [u for u in matches if u.is_logged_in]
+        if "@" in wanted and len(logged_in) == 1:
+            return logged_in[0]  # the same account logged in once and logged out before
+        ids = ", ".join(u.id for u in matches)
+        raise CliError(f"ambiguous {what}: it matches {ids}; give more of the id", ExitCode.USAGE)
+    if not matches:
+        raise CliError(f"unknown {what} (see 'appusers users')", ExitCode.USAGE)
+    return matches[0]
 
 
 def _acting_user(app: App, user_id: str | None) -> User:
@@ -219,26 +322,26 @@ def _acting_user(app: App, user_id: str | None) -> User:
 # -- commands -------------------------------------------------------------------------------------
 
 
-async def _login(app: App, args: argparse.Namespace, credentials: Credentials) -> Outcome:
+async def _login(app: App, args: SimpleNamespace, credentials: Credentials) -> Outcome:
     user = await app.log_in(credentials)
     summary = user_summary(user, current=app.current_user)
     who = f" ({summary['email']})" if summary["email"] else " (anonymous)" if summary["anonymous"] else ""
     return Outcome({"user": summary}, f"logged in as {user.id}{who}")
 
 
-async def _whoami(app: App, args: argparse.Namespace, _: Any) -> Outcome:
+async def _whoami(app: App, args: SimpleNamespace, _: Any) -> Outcome:
     summary = user_summary(_acting_user(app, args.user), current=app.current_user)
     return Outcome({"user": summary}, user_text(summary))
 
 
-async def _users(app: App, args: argparse.Namespace, _: Any) -> Outcome:
+async def _users(app: App, args: SimpleNamespace, _: Any) -> Outcome:
     current = app.current_user
     summaries = [user_summary(u, current=current) for u in app.all_users.values()]
     text = "\n".join(user_line(s) for s in summaries) if summaries else "no users on this device"
     return Outcome({"current": None if current is None else current.id, "users": summaries}, text)
 
 
-async def _switch(app: App, args: argparse.Namespace, _: Any) -> Outcome:
+async def _switch(app: App, args: SimpleNamespace, _: Any) -> Outcome:
     user = _known_user(app, args.user_id)
     app.switch_user(user)
     return Outcome({"user": user_summary(user, current=app.current_user)}, f"switched to {user.id}")
@@ -263,7 +366,7 @@ async def _end(app: App, user: User, action: Callable[[], Awaitable[None]], verb
     return Outcome({"user_id": user.id, "state": user.state.value}, text)
 
 
-async def _logout(app: App, args: argparse.Namespace, _: Any) -> Outcome:
+async def _logout(app: App, args: SimpleNamespace, _: Any) -> Outcome:
     if args.user_id is not None:
         user = _known_user(app, args.user_id)
     else:
@@ -277,12 +380,12 @@ async def _logout(app: App, args: argparse.Namespace, _: Any) -> Outcome:
     return await _end(app, user, lambda: app.log_out(user), "logged out")
 
 
-async def _remove(app: App, args: argparse.Namespace, _: Any) -> Outcome:
+async def _remove(app: App, args: SimpleNamespace, _: Any) -> Outcome:
     user = _known_user(app, args.user_id)
     return await _end(app, user, lambda: app.remove_user(user), "removed")
 
 
-async def _call(app: App, args: argparse.Namespace, arguments: list[Any]) -> Outcome:
+async def _call(app: App, args: SimpleNamespace, arguments: list[Any]) -> Outcome:
     user = _acting_user(app, args.user)
     result = await user.call_function(args.function, *arguments)
     return Outcome(
@@ -291,7 +394,7 @@ async def _call(app: App, args: argparse.Namespace, arguments: list[Any]) -> Out
     )
 
 
-async def _custom_data(app: App, args: argparse.Namespace, _: Any) -> Outcome:
+async def _custom_data(app: App, args: SimpleNamespace, _: Any) -> Outcome:
     user = _acting_user(app, args.user)
     data = await user.refresh_custom_data() if args.refresh else user.custom_data
     return Outcome(
@@ -300,10 +403,10 @@ async def _custom_data(app: App, args: argparse.Namespace, _: Any) -> Outcome:
     )
 
 
-async def _api_keys(app: App, args: argparse.Namespace, _: Any) -> Outcome:
+async def _api_keys(app: App, args: SimpleNamespace, _: Any) -> Outcome:
     user = _acting_user(app, args.user)
     keys = user.api_keys
-    action = args.api_keys_command
+    action = args.command.split()[1]
     if action == "create":
         key = await keys.create(args.name)
         described = {"id": key.id, "name": key.name, "disabled": key.disabled}
@@ -325,10 +428,66 @@ async def _api_keys(app: App, args: argparse.Namespace, _: Any) -> Outcome:
     return Outcome({"user_id": user.id, "api_key_id": key_id, "action": done}, f"{done} API key {key_id}")
 
 
-_Command = Callable[[App, argparse.Namespace, Any], Awaitable[Outcome]]
+async def _register(app: App, args: SimpleNamespace, password: str) -> Outcome:
+    await app.email_password_auth.register_user(args.email, password)
+    return Outcome({"email": args.email, "registered": True},
+                   f"registered {args.email}: confirm it with the token of the confirmation email "
+                   "('appusers confirm TOKEN TOKEN_ID'), then log in")
+
+
+async def _confirm(app: App, args: SimpleNamespace, tokens: tuple[str, str]) -> Outcome:
+    await app.email_password_auth.confirm_user(*tokens)
+    who = f" {args.email}" if args.email else ""
+    return Outcome({"email": args.email, "confirmed": True}, f"confirmed{who}: you can log in now")
+
+
+async def _resend(app: App, args: SimpleNamespace, _: Any) -> Outcome:
+    await app.email_password_auth.resend_confirmation_email(args.email)
+    return Outcome({"email": args.email, "sent": True}, f"confirmation email sent again to {args.email}")
+
+
+async def _reset_send(app: App, args: SimpleNamespace, _: Any) -> Outcome:
+    await app.email_password_auth.send_reset_password_email(args.email)
+    return Outcome({"email": args.email, "sent": True},
+                   f"password reset email sent to {args.email} (if it is registered)")
+
+
+async def _reset_confirm(app: App, args: SimpleNamespace, prepared: tuple[str, str, str]) -> Outcome:
+    token, token_id, password = prepared
+    await app.email_password_auth.reset_password(token, token_id, password)
+    who = f" of {args.email}" if args.email else ""
+    return Outcome({"email": args.email, "reset": True}, f"password{who} changed: log in with the new one")
+
+
+async def _link(app: App, args: SimpleNamespace, credentials: Credentials) -> Outcome:
+    user = _acting_user(app, args.user)
+    await user.link_credentials(credentials)
+    summary = user_summary(user, current=app.current_user)
+    return Outcome({"user": summary}, f"linked {credentials.provider} to {user.id}\n{user_text(summary)}")
+
+
+async def _profile(app: App, args: SimpleNamespace, _: Any) -> Outcome:
+    user = _acting_user(app, args.user)
+    profile = await user.refresh_profile()
+    identities = [{"id": i.id, "provider_type": i.provider_type} for i in user.identities]
+    data = {"user_id": user.id, "profile": ejson_value(dict(profile.data)), "identities": identities}
+    lines = [f"{'user:':<11} {user.id}"]
+    lines += [f"{key + ':':<11} {value}" for key, value in sorted(data["profile"].items())]
+    lines += [f"{'identity:':<11} {i['provider_type']} {i['id']}" for i in identities]
+    return Outcome(data, "\n".join(lines))
+
+
+_Command = Callable[[App, SimpleNamespace, Any], Awaitable[Outcome]]
 
 COMMANDS: Mapping[str, _Command] = {
     "login": _login,
+    "register": _register,
+    "confirm": _confirm,
+    "resend-confirmation": _resend,
+    "reset-password send": _reset_send,
+    "reset-password confirm": _reset_confirm,
+    "link": _link,
+    "profile": _profile,
     "whoami": _whoami,
     "users": _users,
     "switch": _switch,
@@ -336,12 +495,12 @@ COMMANDS: Mapping[str, _Command] = {
     "remove": _remove,
     "call": _call,
     "custom-data": _custom_data,
-    "api-keys": _api_keys,
+    **{f"api-keys {action}": _api_keys for action in ("create", "list", "enable", "disable", "delete")},
 }
 
 
 async def run_session_command(
-    args: argparse.Namespace, settings: Settings, prepared: Any, *, stderr: TextIO
+    args: SimpleNamespace, settings: Settings, prepared: Any, *, stderr: TextIO
 ) -> Outcome:
     """Run the session command ``args.command`` on the session in ``settings.data_dir``."""
     command = COMMANDS[args.command]

@@ -10,11 +10,11 @@ from typing import Any
 
 import attrs
 
-from ._app import App
-from ._credentials import Credentials
-from ._events import AppEvent, UserEvent
-from ._models import UserState
-from ._user import User
+from appusers._app import App
+from appusers._credentials import Credentials
+from appusers._events import AppEvent, UserEvent
+from appusers._models import UserState
+from appusers._user import User
 
 __all__ = ["run_demo"]
 

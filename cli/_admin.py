@@ -13,26 +13,33 @@ user, group or app is a usage error (2).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, TextIO
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any, TextIO, TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import click
 
-from ._admin_key import AdminKeyError, new_admin_key_pair, read_admin_key_file, write_admin_key_file
-from ._cli_errors import EXIT_CODES_HELP, CliError, ExitCode, exit_code_for
-from ._cli_output import Outcome, emit
-from ._cli_session import DEFAULT_LOCAL_URL
-from .errors import RequestTimeoutError, ServiceError, TransportError, service_error_from_body
+from appusers._admin_key import AdminKeyError, new_admin_key_pair, read_admin_key_file, write_admin_key_file
+from appusers.errors import RequestTimeoutError, ServiceError, TransportError, service_error_from_body
 
-__all__ = ["admin_main"]
+from ._click import CONTEXT
+from ._click import Command as _Command
+from ._click import Group as _Group
+from ._errors import EXIT_CODES_HELP, CliError, ExitCode, exit_code_for
+from ._output import Outcome, emit
+from ._session import DEFAULT_LOCAL_URL
+
+__all__ = ["admin_cli", "admin_main", "run_admin"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _log = logging.getLogger("appusers.cli.admin")
 
@@ -69,118 +76,116 @@ examples:
 {EXIT_CODES_HELP}"""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        raise CliError(message, ExitCode.USAGE)
+# -- the command line (click) ---------------------------------------------------------------------
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < 1e9:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+def _admin_options(function: _F) -> _F:
+    """Options accepted before or after the action (on an action they default to None, so a
+    value given earlier is kept)."""
+    options = [
+        click.option("--base-url", metavar="URL", default=None,
+                     help="server URL (env APPUSERS_ADMIN_URL, APPUSERS_BASE_URL; "
+                          f"default {DEFAULT_LOCAL_URL})"),
+        click.option("--key-file", metavar="FILE", default=None, type=click.Path(),
+                     help="admin key pair file (env APPUSERS_ADMIN_KEY_FILE)"),
+        click.option("--group-id", metavar="ID", default=None,
+                     help="the group (project) id `appusers serve` prints (env APPUSERS_GROUP_ID)"),
+        click.option("--app-id", metavar="ID", default=None,
+                     help="the app's _id (env APPUSERS_ADMIN_APP_ID; default: the group's first app)"),
+        click.option("--json", "json_", is_flag=True, default=None,
+                     help="print one machine-readable JSON document on stdout"),
+        click.option("--debug", is_flag=True, default=None,
+                     help="log requests (never tokens) and show tracebacks"),
+        click.option("--timeout", metavar="SECONDS", default=None,
+                     type=click.FloatRange(0, 1e9, min_open=True, max_open=True),
+                     help="per-request timeout (default 30)"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
 
 
-def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """Options accepted before or after the action (SUPPRESS keeps an earlier value)."""
-
-    def default(value: Any) -> Any:
-        return value if top else argparse.SUPPRESS
-
-    group = parser.add_argument_group("admin options")
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        default=default(None),
-        help=f"server URL (env APPUSERS_ADMIN_URL, APPUSERS_BASE_URL; default {DEFAULT_LOCAL_URL})",
-    )
-    group.add_argument(
-        "--key-file",
-        metavar="FILE",
-        default=default(None),
-        help="admin key pair file (env APPUSERS_ADMIN_KEY_FILE)",
-    )
-    group.add_argument(
-        "--group-id",
-        metavar="ID",
-        default=default(None),
-        help="the group (project) id `appusers serve` prints (env APPUSERS_GROUP_ID)",
-    )
-    group.add_argument(
-        "--app-id",
-        metavar="ID",
-        default=default(None),
-        help="the app's _id (env APPUSERS_ADMIN_APP_ID; default: the group's first app)",
-    )
-    group.add_argument(
-        "--json",
-        action="store_true",
-        default=default(False),
-        help="print one machine-readable JSON document on stdout",
-    )
-    group.add_argument(
-        "--debug",
-        action="store_true",
-        default=default(False),
-        help="log requests (never tokens) and show tracebacks",
-    )
-    group.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_positive,
-        default=default(30.0),
-        help="per-request timeout (default 30)",
-    )
+def _args(ctx: click.Context, /, group: str, action: str | None, given: dict[str, Any]) -> SimpleNamespace:
+    """The parsed command: the action's options over the ``admin`` group's (``ctx.obj``)."""
+    top: dict[str, Any] = ctx.obj or {}
+    given = dict(given)
+    given["json"] = given.pop("json_", None)
+    merged: dict[str, Any] = {"admin": True, "group": group, "action": action}
+    for name in ("json", "debug"):
+        merged[name] = bool(given.pop(name) or top.get(name))
+    for name in ("base_url", "key_file", "group_id", "app_id", "timeout"):
+        value = given.pop(name)
+        merged[name] = value if value is not None else top.get(name)
+    if merged["timeout"] is None:
+        merged["timeout"] = 30.0
+    merged.update(given)
+    return SimpleNamespace(**merged)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="appusers admin",
-        description="Manage a server's users through its Admin API.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_common(parser, top=True)
-    sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
+@click.group("admin", cls=_Group, context_settings=CONTEXT, invoke_without_command=True,
+             help="Manage a server's users through its Admin API.", epilog=_EPILOG,
+             short_help="manage the server's users through its Admin API")
+@_admin_options
+@click.pass_context
+def admin_cli(ctx: click.Context, /, **options: Any) -> None:
+    inherited: dict[str, Any] = ctx.obj or {}  # `appusers --json admin ...`: the outer --json/--debug
+    options = {("json" if k == "json_" else k): v for k, v in options.items()}
+    for name in ("json", "debug"):
+        options[name] = options[name] or inherited.get(name)
+    ctx.obj = options
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("a command is required (see 'appusers admin --help')", ctx)
 
-    def leaf(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
-        _add_common(p, top=False)
-        return p
 
-    users = sub.add_parser("users", help="list, show, disable, enable, delete users or end their sessions")
-    users_sub = users.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
-    listing = leaf(users_sub, "list", "list users, oldest first (50 per page)")
-    listing.add_argument("--after", metavar="USER_ID", help="start after this user id (paging)")
-    listing.add_argument("--all", action="store_true", help="follow the pages to the end")
-    listing.add_argument("--desc", action="store_true", help="newest first")
-    for name, help_text in (
-        ("get", "show one user"),
-        ("disable", "disable a user: its log-ins fail and its sessions end now"),
-        ("enable", "enable a disabled user"),
-        ("delete", "delete a user and its sessions (its documents stay)"),
-        ("logout", "end every session of a user"),
-    ):
-        leaf(users_sub, name, help_text).add_argument("user_id", metavar="USER_ID")
+def _leaf(group: click.Group, name: str, help_text: str, *params: Callable[[Any], Any],
+          group_name: str | None = None) -> None:
+    @click.pass_context
+    def parsed(ctx: click.Context, /, **options: Any) -> SimpleNamespace:
+        return _args(ctx, group_name or name, name if group_name else None, options)
 
-    pending = sub.add_parser("pending", help="unconfirmed email/password users")
-    pending_sub = pending.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
-    pending_list = leaf(pending_sub, "list", "list pending users (50 per page)")
-    pending_list.add_argument("--after", metavar="ID", help="start after this pending user id")
-    pending_list.add_argument("--all", action="store_true", help="follow the pages to the end")
-    leaf(pending_sub, "confirm", "confirm a pending user").add_argument("email", metavar="EMAIL")
-    leaf(pending_sub, "delete", "delete a pending user").add_argument("email", metavar="EMAIL")
+    function: Any = parsed
+    for param in reversed((*params, _admin_options)):
+        function = param(function)
+    group.command(name, cls=_Command, help=help_text, short_help=help_text, epilog=EXIT_CODES_HELP,
+                  context_settings=CONTEXT)(function)
 
-    purge = leaf(sub, "purge-anonymous", "delete anonymous users inactive for N days (server default: 90)")
-    purge.add_argument("--inactive-days", metavar="N", type=_positive, default=None)
 
-    create = leaf(sub, "create-key", "write a new admin key pair to FILE (0600; no server needed)")
-    create.add_argument("file", metavar="FILE")
-    return parser
+@admin_cli.group("users", cls=_Group, context_settings=CONTEXT,
+                 short_help="list, show, disable, enable, delete users or end their sessions")
+def _users() -> None:
+    """List, show, disable, enable, delete users or end their sessions."""
+
+
+_after = click.option("--after", metavar="ID", default=None, help="start after this id (paging)")
+_all = click.option("--all", "all", is_flag=True, help="follow the pages to the end")
+_leaf(_users, "list", "list users, oldest first (50 per page)", _after, _all,
+      click.option("--desc", is_flag=True, help="newest first"), group_name="users")
+for _name, _help in (
+    ("get", "show one user"),
+    ("disable", "disable a user: its log-ins fail and its sessions end now"),
+    ("enable", "enable a disabled user"),
+    ("delete", "delete a user and its sessions (its documents stay)"),
+    ("logout", "end every session of a user"),
+):
+    _leaf(_users, _name, _help, click.argument("user_id", metavar="USER_ID"), group_name="users")
+
+
+@admin_cli.group("pending", cls=_Group, context_settings=CONTEXT,
+                 short_help="unconfirmed email/password users")
+def _pending() -> None:
+    """Unconfirmed email/password users."""
+
+
+_leaf(_pending, "list", "list pending users (50 per page)", _after, _all, group_name="pending")
+_leaf(_pending, "confirm", "confirm a pending user", click.argument("email", metavar="EMAIL"),
+      group_name="pending")
+_leaf(_pending, "delete", "delete a pending user", click.argument("email", metavar="EMAIL"),
+      group_name="pending")
+_leaf(admin_cli, "purge-anonymous", "delete anonymous users inactive for N days (server default: 90)",
+      click.option("--inactive-days", metavar="N", default=None,
+                   type=click.FloatRange(0, 1e9, min_open=True, max_open=True)))
+_leaf(admin_cli, "create-key", "write a new admin key pair to FILE (0600; no server needed)",
+      click.argument("file", metavar="FILE", type=click.Path()))
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -327,7 +332,7 @@ async def _app_path(client: AdminClient, group_id: str, app_id: str | None) -> s
     return f"/groups/{_q(group_id)}/apps/{_q(app_id)}"
 
 
-async def _run(args: argparse.Namespace, settings: Mapping[str, Any]) -> Outcome:
+async def _run(args: SimpleNamespace, settings: Mapping[str, Any]) -> Outcome:
     async with AdminClient(settings["base_url"], settings["key_file"], args.timeout) as client:
         app = await _app_path(client, settings["group_id"], settings["app_id"])
         if args.group == "purge-anonymous":
@@ -375,7 +380,7 @@ async def _run(args: argparse.Namespace, settings: Mapping[str, Any]) -> Outcome
         )
 
 
-def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+def _settings(args: SimpleNamespace, env: Mapping[str, str]) -> dict[str, Any]:
     base_url = (
         args.base_url or env.get("APPUSERS_ADMIN_URL") or env.get("APPUSERS_BASE_URL") or DEFAULT_LOCAL_URL
     )
@@ -401,6 +406,10 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any
 
 
 def _exit_code(exc: BaseException) -> ExitCode:
+    if isinstance(exc, click.ClickException):
+        return ExitCode.USAGE
+    if isinstance(exc, click.Abort):
+        return ExitCode.INTERRUPTED
     if isinstance(exc, ServiceError) and exc.error_code in _NOT_FOUND_CODES:
         return ExitCode.USAGE
     return exit_code_for(exc)
@@ -409,7 +418,9 @@ def _exit_code(exc: BaseException) -> ExitCode:
 def _message(exc: BaseException, base_url: str) -> str:
     if isinstance(exc, CliError):
         return exc.message
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, click.ClickException):
+        return exc.format_message()
+    if isinstance(exc, KeyboardInterrupt | click.Abort):
         return "interrupted"
     if isinstance(exc, TransportError):
         return f"cannot reach the server at {base_url}: {exc}"
@@ -433,21 +444,32 @@ def admin_main(
     """Run ``appusers admin ARGV``; the exit code."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    environ = os.environ if env is None else env
     argv = list(argv)
-    json_mode, debug, base_url = "--json" in argv, "--debug" in argv, DEFAULT_LOCAL_URL
     try:
-        parser = _parser()
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as exc:  # --help
-            return exc.code if isinstance(exc.code, int) else 0
-        json_mode, debug = args.json, args.debug
-        if debug:
+        parsed = admin_cli.main(argv, prog_name="appusers admin", standalone_mode=False)
+    except (Exception, KeyboardInterrupt, click.Abort) as exc:
+        reporting = SimpleNamespace(json="--json" in argv, debug="--debug" in argv)
+        return _report(exc, reporting, DEFAULT_LOCAL_URL, out, err)
+    if not isinstance(parsed, SimpleNamespace):  # --help printed
+        return parsed if isinstance(parsed, int) else 0
+    return run_admin(parsed, env=env, stdout=out, stderr=err)
+
+
+def run_admin(
+    args: SimpleNamespace,
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Carry out a parsed ``appusers admin`` command; the exit code."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    environ = os.environ if env is None else env
+    base_url = DEFAULT_LOCAL_URL
+    try:
+        if args.debug:
             logging.basicConfig(level=logging.DEBUG, stream=err, format="%(levelname)s %(name)s: %(message)s")
-        if args.group is None:
-            parser.print_usage(err)
-            raise CliError("a command is required (see 'appusers admin --help')", ExitCode.USAGE)
         if args.group == "create-key":
             pair = new_admin_key_pair()
             try:
@@ -463,20 +485,26 @@ def admin_main(
             base_url = settings["base_url"]
             outcome = asyncio.run(_run(args, settings))
     except (Exception, KeyboardInterrupt) as exc:
-        code = _exit_code(exc)
-        message = _message(exc, base_url)
-        if debug and not isinstance(exc, KeyboardInterrupt):
-            traceback.print_exception(exc, file=err)
-        err.write(f"appusers admin: error: {message}\n")
-        if json_mode:
-            error = {
-                "exit_code": int(code),
-                "kind": code.name.lower(),
-                "type": type(exc).__name__,
-                "code": exc.error_code if isinstance(exc, ServiceError) and exc.error_code else None,
-                "message": message,
-            }
-            out.write(json.dumps({"error": error}, sort_keys=True) + "\n")
-        return int(code)
-    emit(outcome, json_mode=json_mode, stdout=out, stderr=err)
+        return _report(exc, args, base_url, out, err)
+    emit(outcome, json_mode=args.json, stdout=out, stderr=err)
     return 0
+
+
+def _report(exc: BaseException, args: SimpleNamespace, base_url: str, out: TextIO, err: TextIO) -> int:
+    code = _exit_code(exc)
+    message = _message(exc, base_url)
+    if args.debug and not isinstance(exc, KeyboardInterrupt | click.ClickException | click.Abort):
+        traceback.print_exception(exc, file=err)
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        err.write(exc.ctx.get_usage() + "\n")
+    err.write(f"appusers admin: error: {message}\n")
+    if args.json:
+        error = {
+            "exit_code": int(code),
+            "kind": code.name.lower(),
+            "type": type(exc).__name__,
+            "code": exc.error_code if isinstance(exc, ServiceError) and exc.error_code else None,
+            "message": message,
+        }
+        out.write(json.dumps({"error": error}, sort_keys=True) + "\n")
+    return int(code)

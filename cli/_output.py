@@ -19,8 +19,8 @@ from typing import Any, TextIO
 import attrs
 from bson import json_util
 
-from ._models import UserState
-from ._user import User
+from appusers._models import UserState
+from appusers._user import User
 
 __all__ = [
     "Outcome", "ejson_text", "ejson_value", "emit", "state_word", "user_line", "user_summary", "user_text",
