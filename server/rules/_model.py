@@ -9,6 +9,7 @@ is an error at start-up, never a silently open or closed collection.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -187,7 +188,9 @@ def _object(data: Any, where: str) -> Mapping[str, Any]:
 def _known(doc: Mapping[str, Any], allowed: frozenset[str] | set[str], where: str) -> None:
     unknown = sorted(set(doc) - set(allowed))
     if unknown:
-        raise RuleConfigError(f"{where}.{unknown[0]} is not a known key")
+        close = difflib.get_close_matches(unknown[0], sorted(allowed), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise RuleConfigError(f"{where}.{unknown[0]} is not a known key{hint}")
 
 
 def _array(value: Any, where: str) -> Sequence[Any]:

@@ -38,6 +38,8 @@ def _load(tmp_path: Path, text: str) -> str:
         ("[throttle]\nbase_dealy = 2.0\n", "throttle.base_dealy: unknown key; did you mean base_delay?"),
         ("[[functions.config]]\nname = 'sum'\nprivat = true\n", "did you mean private?"),
         ("[environment]\ntga = 'x'\n", "unknown key"),
+        ("[[rules]]\ndatabase = 'd'\ncollection = 'c'\nrols = []\n",
+         "rules[0].rols is not a known key; did you mean roles?"),
     ],
 )
 def test_an_unknown_table_or_key_is_named_with_its_closest_match(
