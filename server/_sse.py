@@ -17,7 +17,8 @@ from aiohttp import web
 from . import _ejson
 from ._errors import ApiError
 from ._http import cors
-from ._mongo import store_errors
+from ._mongo import rule_error, store_errors
+from .rules import RuleDenied, RuleEvaluationError
 
 __all__ = ["WatchSlots", "decode_baas_request", "serve_watch", "sse_event"]
 
@@ -76,7 +77,20 @@ def sse_event(kind: str, data: Any) -> bytes:
 
 
 def _error_event(exc: BaseException) -> bytes:
+    if isinstance(exc, RuleDenied | RuleEvaluationError):
+        exc = rule_error(exc)
+        log.warning("watch stream ended: %s", exc.message)
+    elif isinstance(exc, ApiError):
+        # A rule's %function failed; its message is for the caller, not for the log.
+        log.warning("watch stream ended: a rule's function failed (%s)", exc.code)
+    if isinstance(exc, ApiError):
+        return sse_event("error", {"error_code": exc.code, "error": exc.message})
     return sse_event("error", {"error_code": "MongoDBError", "error": str(exc) or type(exc).__name__})
+
+
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    """What ends a stream with an error event: rules that refuse or fail, and store errors."""
+    return (RuleDenied, RuleEvaluationError, ApiError, *store_errors())
 
 
 def decode_baas_request(value: str | None) -> Mapping[str, Any]:
@@ -143,7 +157,7 @@ async def serve_watch(
                         event = next_nowait()
                     except StopAsyncIteration:
                         break
-                    except store_errors() as exc:
+                    except _stream_errors() as exc:
                         await resp.write(_error_event(exc))
                         break
                     if event is not None:
@@ -169,7 +183,7 @@ async def serve_watch(
                     event = next_event.result()
                 except StopAsyncIteration:
                     break
-                except store_errors() as exc:
+                except _stream_errors() as exc:
                     await resp.write(_error_event(exc))
                     break
                 await resp.write(sse_event("message", event))

@@ -20,7 +20,7 @@ from .._mongo import call_mongo, parse_target, rule_error, store_errors
 from .._sse import WatchSlots, decode_baas_request, serve_watch
 from .._store import UserRecord
 from .._tokens import TokenClaims
-from ..rules import RuleDenied
+from ..rules import RuleDenied, RuleEvaluationError
 from ._paths import APP
 
 if TYPE_CHECKING:
@@ -98,9 +98,7 @@ class FunctionRoutes:
             return fault
         self.server.check_app(request)
         header_token = self.server.bearer(request)
-        claims, user = await self.server.access(
-            request, header_token or request.query.get("baas_at") or None
-        )
+        claims, user = await self.server.access(request, header_token or request.query.get("baas_at") or None)
         call = decode_baas_request(request.query.get("baas_request"))
         service = call.get("service")
         if call.get("name") != "watch" or service not in self.server.config.mongo_services:
@@ -120,10 +118,10 @@ class FunctionRoutes:
         with self.watch_slots.hold(user.id):
             try:
                 raw = self.server.documents.collection(arg["database"], arg["collection"])
-                watcher = ruled(raw, arg["database"], arg["collection"]).watch(
+                watcher = await ruled(raw, arg["database"], arg["collection"]).open_watch(
                     ids=ids, filter=dict(filter_) if filter_ is not None else None
                 )
-            except RuleDenied as exc:
+            except (RuleDenied, RuleEvaluationError) as exc:
                 raise rule_error(exc) from None
             except store_errors() as exc:
                 raise ApiError(400, "MongoDBError", str(exc) or type(exc).__name__) from None

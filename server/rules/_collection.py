@@ -374,6 +374,21 @@ class RuledCollection:
         check_query(filter)
         return RuledChangeStream(self._raw.watch(ids=ids, filter=filter, pre_images=True), policy)
 
+    async def open_watch(
+        self, *, ids: Sequence[Any] | None = None, filter: Mapping[str, Any] | None = None
+    ) -> RuledChangeStream:
+        """``watch`` with the filters evaluated first.
+
+        Filters see no document, so one that cannot be evaluated fails the request
+        that opens the stream, not the stream at its first event.
+        """
+        policy = self.policy
+        check_query(filter)
+        found, spec = await policy.filters()
+        stream = RuledChangeStream(self._raw.watch(ids=ids, filter=filter, pre_images=True), policy)
+        stream._filters = (found, Projection(spec))
+        return stream
+
 
 class RuledChangeStream:
     """A change stream that sends only what the user could read."""

@@ -383,9 +383,8 @@ def test_invalid_construction(kwargs: dict[str, Any]) -> None:
 # -- TLS (S4) -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cert file, key file)."""
+def self_signed(directory: Path, san: x509.GeneralName) -> tuple[Path, Path]:
+    """A self-signed CA certificate for ``san`` (cert file, key file) in ``directory``."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "appusers test")])
     now = datetime.datetime.now(datetime.UTC)
@@ -397,13 +396,10 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
+        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    directory = tmp_path_factory.mktemp("tls")
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
@@ -414,8 +410,19 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture
-async def tls_server(aiohttp_server: AiohttpServer, certificate: tuple[Path, Path]) -> Any:
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert file, key file)."""
+    return self_signed(tmp_path_factory.mktemp("tls"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+
+
+@pytest.fixture(scope="module")
+def other_host_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for a host name that is not the one the client connects to."""
+    return self_signed(tmp_path_factory.mktemp("tls-other"), x509.DNSName("other.invalid"))
+
+
+async def serve_tls(aiohttp_server: AiohttpServer, certificate: tuple[Path, Path]) -> Any:
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(*certificate)
     downgrade_target = f"http://127.0.0.1:{free_port()}/ok"
@@ -432,9 +439,37 @@ async def tls_server(aiohttp_server: AiohttpServer, certificate: tuple[Path, Pat
     return await aiohttp_server(app, ssl=server_context)
 
 
+@pytest.fixture
+async def tls_server(aiohttp_server: AiohttpServer, certificate: tuple[Path, Path]) -> Any:
+    return await serve_tls(aiohttp_server, certificate)
+
+
+# The certificate-failure path: aiohttp 3.9.0-3.9.1 accepted an untrusted certificate and
+# 3.9.2-3.13.0 made the transport raise AttributeError instead of a TransportError. .ci/test runs
+# these tests on the newest aiohttp and again on the declared floor (the lowest-versions job).
+
+
 async def test_untrusted_certificate_is_rejected(transport: AiohttpTransport, tls_server: Any) -> None:
-    with pytest.raises(TransportError, match="TLS certificate verification failed"):
-        await transport.send(Request("GET", str(tls_server.make_url("/ok"))))
+    url = str(tls_server.make_url("/ok"))
+    with pytest.raises(TransportError) as caught:
+        await transport.send(Request("GET", url))
+    assert type(caught.value) is TransportError  # not a timeout, not a foreign error
+    assert str(caught.value) == f"GET {url} failed: TLS certificate verification failed"
+    assert (caught.value.method, caught.value.url) == ("GET", url)
+
+
+async def test_certificate_for_another_host_is_rejected(
+    aiohttp_server: AiohttpServer, other_host_certificate: tuple[Path, Path]
+) -> None:
+    # Trusted issuer, wrong name: host name verification is on even with a private CA.
+    server = await serve_tls(aiohttp_server, other_host_certificate)
+    url = str(server.make_url("/ok"))
+    context = ssl.create_default_context(cafile=str(other_host_certificate[0]))
+    async with AiohttpTransport(ssl_context=context) as transport:
+        with pytest.raises(TransportError) as caught:
+            await transport.send(Request("GET", url))
+    assert type(caught.value) is TransportError
+    assert str(caught.value) == f"GET {url} failed: TLS certificate verification failed"
 
 
 async def test_ssl_context_can_trust_a_private_certificate(
