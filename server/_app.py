@@ -25,7 +25,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +35,7 @@ from ._access import RuleAccess
 from ._address import ClientAddresses
 from ._config import ServerConfig
 from ._errors import ApiError, ConfigError
-from ._faults import ROUTE_NAMES, Fault, FaultReply, Faults
+from ._faults import ROUTE_NAMES, FaultReply, Faults
 from ._functions import FunctionContext, FunctionRegistry, FunctionRequest, FunctionUser, Services, Values
 from ._hashing import PasswordHasher
 from ._http import CORS, Cors, error_response, finish_headers
@@ -189,22 +189,6 @@ class ServerApp:
         Every route that deletes a user calls this once, after the deletion succeeded.
         """
         self.triggers.fire("DELETE", user, [i.provider_type for i in user.identities])
-
-    def inject_fault(
-        self,
-        route: str,
-        status: int,
-        body: Mapping[str, Any] | None,
-        times: int = 1,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (and ``headers``)."""
-        self.faults.inject(route, status, body, times, headers=headers)
-
-    def inject_faults(self, route: str, steps: Iterable[Fault | None]) -> None:
-        """The next requests to ``route`` take ``steps`` in order (``None``: normal service)."""
-        self.faults.sequence(route, steps)
 
     def client_address(self, request: web.Request) -> str:
         """The address throttles count ``request`` against (forwarded only by trusted proxies)."""

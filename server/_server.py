@@ -295,7 +295,7 @@ class LocalServer:
     ) -> None:
         """The next ``times`` requests to ``route`` answer ``status`` with ``body`` (None = empty body)
         and ``headers`` (e.g. ``{"Retry-After": "2"}``)."""
-        self._server_app.inject_fault(route, status, body, times, headers=headers)
+        self._server_app.faults.inject(route, status, body, times, headers=headers)
 
     def inject_faults(self, route: str, steps: Iterable[Fault | None]) -> None:
         """The next requests to ``route`` take ``steps`` in order, then it is normal again.
@@ -305,7 +305,7 @@ class LocalServer:
             server.inject_faults("profile", [Fault.reply(503, headers={"Retry-After": "1"})] * 2)
             server.inject_faults("function_call", [Fault.reset(), None, Fault.hang()])
         """
-        self._server_app.inject_faults(route, steps)
+        self._server_app.faults.sequence(route, steps)
 
     def release_faults(self) -> None:
         """Let every hanging request go (its connection is closed without an answer)."""

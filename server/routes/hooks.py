@@ -78,7 +78,7 @@ class HookRoutes:
                 steps = [Fault.from_json(step) for step in sequence]
             except ValueError as exc:
                 raise ApiError.invalid_parameter(str(exc)) from None
-            self.server.inject_faults(route, steps)
+            self.server.faults.sequence(route, steps)
             return empty_response(204)
         status, times = body.get("status"), body.get("times", 1)
         fault_body, headers = body.get("body"), body.get("headers")
@@ -90,7 +90,7 @@ class HookRoutes:
             step = Fault.from_json({"status": status, "body": fault_body, "headers": headers})
         except ValueError as exc:
             raise ApiError.invalid_parameter(str(exc)) from None
-        self.server.inject_faults(route, [step] * times)
+        self.server.faults.sequence(route, [step] * times)
         return empty_response(204)
 
     async def admin_fault_release(self, request: web.Request) -> web.StreamResponse:
