@@ -22,6 +22,7 @@ from ._datadir import prepare
 from ._faults import Fault
 from ._listener import GuardedSite, Limits
 from ._outbox import Outbox
+from ._sqlite_counters import SqliteCounters
 from ._sqlite_store import SqliteUserStore
 from ._store import UserStore
 from ._tokens import TokenIssuer
@@ -54,6 +55,12 @@ class LocalServer:
     keys in ``config.admin`` the Admin API is served under ``/api/admin/v3.0``
     (:attr:`group_id`, :attr:`app_object_id`). ``clock`` (epoch seconds) dates user
     activity and the anonymous-user purge; tests pass a fake one.
+
+    ``worker`` (set by ``appusers serve --workers N``, see ``_workers``) makes this server
+    worker number ``worker`` of a group sharing ``data_dir`` and ``port``: the group's
+    supervisor holds the data directory's lock, the documents are opened shared, throttling
+    counters live in ``throttle.sqlite3``, the port is bound with ``SO_REUSEPORT`` and every
+    response says which worker answered (``X-Appusers-Worker``).
     """
 
     def __init__(
@@ -64,8 +71,12 @@ class LocalServer:
         port: int = 0,
         admin_token: str | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        worker: int | None = None,
     ):
         self.config = config if config is not None else ServerConfig.demo()
+        self._worker = worker
+        self._counters: SqliteCounters | None = None
         self._clock = clock
         self._ids: tuple[str, str] | None = None
         self._requested_dir = Path(data_dir) if data_dir is not None else None
@@ -144,10 +155,15 @@ class LocalServer:
         try:
             prepare(self._data_dir)
             self._store = await open_user_store(self.config, self._data_dir)
+            if self._worker is not None and isinstance(self._store, SqliteUserStore):
+                # Counted in a file every worker writes, not in this process's memory.
+                self._counters = SqliteCounters(self._data_dir / "throttle.sqlite3")
+                self._store.counters = self._counters  # type: ignore[assignment]
             self._documents = EmbeddedDocumentStore(
                 self._data_dir / "documents",
                 time_limit=self.config.limits.document_timeout,
                 watch_buffer_bytes=self.config.limits.watch_buffer_bytes,
+                shared=self._worker is not None,
             )
             issuer = TokenIssuer(
                 await self._store.signing_secret(),
@@ -181,8 +197,11 @@ class LocalServer:
                 clock=self._clock,
             )
             http = self.config.http
+            aiohttp_app = self._app.build()
+            if self._worker is not None:
+                aiohttp_app.on_response_prepare.append(self._say_worker)
             self._runner = web.AppRunner(
-                self._app.build(),
+                aiohttp_app,
                 access_log=None,
                 handle_signals=False,
                 # Access tokens are kept below this limit (custom data is capped), so a user's own
@@ -191,7 +210,9 @@ class LocalServer:
                 max_field_size=http.max_header_bytes,
             )
             await self._runner.setup()
-            site = GuardedSite(self._runner, self._host, self._port, self._limits)
+            site = GuardedSite(
+                self._runner, self._host, self._port, self._limits, reuse_port=self._worker is not None
+            )
             await site.start()
             server = site._server
             assert server is not None
@@ -236,6 +257,12 @@ class LocalServer:
         store, self._store = self._store, None
         if store is not None:
             await store.close()
+        counters, self._counters = self._counters, None
+        if counters is not None:
+            counters.close()
+
+    async def _say_worker(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Appusers-Worker"] = str(self._worker)
 
     async def close(self) -> None:
         """Stop listening, end open streams, close the stores; idempotent."""

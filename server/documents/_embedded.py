@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +28,7 @@ from ._errors import DocumentStoreError
 from ._limits import check_depth, check_namespace
 from ._projection import Projection
 from ._protocol import Filter, Sort, UpdateResult, WriteGuard
-from ._watch import EmbeddedChangeStream, WatchHub
+from ._watch import EmbeddedChangeStream, StreamFellBehind, WatchHub
 
 __all__ = ["EmbeddedDocumentCollection", "EmbeddedDocumentStore"]
 
@@ -37,6 +39,9 @@ log = logging.getLogger("appusers.server.documents")
 DEFAULT_TIME_LIMIT = 10.0
 #: Bytes of undelivered change events a stream may hold before it is closed as fallen behind.
 DEFAULT_WATCH_BUFFER = 1024 * 1024
+#: Seconds between two looks for other processes' writes when idle (shared mode): the most a
+#: change stream waits for a write made through another worker while this one serves nothing.
+POLL_INTERVAL = 0.05
 
 
 class EmbeddedDocumentStore:
@@ -45,8 +50,11 @@ class EmbeddedDocumentStore:
     >>> store = EmbeddedDocumentStore(Path("data/documents"))   # doctest: +SKIP
     >>> await store.collection("shop", "orders").insert_one({"status": "open"})   # doctest: +SKIP
 
-    One process per directory (the directory is locked while open). Call
-    :meth:`aclose` when done; it ends every change stream.
+    One process per directory (the directory is locked while open), unless ``shared``: the
+    worker processes of one server, whose supervisor holds that lock for them, each open the
+    directory with ``shared=True`` and see each other's writes on their next operation, their
+    change streams within :data:`POLL_INTERVAL` (see ``_engine``). Call :meth:`aclose` when
+    done; it ends every change stream.
     """
 
     def __init__(
@@ -55,6 +63,7 @@ class EmbeddedDocumentStore:
         *,
         time_limit: float = DEFAULT_TIME_LIMIT,
         watch_buffer_bytes: int = DEFAULT_WATCH_BUFFER,
+        shared: bool = False,
     ) -> None:
         if not time_limit > 0:
             raise ValueError("time_limit must be a positive number of seconds")
@@ -66,13 +75,20 @@ class EmbeddedDocumentStore:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="appusers-documents")
         try:
             # Opened on the worker, the only thread that will ever touch the SQLite connection.
-            self._engine = self._executor.submit(Engine, path).result()
+            self._engine = self._executor.submit(lambda: Engine(path, shared=shared)).result()
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
         # Past this point a write commits: the deadline no longer applies (see _deadline).
         self._engine.before_commit = self._watchdog.disarm
         self._closed = False
+        self._stop_polling = threading.Event()
+        self._poller: threading.Thread | None = None
+        if shared:
+            self._poller = threading.Thread(
+                target=self._poll_loop, name="appusers-documents-poll", daemon=True
+            )
+            self._poller.start()
 
     def __del__(self) -> None:
         # Only a warning: closing needs the event loop (svcs' pattern). The idle worker still stops.
@@ -105,11 +121,44 @@ class EmbeddedDocumentStore:
         if self._closed:
             return
         self._closed = True
+        self._stop_polling.set()
         # FIFO worker: the close runs after every operation submitted before it.
         await asyncio.wrap_future(self._executor.submit(self._engine.close))
         self._executor.shutdown(wait=False)
         self._watchdog.stop()
         self._hub.end_all()
+
+    def _poll_loop(self) -> None:
+        pending: concurrent.futures.Future[None] | None = None
+        while not self._stop_polling.wait(POLL_INTERVAL):
+            if pending is None or pending.done():
+                try:
+                    pending = self._executor.submit(self._poll)
+                except RuntimeError:  # the executor shut down: the store is closing
+                    return
+
+    def _poll(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._engine.catch_up()
+        except (sqlite3.Error, DocumentStoreError):
+            log.warning("looking for other workers' document writes failed", exc_info=True)
+        finally:
+            self._deliver_caught_up()
+
+    def _deliver_caught_up(self) -> None:
+        """Hand what the engine caught up from other processes to the change streams (worker thread)."""
+        changes, lost = self._engine.take_caught_up()
+        if lost:
+            self._hub.fail_all(
+                lambda: StreamFellBehind(
+                    "(ChangeStreamHistoryLost) change stream fell behind: this worker missed changes"
+                    " made through another one"
+                )
+            )
+        if changes:
+            self._hub.publish(changes)
 
     async def _run(
         self,
@@ -135,6 +184,17 @@ class EmbeddedDocumentStore:
         def work() -> T:
             if time.monotonic() >= deadline:
                 raise MaxTimeExpired(limit)  # never started: nothing to undo
+            try:
+                # Unarmed: a catch-up cut short by the deadline would make the engine reload.
+                try:
+                    self._engine.catch_up()
+                except sqlite3.Error as exc:
+                    raise DocumentStoreError(f"cannot read other workers' writes: {exc}") from None
+                return attempt()
+            finally:
+                self._deliver_caught_up()  # before the operation's own changes, which follow them
+
+        def attempt() -> T:
             watchdog = self._watchdog
             try:
                 watchdog.arm(deadline, limit)
@@ -163,6 +223,7 @@ class EmbeddedDocumentStore:
                 raise DocumentStoreError(
                     f"the operation could not be evaluated ({type(exc).__name__})"
                 ) from None
+            self._deliver_caught_up()  # what a write caught up under its lock came first
             if changes:
                 self._hub.publish(changes)
             return result
