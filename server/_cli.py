@@ -16,7 +16,14 @@ from pathlib import Path
 
 import attrs
 
-from ._config import ConfigError, ServerConfig, admin_key_from_file, load_config, parse_database_url
+from ._config import (
+    ConfigError,
+    ServerConfig,
+    admin_key_from_file,
+    load_config,
+    parse_database_url,
+    parse_mongodb_uri,
+)
 from ._server import LocalServer, open_user_store
 from .documents import DocumentStoreError
 
@@ -104,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
         " Prefer PGPASSWORD or ~/.pgpass to a password in the URL",
     )
     p.add_argument(
+        "--mongodb",
+        default=None,
+        metavar="URI",
+        help="serve the MongoDB service (documents, custom user data, watch) from this MongoDB"
+        " (mongodb://host/... or mongodb+srv://...; a replica set for watch); default:"
+        " $APPUSERS_MONGODB_URI, else [mongodb] uri, else the embedded store in the data directory",
+    )
+    p.add_argument(
         "--workers",
         type=_workers,
         default=1,
@@ -123,9 +138,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _with_database(config: ServerConfig, args: argparse.Namespace) -> ServerConfig:
     url = args.database if args.database is not None else os.environ.get("APPUSERS_DATABASE_URL") or None
-    if url is None:
-        return config
-    return attrs.evolve(config, database=attrs.evolve(config.database, url=parse_database_url(url)))
+    if url is not None:
+        config = attrs.evolve(config, database=attrs.evolve(config.database, url=parse_database_url(url)))
+    uri = args.mongodb if args.mongodb is not None else os.environ.get("APPUSERS_MONGODB_URI") or None
+    if uri is not None:
+        config = attrs.evolve(config, mongodb=attrs.evolve(config.mongodb, uri=parse_mongodb_uri(uri)))
+    return config
 
 
 async def _migrate(config: ServerConfig, data_dir: Path) -> int:

@@ -19,6 +19,7 @@ from ._admin_auth import AdminAuth
 from ._app import ServerApp
 from ._config import ServerConfig
 from ._datadir import prepare
+from ._errors import ConfigError
 from ._faults import Fault
 from ._listener import GuardedSite, Limits
 from ._outbox import Outbox
@@ -143,8 +144,6 @@ class LocalServer:
         """Open the stores and start listening."""
         if self._runner is not None:
             raise RuntimeError("server already started")
-        from .documents import EmbeddedDocumentStore
-
         if self._data_dir is not None:
             pass  # restarted after stop(): same data, same port
         elif self._requested_dir is None:
@@ -159,12 +158,7 @@ class LocalServer:
                 # Counted in a file every worker writes, not in this process's memory.
                 self._counters = SqliteCounters(self._data_dir / "throttle.sqlite3")
                 self._store.counters = self._counters  # type: ignore[assignment]
-            self._documents = EmbeddedDocumentStore(
-                self._data_dir / "documents",
-                time_limit=self.config.limits.document_timeout,
-                watch_buffer_bytes=self.config.limits.watch_buffer_bytes,
-                shared=self._worker is not None,
-            )
+            self._documents = await self._open_documents()
             issuer = TokenIssuer(
                 await self._store.signing_secret(),
                 self.config.app_id,
@@ -225,11 +219,34 @@ class LocalServer:
             await self.close()
             raise
         log.info(
-            "appusers server listening on %s (app id %s, data %s, users in %s)",
+            "appusers server listening on %s (app id %s, data %s, users in %s, documents in %s)",
             self._url,
             self.app_id,
             self._data_dir,
             self.config.database.safe_url or "SQLite",
+            self.config.mongodb.safe_uri or "the data directory",
+        )
+
+    async def _open_documents(self) -> Any:
+        """The MongoDB service's store: MongoDB for a ``[mongodb] uri``, else embedded in the data dir."""
+        from .documents import DocumentStoreError, EmbeddedDocumentStore
+        from .documents._pymongo import open_pymongo_store
+
+        settings = self.config.mongodb
+        if settings.uri is not None:
+            assert settings.safe_uri is not None
+            try:
+                return await open_pymongo_store(
+                    settings.uri, timeout=settings.connect_timeout, shown=settings.safe_uri
+                )
+            except DocumentStoreError as exc:
+                raise ConfigError(str(exc)) from None
+        assert self._data_dir is not None
+        return EmbeddedDocumentStore(
+            self._data_dir / "documents",
+            time_limit=self.config.limits.document_timeout,
+            watch_buffer_bytes=self.config.limits.watch_buffer_bytes,
+            shared=self._worker is not None,
         )
 
     async def stop(self) -> None:

@@ -18,7 +18,49 @@ from ._protocol import Filter, Sort, UpdateResult, WriteGuard
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
 
-__all__ = ["PyMongoDocumentStore"]
+__all__ = ["MIN_PYMONGO", "PyMongoDocumentStore", "open_pymongo_store"]
+
+#: ``AsyncMongoClient`` is stable from pymongo 4.10 on (4.9 had it as a preview).
+MIN_PYMONGO = (4, 10)
+
+
+def _scrub(text: str, uri: str) -> str:
+    """``text`` without the URI's user-info (pymongo may quote what it was given)."""
+    userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
+    return text.replace(userinfo, "***") if userinfo else text
+
+
+async def open_pymongo_store(uri: str, *, timeout: float, shown: str) -> PyMongoDocumentStore:
+    """A store on the MongoDB at ``uri``, after one ``ping`` answered within ``timeout`` seconds.
+
+    Raises :class:`DocumentStoreError` with a one-line reason (``shown``: the URI as it may be
+    printed, without its password) when pymongo is too old or no server answers.
+    """
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    if tuple(pymongo.version_tuple[:2]) < MIN_PYMONGO:
+        raise DocumentStoreError(
+            f"[mongodb] uri needs pymongo >= {'.'.join(map(str, MIN_PYMONGO))} (AsyncMongoClient);"
+            f" installed: {pymongo.version}"
+        )
+    client: AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
+        uri,
+        serverSelectionTimeoutMS=int(timeout * 1000),
+        connectTimeoutMS=int(timeout * 1000),
+        appname="appusers",
+        connect=False,
+    )
+    try:
+        await client.admin.command("ping")
+    except PyMongoError as exc:
+        await client.close()
+        # The topology description after "Timeout:" repeats the same in a page of text.
+        reason = _scrub(str(exc), uri).split(", Timeout:")[0].split(", Topology Description")[0]
+        raise DocumentStoreError(
+            f"cannot reach MongoDB at {shown} within {timeout:g} s ({type(exc).__name__}: {reason})"
+        ) from None
+    return PyMongoDocumentStore(client)
 
 
 @contextlib.contextmanager
