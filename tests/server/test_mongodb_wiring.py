@@ -22,8 +22,7 @@ import pytest
 
 from appusers.server import ConfigError, LocalServer, ServerConfig, load_config
 from appusers.server._config import MongoSettings, parse_mongodb_uri
-from appusers.server.documents import DocumentStoreError, PyMongoDocumentStore
-from appusers.server.documents import _pymongo
+from appusers.server.documents import DocumentStoreError, PyMongoDocumentStore, _pymongo
 
 
 def _closed_port() -> int:
