@@ -68,6 +68,7 @@ class EmbeddedDocumentStore:
         if not time_limit > 0:
             raise ValueError("time_limit must be a positive number of seconds")
         self._path = path
+        self._shared = shared
         self._closed = True  # until the engine is open: a failed open leaves nothing to close
         self._time_limit = float(time_limit)
         self._hub = WatchHub(watch_buffer_bytes)
@@ -149,6 +150,8 @@ class EmbeddedDocumentStore:
 
     def _deliver_caught_up(self) -> None:
         """Hand what the engine caught up from other processes to the change streams (worker thread)."""
+        if not self._shared:
+            return
         changes, lost = self._engine.take_caught_up()
         if lost:
             self._hub.fail_all(
@@ -184,6 +187,8 @@ class EmbeddedDocumentStore:
         def work() -> T:
             if time.monotonic() >= deadline:
                 raise MaxTimeExpired(limit)  # never started: nothing to undo
+            if not self._shared:
+                return attempt()
             try:
                 # Unarmed: a catch-up cut short by the deadline would make the engine reload.
                 try:
