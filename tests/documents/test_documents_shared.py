@@ -84,7 +84,8 @@ async def test_a_watch_on_one_receives_the_writes_of_the_other_in_commit_order(
     await ca.delete_one({"_id": 1})
     # Nothing else happens on b: its poller delivers these.
     insert, update, replace, delete = [await _next(stream) for _ in range(4)]
-    assert insert["operationType"] == "insert" and insert["fullDocument"] == {"_id": 1, "x": {"y": 1}, "keep": True}
+    assert insert["operationType"] == "insert"
+    assert insert["fullDocument"] == {"_id": 1, "x": {"y": 1}, "keep": True}
     assert update["operationType"] == "update"
     assert update["updateDescription"] == {"updatedFields": {"x.y": 2}, "removedFields": ["keep"]}
     assert update["fullDocumentBeforeChange"] == {"_id": 1, "x": {"y": 1}, "keep": True}
