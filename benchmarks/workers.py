@@ -4,7 +4,9 @@ Each run starts a real server (``python -m appusers.server``, a fresh data direc
 anonymously and drives ``POST functions/call`` (``sum``) with wrk, 1 thread x 64 connections
 on loopback, for ``--seconds``; the load generator runs on the same cores as the server. The
 two configurations alternate run by run, so a change in the machine's load hits both.
-Prints requests/s per run, the median of each, their ratio, and ``uptime`` before and after.
+Prints requests/s per run, the median of each, their ratio, and ``uptime`` before and after;
+also the server's CPU time per request (all its processes, from /proc), which a busy shared
+machine does not change: it shows whether workers cost more per request than one process.
 
     python benchmarks/workers.py --runs 3 --seconds 10
 
@@ -38,7 +40,18 @@ def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def one_run(workers: int, seconds: int, connections: int) -> float:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float]:
+    """Requests/s and server CPU microseconds per request."""
     tmp = Path(tempfile.mkdtemp(prefix="appusers-bench-"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "appusers.server", "--workers", str(workers), "--port", "0",
@@ -49,6 +62,8 @@ def one_run(workers: int, seconds: int, connections: int) -> float:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
         url = line.split()[2]
+        pids = [int(p) for p in line.split("(pids ")[1].rstrip(")\n").split()] if "(pids " in line else []
+        pids.append(proc.pid)
         app = f"{url}/api/client/v2.0/app/appusers-local"
         req = urllib.request.Request(f"{app}/auth/providers/anon-user/login", data=b"{}", method="POST",
                                      headers={"Content-Type": "application/json"})  # fmt: skip
@@ -56,15 +71,18 @@ def one_run(workers: int, seconds: int, connections: int) -> float:
             token = json.load(resp)["access_token"]
         script = tmp / "call.lua"
         script.write_text(LUA % token)
+        cpu_before = _cpu_seconds(pids)
         out = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{app}/functions/call"],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
         if "Non-2xx" in out:
             raise SystemExit(f"errors during the run:\n{out}")
+        cpu = _cpu_seconds(pids) - cpu_before
         match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        assert match, out
-        return float(match.group(1))
+        total = re.search(r"(\d+) requests in", out)
+        assert match and total, out
+        return float(match.group(1)), cpu / int(total.group(1)) * 1e6
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -81,16 +99,21 @@ def main() -> None:
     args = parser.parse_args()
     print("before:", _uptime(), flush=True)
     results: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
     for run in range(args.runs):
         for workers in (1, 2):
-            rps = one_run(workers, args.seconds, args.connections)
+            rps, us = one_run(workers, args.seconds, args.connections)
             results[workers].append(rps)
-            print(f"run {run + 1} workers={workers}: {rps:,.0f} req/s", flush=True)
+            cpu[workers].append(us)
+            line = f"run {run + 1} workers={workers}: {rps:,.0f} req/s, {us:,.0f} us server CPU/request"
+            print(line, flush=True)
     print("after:", _uptime(), flush=True)
     one, two = statistics.median(results[1]), statistics.median(results[2])
     ratios = [b / a for a, b in zip(results[1], results[2], strict=True)]
     print(f"workers=1: {' '.join(f'{r:,.0f}' for r in results[1])} req/s (median {one:,.0f})")
     print(f"workers=2: {' '.join(f'{r:,.0f}' for r in results[2])} req/s (median {two:,.0f})")
+    for n in (1, 2):
+        print(f"workers={n} server CPU per request: {' '.join(f'{u:,.0f}' for u in cpu[n])} us")
     print(f"ratio 2/1 per run: {' '.join(f'{r:.2f}' for r in ratios)}; of medians {two / one:.2f}")
 
 
