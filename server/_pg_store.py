@@ -368,6 +368,23 @@ class PostgresUserStore:
             ),
         )
 
+    async def open_session(self, session: SessionRecord, now: int) -> None:
+        async with self._connect() as conn, conn.transaction():
+            await conn.execute(
+                f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+                (
+                    session.id,
+                    session.user_id,
+                    session.device_id,
+                    session.refresh_digest,
+                    session.expires_at,
+                    session.api_key_id,
+                ),
+            )
+            await conn.execute(
+                "UPDATE users SET last_login=%s, last_active=%s WHERE id=%s", (now, now, session.user_id)
+            )
+
     async def get_session(self, session_id: str) -> SessionRecord | None:
         if _has_nul(session_id):
             return None
