@@ -98,8 +98,8 @@ class SessionRoutes:
             expires_at=expires,
             api_key_id=key_id,
         )
-        await self.server.store.create_session(session)
-        await self.server.user_admin.touched(user.id, login=True)
+        # One commit: the session and the user's log-in time.
+        await self.server.store.open_session(session, int(self.server.user_admin.clock()))
         reply = json_response(
             {
                 "access_token": await self.server.access_token(user, session),
@@ -117,9 +117,12 @@ class SessionRoutes:
     async def _user_for(self, resolved: Resolved) -> tuple[UserRecord, bool]:
         """The user the identity belongs to, and whether this log-in created it."""
         identity = resolved.identity
-        owner = resolved.owner or await self.server.store.find_identity_owner(
-            identity.provider_type, identity.id
-        )
+        if resolved.fresh:
+            owner = None
+        else:
+            owner = resolved.owner or await self.server.store.find_identity_owner(
+                identity.provider_type, identity.id
+            )
         if owner is None:
             try:
                 created = await self.server.store.create_user(
