@@ -79,6 +79,8 @@ class TokenIssuer:
 
     def __init__(self, secret: bytes, app_id: str, access_lifetime: int, refresh_lifetime: int):
         self._secret = secret
+        # Keyed once: each signature copies it instead of setting the key up again.
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
         self._app_id = app_id
         self._access_lifetime = access_lifetime
         self._refresh_lifetime = refresh_lifetime
@@ -134,7 +136,9 @@ class TokenIssuer:
         return f"{signing_input}.{self._signature(signing_input.encode('ascii'))}"
 
     def _signature(self, signing_input: bytes) -> str:
-        return _b64encode(hmac.digest(self._secret, signing_input, hashlib.sha256))
+        mac = self._mac.copy()
+        mac.update(signing_input)
+        return _b64encode(mac.digest())
 
     def _decode(self, token: str) -> dict[str, Any]:
         """The verified claims of a compact HS256 JWS; _Invalid or _Expired otherwise."""
