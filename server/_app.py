@@ -328,7 +328,9 @@ class ServerApp:
         if session.expires_at < time.time():
             await self.store.delete_session(session.id)
             raise ApiError.invalid_session("invalid session: refresh token expired")
-        user = await self.store.get_user(session.user_id)
+        user = owner if owner is not None and owner.id == session.user_id else None
+        if user is None:
+            user = await self.store.get_user(session.user_id)
         if user is None:
             raise ApiError.invalid_session(missing)
         return session, user

@@ -27,7 +27,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -192,19 +192,28 @@ class SqliteUserStore:
             raise DuplicateError("identity already exists") from None
 
     async def create_user(
-        self, user_type: str, data: Mapping[str, str], identity: IdentityRecord
+        self,
+        user_type: str,
+        data: Mapping[str, str],
+        identity: IdentityRecord,
+        *,
+        session: Callable[[str], SessionRecord] | None = None,
+        now: int | None = None,
     ) -> UserRecord:
         from ._secrets import new_object_id
 
         user_id = new_object_id()
-        now = int(time.time())
+        now = int(time.time()) if now is None else now
+        last_login = 0 if session is None else now
         with self._tx():
             self._db.execute(
                 "INSERT INTO users (id, type, created, disabled, generation, data, last_login, last_active)"
-                " VALUES (?,?,?,0,0,?,0,?)",
-                (user_id, user_type, now, json.dumps(dict(data)), now),
+                " VALUES (?,?,?,0,0,?,?,?)",
+                (user_id, user_type, now, json.dumps(dict(data)), last_login, now),
             )
             self._insert_identity(user_id, identity)
+            if session is not None:
+                await self.create_session(session(user_id))
         # What was just written, without reading it back (a log-in of a new user waits on this).
         return UserRecord(
             id=user_id,
@@ -221,7 +230,7 @@ class SqliteUserStore:
                     provider_data=json.loads(json.dumps(dict(identity.provider_data))),
                 ),
             ),
-            last_login=0,
+            last_login=last_login,
             last_active=now,
         )
 
@@ -328,7 +337,13 @@ class SqliteUserStore:
                 "UPDATE users SET last_login=?, last_active=? WHERE id=?", (now, now, user_id)
             )
         else:
-            # Refreshes come every half hour per client: skip the write within a minute.
+            # Refreshes come every half hour per client: skip the write within a minute
+            # (without a statement when the cached record, valid as of now, says so).
+            cached = self._users.get(user_id)
+            if cached is not None and cached.last_active >= now - 60:
+                self._check_others()
+                if user_id in self._users:
+                    return
             cur = self._db.execute(
                 "UPDATE users SET last_active=? WHERE id=? AND last_active < ?", (now, user_id, now - 60)
             )
