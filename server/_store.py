@@ -21,7 +21,7 @@ cache there would need a round trip to validate anyway).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -186,9 +186,19 @@ class UserStore(Protocol):
 
     # users and identities
     async def create_user(
-        self, user_type: str, data: Mapping[str, str], identity: IdentityRecord
+        self,
+        user_type: str,
+        data: Mapping[str, str],
+        identity: IdentityRecord,
+        *,
+        session: Callable[[str], SessionRecord] | None = None,
+        now: int | None = None,
     ) -> UserRecord:
-        """Create a user owning ``identity``; DuplicateError if the identity is taken."""
+        """Create a user owning ``identity``; DuplicateError if the identity is taken.
+
+        With ``session`` (called with the new user's id), that session is stored and the
+        log-in recorded at ``now`` in the same transaction: a first log-in commits once.
+        """
         ...
 
     async def get_user(self, user_id: str) -> UserRecord | None:
