@@ -69,6 +69,7 @@ class EmbeddedDocumentStore:
             raise ValueError("time_limit must be a positive number of seconds")
         self._path = path
         self._shared = shared
+        self._version_db: sqlite3.Connection | None = None
         self._closed = True  # until the engine is open: a failed open leaves nothing to close
         self._time_limit = float(time_limit)
         self._hub = WatchHub(watch_buffer_bytes)
@@ -119,7 +120,21 @@ class EmbeddedDocumentStore:
         collection stays valid while this is unchanged. Every write passes through this
         store (the directory is locked to one process), so no write escapes it; a write's
         caller resumes only after the number changed.
+
+        Shared (workers): other processes write too, and this process learns of it only when
+        its worker catches up. So the number is SQLite's ``PRAGMA data_version`` on a
+        connection of the caller's own, which changes on every commit to the file by any
+        connection (this store's included): coarser (any collection), never stale.
         """
+        if self._shared:
+            if self._version_db is None:
+                assert self._path is not None  # a shared store has a directory
+                self._version_db = sqlite3.connect(
+                    self._path / "documents.sqlite3",
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            return int(self._version_db.execute("PRAGMA data_version").fetchone()[0])
         return self._engine.versions.get((database, name), 0)
 
     def collection(self, database: str, name: str) -> EmbeddedDocumentCollection:
@@ -133,6 +148,9 @@ class EmbeddedDocumentStore:
             return
         self._closed = True
         self._stop_polling.set()
+        if self._version_db is not None:
+            self._version_db.close()
+            self._version_db = None
         # FIFO worker: the close runs after every operation submitted before it.
         await asyncio.wrap_future(self._executor.submit(self._engine.close))
         self._executor.shutdown(wait=False)

@@ -131,3 +131,17 @@ async def test_a_store_fallen_behind_the_pruned_log_reloads_and_ends_its_streams
 async def test_a_shared_store_needs_a_directory() -> None:
     with pytest.raises(ValueError, match="directory"):
         EmbeddedDocumentStore(None, shared=True)
+
+
+async def test_the_write_version_changes_with_the_writes_of_the_other(
+    pair: tuple[EmbeddedDocumentStore, EmbeddedDocumentStore],
+) -> None:
+    # The server caches custom data under this number: another worker's write must change it
+    # before this store has caught up with that write.
+    a, b = pair
+    before = b.write_version("app", "cd")
+    await a.collection("app", "cd").insert_one({"_id": 1})
+    after = b.write_version("app", "cd")
+    assert after != before
+    await b.collection("app", "cd").update_one({"_id": 1}, {"$set": {"x": 1}})
+    assert b.write_version("app", "cd") != after
