@@ -1,6 +1,6 @@
 """Client authentication and sessions: location, log-in and linking, refresh, log-out, profile, delete.
 
-protocol.md §1.2 routes #1-#7.
+The client API's routes under ``/app/{app_id}/location``, ``.../auth/providers`` and ``/auth``.
 """
 
 from __future__ import annotations
