@@ -68,6 +68,8 @@ class Resolved:
     user_type: str = "normal"
     #: user API keys log in as the key's owner.
     owner: str | None = None
+    #: The identity was made up by this log-in (anonymous): nobody can own it yet.
+    fresh: bool = False
 
 
 def _auth_failed(provider: str, detail: str | None = None) -> ApiError:
@@ -145,7 +147,7 @@ class Providers:
 
     async def _anon_user(self, body: Mapping[str, Any], address: str) -> Resolved:
         # Every anonymous login is a new user, as on the service.
-        return Resolved(self._identity("anon-user", f"{new_object_id()}-{new_object_id()[-12:]}"))
+        return Resolved(self._identity("anon-user", f"{new_object_id()}-{new_object_id()[-12:]}"), fresh=True)
 
     async def _local_userpass(self, body: Mapping[str, Any], address: str) -> Resolved:
         email = _string(body, "username")
