@@ -27,6 +27,11 @@ from appusers.server import ConfigError, LocalServer, ServerConfig, load_config
 from appusers.server._config import MongoSettings, parse_mongodb_uri
 from appusers.server.documents import DocumentStoreError, PyMongoDocumentStore, _pymongo
 
+#: AsyncMongoClient is pymongo >= 4.10; the lowest-versions run (pymongo 4.6.3) checks the refusal instead.
+needs_async_client = pytest.mark.skipif(
+    tuple(pymongo.version_tuple[:2]) < (4, 10), reason="AsyncMongoClient needs pymongo >= 4.10"
+)
+
 
 @pytest.fixture
 def pymongo_leaks() -> Iterator[None]:
@@ -117,6 +122,7 @@ def test_a_bad_mongodb_table_is_refused(tmp_path: Path, body: str, message: str)
         load_config(_config_file(tmp_path, f"[mongodb]\n{body}\n"))
 
 
+@needs_async_client
 async def test_an_unreachable_mongodb_fails_the_store_quickly_and_clearly(pymongo_leaks: None) -> None:
     uri = f"mongodb://app:hunter2@127.0.0.1:{_closed_port()}/"
     started = time.monotonic()
@@ -135,6 +141,7 @@ async def test_an_old_pymongo_is_refused_by_name(monkeypatch: pytest.MonkeyPatch
         await _pymongo.open_pymongo_store("mongodb://db/", timeout=1, shown="mongodb://db/")
 
 
+@needs_async_client
 async def test_the_server_serves_documents_from_the_configured_mongodb(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,6 +162,7 @@ async def test_the_server_serves_documents_from_the_configured_mongodb(
         assert not (tmp_path / "data" / "documents" / "documents.sqlite3").stat().st_size
 
 
+@needs_async_client
 async def test_an_unreachable_mongodb_fails_the_server_start(tmp_path: Path, pymongo_leaks: None) -> None:
     settings = MongoSettings(uri=f"mongodb://127.0.0.1:{_closed_port()}/", connect_timeout=0.5)
     server = LocalServer(config=attrs.evolve(ServerConfig.demo(), mongodb=settings), data_dir=tmp_path / "d")
@@ -162,6 +170,7 @@ async def test_an_unreachable_mongodb_fails_the_server_start(tmp_path: Path, pym
         await server.start()
 
 
+@needs_async_client
 def test_serve_with_an_unreachable_mongodb_exits_with_one_line(tmp_path: Path) -> None:
     config = _config_file(tmp_path, "[mongodb]\nconnect_timeout = 0.5\n")
     proc = subprocess.run(
@@ -185,6 +194,7 @@ def test_serve_refuses_a_bad_mongodb_option(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "expected mongodb://" in err and "hunter2" not in err, err
 
 
+@needs_async_client
 def test_a_watch_becomes_a_change_stream_pipeline() -> None:
     client: Any = pymongo.AsyncMongoClient("mongodb://db.invalid/", connect=False)
     coll = PyMongoDocumentStore(client).collection("shop", "orders")
@@ -208,3 +218,14 @@ def test_a_guarded_write_is_narrowed_to_the_documents_it_read() -> None:
     assert _pymongo._within({"tags": "a"}, [1, 2]) == {"$and": [{"tags": "a"}, {"_id": {"$in": [1, 2]}}]}
     assert _pymongo._is_replacement({"a": 1}) and not _pymongo._is_replacement({"$set": {"a": 1}})
     assert not _pymongo._is_replacement({})
+
+
+@pytest.mark.skipif(tuple(pymongo.version_tuple[:2]) >= (4, 10), reason="only with a pymongo older than 4.10")
+def test_serve_with_an_old_pymongo_says_which_it_needs(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "appusers.server", "--port", "0", "--data", str(tmp_path / "d"),
+         "--mongodb", "mongodb://127.0.0.1/"],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "needs pymongo >= 4.10" in err and "Traceback" not in err, err
