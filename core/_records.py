@@ -19,6 +19,7 @@ fields mean "none"; tokens, ids and types never contain tabs (checked on write).
 from __future__ import annotations
 
 import json
+import re
 from typing import NamedTuple
 
 import attrs
@@ -26,8 +27,8 @@ import attrs
 from ._models import Identity, Profile, UserState
 
 __all__ = [
-    "FORMAT_VERSION", "Index", "Keys", "UserRecord", "dump_index", "dump_user", "identities_from_raw",
-    "load_index", "load_user",
+    "FORMAT_VERSION", "Index", "Keys", "UserRecord", "check_user", "dump_index", "dump_user",
+    "identities_from_raw", "load_index", "load_user",
 ]
 
 FORMAT_VERSION = 1
@@ -163,6 +164,33 @@ def load_user(text: str) -> UserRecord:
         user_id, state, access or None, refresh or None, device_id or None, ids,
         (prof, profile_type or "normal") if prof else None, provider_type or None, float(last_used),
     ))
+
+
+_ANY = r"[^\t]*+"
+#: A record as ``dump_user`` writes it for a logged-in or logged-out user: 11 fields, the
+#: identities a JSON list, last used as ``repr(float)`` writes it. Everything it accepts,
+#: ``load_user`` accepts too; what it refuses gets ``load_user``'s own verdict.
+_WRITTEN = re.compile(
+    r"u1\t([^\t]++)\t(?:LoggedIn|LoggedOut)\t" + "\t".join([_ANY] * 4)
+    + r"\t-?(?:[0-9]++\.[0-9]*+(?:e[-+][0-9]++)?|[0-9]++e[-+][0-9]++|inf|nan)\t"
+    + _ANY + r"\t\[" + _ANY + r"\t" + _ANY
+)
+
+
+def check_user(text: str, user_id: str) -> bool:
+    """Whether the record of ``user_id`` restores a user: True if it loads and is that user,
+    not removed; False if it is to be forgotten (removed, or another user's). Raises
+    ``ValueError`` where ``load_user`` would.
+
+    Restoring checks every record before any user is built (a record that would not load is
+    dropped at start-up, with a storage issue): one regular expression match per record
+    (a third of ``load_user``'s cost), ``load_user`` only for a record it does not match.
+    """
+    found = _WRITTEN.fullmatch(text)
+    if found is not None and found[1] == user_id:
+        return True
+    record = load_user(text)
+    return record.state is not UserState.REMOVED and record.id == user_id
 
 
 def identities_from_raw(raw: str) -> tuple[Identity, ...]:
