@@ -36,7 +36,7 @@ from ._events import (
 )
 from ._machine import fire
 from ._models import Connectivity, UserState
-from ._persistence import Persistence, build_user
+from ._persistence import Persistence
 from ._pipeline import Pipeline
 from ._records import Index, UserRecord
 from ._registry import UserRegistry
@@ -140,7 +140,7 @@ class App:
             spawn=self._pipeline.spawn,
         )
         self._pipeline.observer = self._connectivity
-        self._users = UserRegistry(functools.partial(build_user, build=functools.partial(User, self)))
+        self._users = UserRegistry(functools.partial(User, self))
         self._current: User | None = None
         self._opened = False
         self._open_lock: asyncio.Lock | None = None

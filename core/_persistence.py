@@ -14,7 +14,17 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ._models import Identity, Profile, UserState
-from ._records import Index, Keys, UserRecord, check_user, dump_index, dump_user, load_index, load_user
+from ._records import (
+    Index,
+    Keys,
+    UserRecord,
+    check_user,
+    dump_index,
+    dump_user,
+    load_index,
+    load_user,
+    match_written,
+)
 from .errors import StorageError
 from .storage import Storage, StorageIssue
 
@@ -50,19 +60,17 @@ class Restored:
 
 def build_user(record: str, build: UserFactory[_U]) -> _U:
     """``build`` the user of a record that :meth:`Persistence.restore` kept."""
-    user = load_user(record)
-    state, access, refresh = user.state, user.access_token, user.refresh_token
-    if state is UserState.LOGGED_IN:
+    user = load_user(record)  # a UserRecord's fields are in ``build``'s order
+    if user.state is UserState.LOGGED_IN:
+        access, refresh = user.access_token, user.refresh_token
         # Tokens were decoded before they were stored; a damaged one is one without
         # a JWT's shape, and its user comes back logged out (core's rule).
-        if not (access and refresh and access.count(".") == 2 and refresh.count(".") == 2):
-            state, access, refresh = UserState.LOGGED_OUT, None, None
-    else:
-        access = refresh = None
-    return build(
-        user.id, state, access, refresh, user.device_id, user.identities, user.profile,
-        user.provider_type, user.last_used,
-    )
+        if access and refresh and access.count(".") == 2 and refresh.count(".") == 2:
+            return build(*user)
+        return build(user.id, UserState.LOGGED_OUT, None, None, *user[4:])
+    if user.access_token is None and user.refresh_token is None:
+        return build(*user)
+    return build(user.id, user.state, None, None, *user[4:])
 
 
 class Persistence:
@@ -122,6 +130,11 @@ class Persistence:
         for user_id in order:
             raw = get(head + user_id)
             if raw is None:
+                continue
+            # check_user's common case, inlined: this loop runs once per user at start-up.
+            written = match_written(raw)
+            if written is not None and written[1] == user_id:
+                records[user_id] = raw
                 continue
             try:
                 keep = check_user(raw, user_id)

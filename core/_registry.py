@@ -11,21 +11,22 @@ one ``User`` per id; apart from when the building happens, the App sees the same
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import cast
 
+from ._persistence import UserFactory, build_user
 from ._user import User
 
 __all__ = ["UserRegistry"]
 
 
 class UserRegistry:
-    """Users by id, in storage order. ``build`` turns a restored record into its ``User``."""
+    """Users by id, in storage order. ``factory`` builds a restored user from its fields."""
 
-    __slots__ = ("_build", "_entries", "_unbuilt")
+    __slots__ = ("_entries", "_factory", "_unbuilt")
 
-    def __init__(self, build: Callable[[str], User]) -> None:
-        self._build = build
+    def __init__(self, factory: UserFactory[User]) -> None:
+        self._factory = factory
         # A value is the built User or, until first use, the user's stored record (a str).
         self._entries: dict[str, User | str] = {}
         self._unbuilt = 0
@@ -35,10 +36,11 @@ class UserRegistry:
         its place; new ones come last (``dict.update``'s rule)."""
         entries = self._entries
         if not entries:
-            self._entries = entries = dict(records)
+            self._entries = dict(records)  # a copy: it will hold built users too
+            self._unbuilt = len(records)
         else:
             entries.update(records)
-        self._unbuilt = sum(1 for entry in entries.values() if type(entry) is str)
+            self._unbuilt = sum(1 for entry in entries.values() if type(entry) is str)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -93,6 +95,6 @@ class UserRegistry:
         return dict(cast("dict[str, User]", self._entries))
 
     def _built(self, user_id: str, record: str) -> User:
-        user = self._entries[user_id] = self._build(record)
+        user = self._entries[user_id] = build_user(record, self._factory)
         self._unbuilt -= 1
         return user
