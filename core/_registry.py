@@ -11,6 +11,7 @@ one ``User`` per id; apart from when the building happens, the App sees the same
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator, Mapping
 from typing import cast
 
@@ -23,24 +24,28 @@ __all__ = ["UserRegistry"]
 class UserRegistry:
     """Users by id, in storage order. ``factory`` builds a restored user from its fields."""
 
-    __slots__ = ("_entries", "_factory", "_unbuilt")
+    __slots__ = ("_building", "_entries", "_factory", "_unbuilt")
 
     def __init__(self, factory: UserFactory[User]) -> None:
         self._factory = factory
         # A value is the built User or, until first use, the user's stored record (a str).
         self._entries: dict[str, User | str] = {}
         self._unbuilt = 0
+        # Reading the users builds them, and a UI may read from its own thread while the App's
+        # loop reads too: both must get the same User.
+        self._building = threading.Lock()
 
     def restore(self, records: Mapping[str, str]) -> None:
         """Add restored users (as their records). A user already here is replaced but keeps
         its place; new ones come last (``dict.update``'s rule)."""
-        entries = self._entries
-        if not entries:
-            self._entries = dict(records)  # a copy: it will hold built users too
-            self._unbuilt = len(records)
-        else:
-            entries.update(records)
-            self._unbuilt = sum(1 for entry in entries.values() if type(entry) is str)
+        with self._building:
+            entries = self._entries
+            if not entries:
+                self._entries = dict(records)  # a copy: it will hold built users too
+                self._unbuilt = len(records)
+            else:
+                entries.update(records)
+                self._unbuilt = sum(1 for entry in entries.values() if type(entry) is str)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -59,13 +64,15 @@ class UserRegistry:
         return cast("User | None", entry)
 
     def __setitem__(self, user_id: str, user: User) -> None:
-        if type(self._entries.get(user_id)) is str:
-            self._unbuilt -= 1
-        self._entries[user_id] = user
+        with self._building:
+            if type(self._entries.get(user_id)) is str:
+                self._unbuilt -= 1
+            self._entries[user_id] = user
 
     def __delitem__(self, user_id: str) -> None:
-        if type(self._entries.pop(user_id)) is str:
-            self._unbuilt -= 1
+        with self._building:
+            if type(self._entries.pop(user_id)) is str:
+                self._unbuilt -= 1
 
     def values(self) -> Iterator[User]:
         """The users in order, each built as it is reached (a loop that stops early builds
@@ -95,6 +102,10 @@ class UserRegistry:
         return dict(cast("dict[str, User]", self._entries))
 
     def _built(self, user_id: str, record: str) -> User:
-        user = self._entries[user_id] = build_user(record, self._factory)
-        self._unbuilt -= 1
-        return user
+        with self._building:
+            entry = self._entries.get(user_id, record)
+            if type(entry) is not str:
+                return cast(User, entry)  # built by another thread meanwhile
+            user = self._entries[user_id] = build_user(entry, self._factory)
+            self._unbuilt -= 1
+            return user

@@ -208,3 +208,31 @@ def test_the_registry_merges_a_restore_into_users_already_there() -> None:
     assert list(users) == ["b", "a"] and built == []
     assert [u.state for u in users.built().values()] == [UserState.LOGGED_IN, UserState.LOGGED_IN]
     assert built == ["b", "a"]
+
+
+def test_threads_reading_the_users_at_once_get_the_same_user_objects() -> None:
+    # A UI thread may read all_users while the App's loop reads current_user: one User per id.
+    import sys
+    import threading
+
+    users, built = _counting_registry()
+    users.restore({f"u{i}": _record(f"u{i}") for i in range(2000)})
+    seen: list[dict[str, User]] = []
+    start = threading.Barrier(4)
+
+    def read() -> None:
+        start.wait()
+        seen.append(users.built())
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, mid-build included
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(built) == 2000
+    assert all(all(a is b for a, b in zip(s.values(), seen[0].values(), strict=True)) for s in seen)
