@@ -93,9 +93,12 @@ class UserRegistry:
             gc_was_enabled = gc.isenabled()
             gc.disable()
             try:
-                for user_id, entry in entries.items():
-                    if type(entry) is str:
-                        self._built(user_id, entry)
+                with self._building:
+                    factory = self._factory
+                    for user_id, entry in entries.items():
+                        if type(entry) is str:
+                            entries[user_id] = build_user(entry, factory)
+                    self._unbuilt = 0
             finally:
                 if gc_was_enabled:
                     gc.enable()
@@ -103,7 +106,9 @@ class UserRegistry:
 
     def _built(self, user_id: str, record: str) -> User:
         with self._building:
-            entry = self._entries.get(user_id, record)
+            entry = self._entries.get(user_id)
+            if entry is None:
+                return build_user(record, self._factory)  # removed meanwhile: not put back
             if type(entry) is not str:
                 return cast(User, entry)  # built by another thread meanwhile
             user = self._entries[user_id] = build_user(entry, self._factory)
