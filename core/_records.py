@@ -10,9 +10,10 @@ Keys, all under ``appusers:<app id>:``::
 
 One record per user keeps a token refresh to one small value; the index keeps
 the order and the current user. Both are written together with ``Storage.update``.
-A record is a line rather than a JSON object because start-up parses one per
-user: splitting a line is ten times cheaper than parsing JSON, and identities
-and profile (JSON, which escapes tabs) are only parsed when first read. Empty
+A record is a line rather than a JSON object because start-up checks one per
+user (``check_user``) and building a user parses one: splitting a line is ten
+times cheaper than parsing JSON, and identities and profile (JSON, which escapes
+tabs) are only parsed when first read. Empty
 fields mean "none"; tokens, ids and types never contain tabs (checked on write).
 """
 
