@@ -544,7 +544,9 @@ def test_storage_for_creates_the_config_directory_of_a_fresh_home(
     assert user_data_dir(FreshHomeApp()) == home / ".config" / "freshhome"
 
 
-def test_user_data_dir_reports_a_path_it_cannot_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_data_dir_reports_a_path_it_cannot_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(blocker / "config"))
