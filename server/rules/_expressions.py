@@ -1,4 +1,4 @@
-"""Rule expressions (backend.md §2): expansions, operators, implicit AND.
+"""Rule expressions (App Services' rule expressions): expansions, operators, implicit AND.
 
 An expression is ``true``, ``false`` or an object. Each key is a field name (a
 plain ``f`` means ``%%root.f``), an expansion (``%%user.id``...) or a logical
@@ -128,6 +128,15 @@ def check_expression(expr: Any, where: str = "") -> None:
             raise ValueError(f"{at} is not a known operator")
         else:
             _check_test(value, at)
+
+
+def check_query(query: Mapping[str, Any], where: str) -> None:
+    """Raise ``ValueError`` if a filter's MongoDB ``query`` holds an unknown ``%%`` expansion or operator.
+
+    The query itself is the document store's to judge at request time; what only the rules know,
+    the expansions substituted into it, is checked when the rules load.
+    """
+    _check_value(query, where)
 
 
 def _check_expansion(text: str, where: str) -> None:
