@@ -1,4 +1,4 @@
-"""Authentication providers: turn a login body into an identity (protocol.md §6).
+"""Authentication providers: turn a login body into an identity (each provider's login body).
 
 :meth:`Providers.resolve` checks the credential and returns a :class:`Resolved`
 identity; creating users, linking and sessions are the login handler's job.
@@ -38,7 +38,7 @@ PROVIDER_TYPES = (
     "oauth2-facebook",
     "oauth2-apple",
 )
-#: Profile ``data`` keys clients read as strings (protocol.md §7.3).
+#: Profile ``data`` keys clients read as strings (realm-web and core do).
 STANDARD_FIELDS = (
     "name",
     "email",

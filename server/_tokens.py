@@ -1,6 +1,6 @@
 """Access and refresh tokens: HS256 JWTs signed with the data directory's secret.
 
-Claims (protocol.md §14): ``sub`` (user id), ``typ`` (``access``/``refresh``, checked
+Claims (App Services'): ``sub`` (user id), ``typ`` (``access``/``refresh``, checked
 so one kind never passes for the other), integer ``iat``/``exp``, ``baas_device_id``,
 ``baas_domain_id`` (app id), ``baas_session_id`` (the session the token belongs to),
 ``user_data`` (canonical EJSON custom data, access only) and ``baas_gen`` (the user's

@@ -1,6 +1,6 @@
 """Client authentication and sessions: location, log-in and linking, refresh, log-out, profile, delete.
 
-protocol.md §1.2 routes #1-#7.
+The client API's routes under ``/app/{app_id}/location``, ``.../auth/providers`` and ``/auth``.
 """
 
 from __future__ import annotations
@@ -52,14 +52,15 @@ class SessionRoutes:
             return fault
         self.server.check_app(request)
         url = self.server.url()
-        ws = "ws" + url[len("http") :]
+        # Device Sync is not provided, so no `sync_route` is advertised. `ws_hostname` stays:
+        # core-based SDKs refuse a location reply without it (MissingJsonKey) and would then fail
+        # every request, log-in included; realm-web ignores both. Nothing listens under it.
         return json_response(
             {
                 "deployment_model": "GLOBAL",
                 "location": "local",
                 "hostname": url,
-                "ws_hostname": ws,
-                "sync_route": f"{ws}{CLIENT}/app/{self.server.config.app_id}/realm-sync",
+                "ws_hostname": "ws" + url[len("http") :],
             }
         )
 
