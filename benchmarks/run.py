@@ -46,6 +46,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from _docpage import kept_sections
 from reactivex.subject import Subject
 
 from appusers import App, Credentials, UserState
@@ -656,6 +657,8 @@ def write_docs(out: dict[str, Any], path: Path) -> None:
         f"{ratios(call, 'raw_us_per_call', '{:.0f}')} µs |",
         "",
     ]
+    # The server figures (issue 10) are other scripts' sections of the page: kept as they are.
+    lines += kept_sections(path, owner="run.py")
     lines += _HOW.splitlines()
     path.write_text("\n".join(lines) + "\n")
 

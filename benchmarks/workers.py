@@ -8,7 +8,10 @@ Prints requests/s per run, the median of each, their ratio, and ``uptime`` befor
 also the server's CPU time per request (all its processes, from /proc), which a busy shared
 machine does not change: it shows whether workers cost more per request than one process.
 
-    python benchmarks/workers.py --runs 3 --seconds 10
+    python benchmarks/workers.py --runs 3 --seconds 10 [--write-docs]
+
+``--write-docs`` rewrites the workers section of docs/performance.md from this run (and
+writes benchmarks/results/workers.json either way).
 
 Needs ``wrk`` on PATH (``apt-get install -y wrk``).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -25,8 +29,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import _docpage
+
+RESULTS = Path(__file__).parent / "results"
 
 LUA = """
 wrk.method = "POST"
@@ -96,11 +106,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--write-docs", action="store_true",
+                        help="rewrite the workers section of docs/performance.md (3+ runs of 10 s)")
     args = parser.parse_args()
+    if args.write_docs and (args.runs < 3 or args.seconds < 10 or args.connections != 64):
+        parser.error("--write-docs needs --runs 3 or more, --seconds 10 or more and 64 connections")
+    when = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
+    load_before: list[float] = []
     print("before:", _uptime(), flush=True)
     results: dict[int, list[float]] = {1: [], 2: []}
     cpu: dict[int, list[float]] = {1: [], 2: []}
     for run in range(args.runs):
+        load_before.append(os.getloadavg()[0])
         for workers in (1, 2):
             rps, us = one_run(workers, args.seconds, args.connections)
             results[workers].append(rps)
@@ -115,6 +132,44 @@ def main() -> None:
     for n in (1, 2):
         print(f"workers={n} server CPU per request: {' '.join(f'{u:,.0f}' for u in cpu[n])} us")
     print(f"ratio 2/1 per run: {' '.join(f'{r:.2f}' for r in ratios)}; of medians {two / one:.2f}")
+    when.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    out = {"when": when, "python": platform.python_version(), "cpus": os.cpu_count(),
+           "seconds": args.seconds, "connections": args.connections, "rps": results, "cpu_us": cpu,
+           "ratios": ratios, "load_before": load_before, "load_after": os.getloadavg()[0]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "workers.json").write_text(json.dumps(out, indent=1))
+    if args.write_docs:
+        write_docs(out)
+        print(f"wrote {_docpage.DOC}")
+
+
+def write_docs(out: dict[str, Any]) -> None:
+    """The workers section of docs/performance.md: every figure from ``out``."""
+    ratios, rps, cpu = out["ratios"], out["rps"], out["cpu_us"]
+    met = sum(r >= 1.5 for r in ratios)
+    verdict = (f"met in {met} of {len(ratios)} runs" if met == len(ratios) else
+               f"**missed** in {len(ratios) - met} of {len(ratios)} runs, by up to {1.5 - min(ratios):.2f}")
+    _docpage.write_section("workers.py", [
+        "## Worker processes (issue 10)",
+        "",
+        f"`python benchmarks/workers.py --runs {len(ratios)} --seconds {out['seconds']} --write-docs` wrote "
+        f"this section ({out['when'][0]} \u2013 {out['when'][-1]}, CPython {out['python']}, "
+        f"{out['cpus']} CPUs). "
+        f"`appusers serve --workers 2` against `--workers 1`, the configurations alternating run by run, "
+        f"each driving `POST functions/call` (`sum`) with wrk, 1 thread \u00d7 {out['connections']} "
+        "connections "
+        f"on loopback for {out['seconds']} s; wrk runs on the same cores as the server. Load average (1 min) "
+        f"at the start of the runs: {_docpage.loads(out['load_before'])}.",
+        "",
+        "| Figure | Spread of the runs | Verdict |",
+        "|---|---|---|",
+        f"| 2 workers / 1 worker, throughput (per run) | **{_docpage.spread(ratios)}** | ≥ 1.5: {verdict} |",
+        f"| 1 worker, req/s | {_docpage.spread(rps['1'] if '1' in rps else rps[1], '{:,.0f}')} | — |",
+        f"| 2 workers, req/s | {_docpage.spread(rps['2'] if '2' in rps else rps[2], '{:,.0f}')} | — |",
+        f"| server CPU µs per request, 1 / 2 workers | "
+        f"{_docpage.spread(cpu['1'] if '1' in cpu else cpu[1], '{:,.0f}')} / "
+        f"{_docpage.spread(cpu['2'] if '2' in cpu else cpu[2], '{:,.0f}')} | — |",
+    ])
 
 
 if __name__ == "__main__":
