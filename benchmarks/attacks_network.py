@@ -1,4 +1,4 @@
-"""Client-side faults (shared/reliability.md R1-R5, R7, R11) against the real loopback server.
+"""Client-side faults (reliability targets R1-R5, R7, R11) against the real loopback server.
 
 Each row measures the SDK (``appusers.App`` over ``AiohttpTransport``) while the local server
 misbehaves on purpose (``Fault`` sequences: 5xx with ``Retry-After``, resets, hangs) or is

@@ -1,6 +1,6 @@
 """Reading (never verifying) the JWTs the server hands out.
 
-Clients do not verify signatures (protocol.md §14.1); they read ``exp``, ``iat``
+Clients do not verify signatures (neither realm-web nor core does); they read ``exp``, ``iat``
 and ``user_data``. A token that does not have core's shape is a ``BadTokenError``.
 """
 

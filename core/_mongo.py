@@ -10,13 +10,13 @@
             print(change.operation_type, change.full_document)
 
 Every operation is one ``functions/call`` with ``service`` set to the service name
-and one argument document (protocol.md §11), sent as canonical Extended JSON, so
+and one argument document (App Services' MongoDB service call), sent as canonical Extended JSON, so
 ``ObjectId``, ``datetime``, ``Decimal128``, ``Int64``, ``Binary`` and ``UUID`` keep
 their types both ways. Optional keys are left out of the argument document unless
 the caller gave them. Bad input raises :class:`~appusers.errors.InvalidArgumentError`
 before anything is sent.
 
-``watch`` is the streaming call of protocol.md §12: a GET whose request document
+``watch`` is App Services' streaming call: a GET whose request document
 travels base64-encoded in the query string and whose access token travels in the
 ``Authorization`` header, never in the URL. It needs a transport with
 ``open_stream`` (:class:`~appusers.transport.StreamingTransport`).
@@ -550,7 +550,7 @@ class MongoCollection:
     ) -> dict[str, Any] | None:
         """Replace the first match of ``filter`` (its ``_id`` is kept); return it as it was
         before (or after, with ``return_new_document=True``), or ``None``."""
-        # The wire name of the replacement is "update" (protocol.md §11.1).
+        # The wire name of the replacement is "update", as realm-web and core send it.
         arg = {"filter": _document(filter, "filter"), "update": _replacement(replacement)}
         return await self._find_and_modify(
             "findOneAndReplace", arg, projection, sort, upsert, return_new_document, timeout
@@ -683,7 +683,7 @@ class MongoCollection:
 
 
 def _baas_request(collection: MongoCollection, ids: object, filter: object) -> str:
-    """The ``baas_request`` query value of a ``watch`` call (protocol.md §12)."""
+    """The ``baas_request`` query value of a ``watch`` call (App Services' streaming call)."""
     argument: dict[str, Any] = {"database": collection.database.name, "collection": collection.name}
     if ids is not None and filter is not None:
         raise InvalidArgumentError("watch takes ids or filter, not both")
@@ -868,7 +868,7 @@ class ChangeStream:
             stream = await self._enter(stack, transport, url, current)
         media_type = stream.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if not 200 <= stream.status < 300 or media_type == "application/json":
-            # A failure, or a 2xx carrying an error body (protocol.md §2.5): the typed error.
+            # A failure, or a 2xx carrying an error body (which core reads as an error): the typed error.
             pipeline.parse(await self._as_response(stream), "GET", url)
         if media_type != "text/event-stream":
             raise ResponseError(

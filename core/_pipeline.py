@@ -6,7 +6,7 @@ knows users only through the :class:`Principal` protocol and tells the App what
 it learned through the :class:`SessionKeeper` protocol, so this module imports
 neither the App nor the User.
 
-Refresh policy (behavior.md §8, extended):
+Refresh policy (core's, extended):
 
 * an access token is refreshed shortly before it expires (``refresh_leeway``),
   the expiry measured on the monotonic clock from the token's own lifetime;

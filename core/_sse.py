@@ -1,4 +1,4 @@
-"""Server-Sent Events as App Services streams them (protocol.md §12).
+"""Server-Sent Events as App Services streams them (the ``watch`` streaming call).
 
 The parser is fed one line at a time (LF or CRLF already split off, or not: a
 trailing CR is dropped here too) and returns an :class:`SseEvent` when an empty

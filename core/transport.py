@@ -132,7 +132,7 @@ class StreamResponse(Protocol):
 
 @runtime_checkable
 class StreamingTransport(Transport, Protocol):
-    """A transport that can also hold a response open (``watch``, protocol.md §12).
+    """A transport that can also hold a response open (``watch``, App Services' streaming call).
 
     Both ``AiohttpTransport`` and ``MockTransport`` are streaming transports.
     """

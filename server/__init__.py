@@ -7,10 +7,10 @@
     async with LocalServer(config=load_config(None)) as server:
         print(server.url, server.app_id)
 
-It speaks the client HTTP protocol (``shared/spec/protocol.md``) closely enough for
-the official realm-web client. Users, sessions and API keys persist in SQLite
-under the data directory (or in a PostgreSQL database several servers share);
-documents in the embedded document store. See
+It speaks the App Services client HTTP protocol closely enough for the official
+realm-web client (the interop suite runs its scenarios against it). Users, sessions
+and API keys persist in SQLite under the data directory (or in a PostgreSQL database
+several servers share); documents in the embedded document store. See
 ``server/README.md`` for behaviour details and ``server/example.toml`` for settings.
 """
 

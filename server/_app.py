@@ -49,6 +49,7 @@ from ._tokens import TokenClaims, TokenIssuer
 from ._triggers import AuthTriggers, auth_event_user
 from ._user_admin import UserAdmin
 from ._userpass import EmailPassword
+from .documents import EmbeddedDocumentStore
 from .routes import (
     AdminAccess,
     AdminRoutes,
@@ -74,6 +75,8 @@ _STATUS_CODES = {
 }
 #: Users whose oversized custom data was logged as left out of their tokens (bounded).
 _LOGGED_LIMIT = 10_000
+#: Users whose custom data is cached (the oldest entry leaves first past this).
+_CUSTOM_DATA_ENTRIES = 16_384
 
 
 class ServerApp:
@@ -146,6 +149,7 @@ class ServerApp:
             clock=clock,
         )
         self._oversized_logged: set[str] = set()
+        self._custom_data: dict[str, tuple[int, dict[str, Any]]] = {}
         self.streams: set[asyncio.Task[Any]] = set()
         self.closing = False
 
@@ -324,22 +328,46 @@ class ServerApp:
         if session.expires_at < time.time():
             await self.store.delete_session(session.id)
             raise ApiError.invalid_session("invalid session: refresh token expired")
-        user = await self.store.get_user(session.user_id)
+        user = owner if owner is not None and owner.id == session.user_id else None
+        if user is None:
+            user = await self.store.get_user(session.user_id)
         if user is None:
             raise ApiError.invalid_session(missing)
         return session, user
 
     async def custom_data(self, user_id: str) -> dict[str, Any] | None:
+        """The user's custom data document as token claims (``{}``: none); None when turned off.
+
+        Callers must not modify the dict: it may be the cached one.
+        """
         settings = self.config.custom_data
         if not settings.enabled:
             return None
+        # The embedded store tells when the collection changed without a hop to its worker
+        # thread: a read cached under an unchanged version is what find_one would answer.
+        # Other stores (MongoDB, written by other processes too) are asked every time.
+        version = (
+            self.documents.write_version(settings.database, settings.collection)
+            if isinstance(self.documents, EmbeddedDocumentStore)
+            else None
+        )
+        if version is not None:
+            cached = self._custom_data.get(user_id)
+            if cached is not None and cached[0] == version:
+                return cached[1]
         try:
             coll = self.documents.collection(settings.database, settings.collection)
             doc = await coll.find_one({settings.user_id_field: user_id})
         except store_errors() as exc:
             log.warning("custom user data lookup failed: %s", type(exc).__name__)
             return {}
-        return {} if doc is None else dict(_ejson.to_claim(doc))
+        data = {} if doc is None else dict(_ejson.to_claim(doc))
+        if version is not None:
+            # Read after ``version`` was taken: a write in between only makes the entry stale.
+            if len(self._custom_data) >= _CUSTOM_DATA_ENTRIES and user_id not in self._custom_data:
+                del self._custom_data[next(iter(self._custom_data))]
+            self._custom_data[user_id] = (version, data)
+        return data
 
     async def access_token(self, user: UserRecord, session: SessionRecord) -> str:
         """A new access token for ``user``'s ``session``, never longer than the header limit."""

@@ -31,7 +31,7 @@ __all__ = [
 
 #: ``config.operation_type`` values of an authentication trigger.
 AUTH_OPERATIONS: Final = ("CREATE", "LOGIN", "DELETE")
-#: Provider names an authentication trigger may list (backend.md §4).
+#: Provider names an authentication trigger may list (App Services' trigger configuration).
 TRIGGER_PROVIDERS: Final = frozenset(
     {
         "anon-user",

@@ -1,4 +1,4 @@
-"""HTTP response conventions shared by every handler (protocol.md §2.5, §3.1, §15).
+"""HTTP response conventions shared by every handler (what realm-web and core expect of App Services).
 
 JSON bodies carry exactly ``Content-Type: application/json`` (core compares the
 whole header value); empty bodies carry no content type; every response gets CORS

@@ -1,6 +1,6 @@
 """The MongoDB service: ``functions/call`` with ``service`` set, onto the document store.
 
-Argument and result shapes follow protocol.md §11. With ``ruled`` (every call of
+Argument and result shapes are App Services' (as realm-web and core send them). With ``ruled`` (every call of
 an application user) the collection is wrapped in the caller's rules
 (``appusers.server.rules``); rule denials become App Services errors: no rule
 for the namespace and role-denied writes 403 ``NoMatchingRuleFound``, operators

@@ -20,7 +20,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ._config import DatabaseSettings, redact_url
@@ -226,19 +226,28 @@ class PostgresUserStore:
             raise DuplicateError("identity already exists") from None
 
     async def create_user(
-        self, user_type: str, data: Mapping[str, str], identity: IdentityRecord
+        self,
+        user_type: str,
+        data: Mapping[str, str],
+        identity: IdentityRecord,
+        *,
+        session: Callable[[str], SessionRecord] | None = None,
+        now: int | None = None,
     ) -> UserRecord:
         from ._secrets import new_object_id
 
         user_id = new_object_id()
-        now = int(time.time())
+        now = int(time.time()) if now is None else now
+        last_login = 0 if session is None else now
         async with self._connect() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO users (id, type, created, disabled, generation, data, last_login, last_active)"
-                " VALUES (%s, %s, %s, FALSE, 0, %s, 0, %s)",
-                (user_id, user_type, now, json.dumps(dict(data)), now),
+                " VALUES (%s, %s, %s, FALSE, 0, %s, %s, %s)",
+                (user_id, user_type, now, json.dumps(dict(data)), last_login, now),
             )
             await self._insert_identity(conn, user_id, identity)
+            if session is not None:
+                await self._insert_session(conn, session(user_id))
         return UserRecord(
             id=user_id,
             type=user_type,
@@ -254,7 +263,7 @@ class PostgresUserStore:
                     provider_data=json.loads(json.dumps(dict(identity.provider_data))),
                 ),
             ),
-            last_login=0,
+            last_login=last_login,
             last_active=now,
         )
 
@@ -355,8 +364,9 @@ class PostgresUserStore:
         return bytes(row[0]).decode()
 
     # sessions
-    async def create_session(self, session: SessionRecord) -> None:
-        await self._count(
+    @staticmethod
+    async def _insert_session(conn: Any, session: SessionRecord) -> None:
+        await conn.execute(
             f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
             (
                 session.id,
@@ -367,6 +377,17 @@ class PostgresUserStore:
                 session.api_key_id,
             ),
         )
+
+    async def create_session(self, session: SessionRecord) -> None:
+        async with self._connect() as conn:
+            await self._insert_session(conn, session)
+
+    async def open_session(self, session: SessionRecord, now: int) -> None:
+        async with self._connect() as conn, conn.transaction():
+            await self._insert_session(conn, session)
+            await conn.execute(
+                "UPDATE users SET last_login=%s, last_active=%s WHERE id=%s", (now, now, session.user_id)
+            )
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         if _has_nul(session_id):

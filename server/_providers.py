@@ -1,4 +1,4 @@
-"""Authentication providers: turn a login body into an identity (protocol.md §6).
+"""Authentication providers: turn a login body into an identity (each provider's login body).
 
 :meth:`Providers.resolve` checks the credential and returns a :class:`Resolved`
 identity; creating users, linking and sessions are the login handler's job.
@@ -38,7 +38,7 @@ PROVIDER_TYPES = (
     "oauth2-facebook",
     "oauth2-apple",
 )
-#: Profile ``data`` keys clients read as strings (protocol.md §7.3).
+#: Profile ``data`` keys clients read as strings (realm-web and core do).
 STANDARD_FIELDS = (
     "name",
     "email",
@@ -68,6 +68,8 @@ class Resolved:
     user_type: str = "normal"
     #: user API keys log in as the key's owner.
     owner: str | None = None
+    #: The identity was made up by this log-in (anonymous): nobody can own it yet.
+    fresh: bool = False
 
 
 def _auth_failed(provider: str, detail: str | None = None) -> ApiError:
@@ -145,7 +147,7 @@ class Providers:
 
     async def _anon_user(self, body: Mapping[str, Any], address: str) -> Resolved:
         # Every anonymous login is a new user, as on the service.
-        return Resolved(self._identity("anon-user", f"{new_object_id()}-{new_object_id()[-12:]}"))
+        return Resolved(self._identity("anon-user", f"{new_object_id()}-{new_object_id()[-12:]}"), fresh=True)
 
     async def _local_userpass(self, body: Mapping[str, Any], address: str) -> Resolved:
         email = _string(body, "username")

@@ -4,6 +4,19 @@ One connection per server process, used from the event loop thread: every
 statement is a short indexed lookup or write, so running it inline is cheaper
 than a thread hop, and the loop serialises access without extra locks. WAL mode
 keeps readers from blocking; the file is created 0600.
+
+Users and sessions are cached, because every authenticated request reads both
+(issue 10: two queries and their JSON were 12 % of a function call). The cache
+keeps the store's promise that a read sees every write committed before it:
+
+* this connection's own writes drop the entries they touch (``_forget_*``);
+* another connection's commits (another worker process over the same file, the
+  ``appusers users`` commands, a test opening the file) change ``PRAGMA
+  data_version`` of this connection, which every cached read checks first
+  (a few microseconds); any change drops the whole cache.
+
+So a log-out, a deleted or disabled user or a revoked token takes effect on the
+next request, whichever process handled the write.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +91,8 @@ _ADDED_COLUMNS = (
 )
 _USER_COLS = "id, type, created, disabled, generation, data, last_login, last_active"
 _SESSION_COLS = "id, user_id, device_id, refresh_digest, expires_at, api_key_id"
+#: Cached users and sessions, each (the oldest entry leaves first past this).
+_CACHE_ENTRIES = 16_384
 
 
 class SqliteUserStore:
@@ -98,6 +113,9 @@ class SqliteUserStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self._users: dict[str, UserRecord] = {}
+        self._sessions: dict[str, SessionRecord] = {}
+        self._data_version = self._current_version()
 
     def _migrate(self) -> None:
         for table, column, declaration in _ADDED_COLUMNS:
@@ -118,6 +136,30 @@ class SqliteUserStore:
 
     def _tx(self) -> _Tx:
         return _Tx(self._db)
+
+    # ------------------------------------------------------------------ cache
+    def _current_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _check_others(self) -> None:
+        """Drop the cache if another connection committed since the last look."""
+        version = self._current_version()
+        if version != self._data_version:
+            self._data_version = version
+            self._users.clear()
+            self._sessions.clear()
+
+    def _forget_user(self, user_id: str) -> None:
+        self._users.pop(user_id, None)
+
+    def _forget_sessions(self) -> None:
+        self._sessions.clear()
+
+    @staticmethod
+    def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+        if len(cache) >= _CACHE_ENTRIES:
+            del cache[next(iter(cache))]
+        cache[key] = value
 
     async def signing_secret(self) -> bytes:
         row = self._db.execute("SELECT value FROM meta WHERE key='signing_secret'").fetchone()
@@ -150,26 +192,59 @@ class SqliteUserStore:
             raise DuplicateError("identity already exists") from None
 
     async def create_user(
-        self, user_type: str, data: Mapping[str, str], identity: IdentityRecord
+        self,
+        user_type: str,
+        data: Mapping[str, str],
+        identity: IdentityRecord,
+        *,
+        session: Callable[[str], SessionRecord] | None = None,
+        now: int | None = None,
     ) -> UserRecord:
         from ._secrets import new_object_id
 
         user_id = new_object_id()
-        now = int(time.time())
+        now = int(time.time()) if now is None else now
+        last_login = 0 if session is None else now
         with self._tx():
             self._db.execute(
                 "INSERT INTO users (id, type, created, disabled, generation, data, last_login, last_active)"
-                " VALUES (?,?,?,0,0,?,0,?)",
-                (user_id, user_type, now, json.dumps(dict(data)), now),
+                " VALUES (?,?,?,0,0,?,?,?)",
+                (user_id, user_type, now, json.dumps(dict(data)), last_login, now),
             )
             self._insert_identity(user_id, identity)
-        user = await self.get_user(user_id)
-        assert user is not None
-        return user
+            if session is not None:
+                await self.create_session(session(user_id))
+        # What was just written, without reading it back (a log-in of a new user waits on this).
+        return UserRecord(
+            id=user_id,
+            type=user_type,
+            created=now,
+            disabled=False,
+            generation=0,
+            data=json.loads(json.dumps(dict(data))),
+            identities=(
+                IdentityRecord(
+                    id=identity.id,
+                    provider_type=identity.provider_type,
+                    provider_id=identity.provider_id,
+                    provider_data=json.loads(json.dumps(dict(identity.provider_data))),
+                ),
+            ),
+            last_login=last_login,
+            last_active=now,
+        )
 
     async def get_user(self, user_id: str) -> UserRecord | None:
+        self._check_others()
+        cached = self._users.get(user_id)
+        if cached is not None:
+            return cached
         row = self._db.execute(f"SELECT {_USER_COLS} FROM users WHERE id=?", (user_id,)).fetchone()  # noqa: S608
-        return None if row is None else self._user(row)
+        if row is None:
+            return None
+        user = self._user(row)
+        self._remember(self._users, user_id, user)
+        return user
 
     def _user(self, row: Any) -> UserRecord:
         user_id = row[0]
@@ -200,24 +275,38 @@ class SqliteUserStore:
         return None if row is None else str(row[0])
 
     async def add_identity(self, user_id: str, identity: IdentityRecord) -> None:
+        self._forget_user(user_id)
         with self._tx():
             self._insert_identity(user_id, identity)
 
     async def update_identity_data(
         self, provider_type: str, identity_id: str, data: Mapping[str, Any]
     ) -> None:
+        row = self._db.execute(
+            "SELECT user_id, provider_data FROM identities WHERE provider_type=? AND id=?",
+            (provider_type, identity_id),
+        ).fetchone()
+        encoded = json.dumps(dict(data))
+        # A log-in reports the same data every time: no write (and no commit) then.
+        if row is None or row[1] == encoded:
+            return
+        self._forget_user(row[0])
         self._db.execute(
             "UPDATE identities SET provider_data=? WHERE provider_type=? AND id=?",
-            (json.dumps(dict(data)), provider_type, identity_id),
+            (encoded, provider_type, identity_id),
         )
 
     async def set_user_data(self, user_id: str, data: Mapping[str, str]) -> None:
+        self._forget_user(user_id)
         self._db.execute("UPDATE users SET data=? WHERE id=?", (json.dumps(dict(data)), user_id))
 
     async def bump_generation(self, user_id: str) -> None:
+        self._forget_user(user_id)
         self._db.execute("UPDATE users SET generation = generation + 1 WHERE id=?", (user_id,))
 
     async def delete_user(self, user_id: str) -> bool:
+        self._forget_user(user_id)
+        self._forget_sessions()
         with self._tx():
             emails = [
                 r[0]
@@ -235,17 +324,31 @@ class SqliteUserStore:
         return cur.rowcount > 0
 
     async def set_user_disabled(self, user_id: str, disabled: bool) -> bool:
+        self._forget_user(user_id)
         cur = self._db.execute("UPDATE users SET disabled=? WHERE id=?", (int(disabled), user_id))
         return cur.rowcount > 0
 
     async def touch_user(self, user_id: str, now: int, *, login: bool) -> None:
+        self._touch(user_id, now, login=login)
+
+    def _touch(self, user_id: str, now: int, *, login: bool) -> None:
         if login:
-            self._db.execute("UPDATE users SET last_login=?, last_active=? WHERE id=?", (now, now, user_id))
+            cur = self._db.execute(
+                "UPDATE users SET last_login=?, last_active=? WHERE id=?", (now, now, user_id)
+            )
         else:
-            # Refreshes come every half hour per client: skip the write within a minute.
-            self._db.execute(
+            # Refreshes come every half hour per client: skip the write within a minute
+            # (without a statement when the cached record, valid as of now, says so).
+            cached = self._users.get(user_id)
+            if cached is not None and cached.last_active >= now - 60:
+                self._check_others()
+                if user_id in self._users:
+                    return
+            cur = self._db.execute(
                 "UPDATE users SET last_active=? WHERE id=? AND last_active < ?", (now, user_id, now - 60)
             )
+        if cur.rowcount:
+            self._forget_user(user_id)
 
     async def list_users(self, after: str | None, limit: int, descending: bool) -> list[UserRecord]:
         order, cmp = ("DESC", "<") if descending else ("ASC", ">")
@@ -295,17 +398,32 @@ class SqliteUserStore:
             ),
         )
 
+    async def open_session(self, session: SessionRecord, now: int) -> None:
+        with self._tx():
+            await self.create_session(session)
+            self._touch(session.user_id, now, login=True)
+
     async def get_session(self, session_id: str) -> SessionRecord | None:
+        self._check_others()
+        cached = self._sessions.get(session_id)
+        if cached is not None:
+            return cached
         row = self._db.execute(
             f"SELECT {_SESSION_COLS} FROM sessions WHERE id=?",  # noqa: S608
             (session_id,),
         ).fetchone()
-        return None if row is None else SessionRecord(*row)
+        if row is None:
+            return None
+        session = SessionRecord(*row)
+        self._remember(self._sessions, session_id, session)
+        return session
 
     async def delete_session(self, session_id: str) -> bool:
+        self._sessions.pop(session_id, None)
         return self._db.execute("DELETE FROM sessions WHERE id=?", (session_id,)).rowcount > 0
 
     async def delete_sessions(self, user_id: str) -> int:
+        self._forget_sessions()
         return int(self._db.execute("DELETE FROM sessions WHERE user_id=?", (user_id,)).rowcount)
 
     # API keys
@@ -346,12 +464,14 @@ class SqliteUserStore:
         return None if row is None else self._key(row)
 
     async def set_api_key_disabled(self, key_id: str, disabled: bool) -> None:
+        self._forget_sessions()
         with self._tx():
             self._db.execute("UPDATE api_keys SET disabled=? WHERE id=?", (int(disabled), key_id))
             if disabled:
                 self._db.execute("DELETE FROM sessions WHERE api_key_id=?", (key_id,))
 
     async def delete_api_key(self, key_id: str) -> bool:
+        self._forget_sessions()
         with self._tx():
             self._db.execute("DELETE FROM sessions WHERE api_key_id=?", (key_id,))
             return self._db.execute("DELETE FROM api_keys WHERE id=?", (key_id,)).rowcount > 0

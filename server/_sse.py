@@ -1,4 +1,4 @@
-"""Streaming calls (protocol.md §12): ``baas_request`` decoding and Server-Sent Events."""
+"""Streaming calls (``watch``): ``baas_request`` decoding and Server-Sent Events."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class WatchSlots:
 
 
 def sse_event(kind: str, data: Any) -> bytes:
-    """One SSE event; ``%``, LF and CR in the data are percent-escaped (protocol.md §12)."""
+    """One SSE event; ``%``, LF and CR in the data are percent-escaped (as App Services does)."""
     text = _ejson.dumps(data).replace("%", "%25").replace("\n", "%0A").replace("\r", "%0D")
     return f"event: {kind}\ndata: {text}\n\n".encode()
 

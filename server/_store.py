@@ -7,11 +7,21 @@ although SQLite answers synchronously. Secrets arrive already hashed: a store ne
 sees a password, refresh token or API key. A store also holds the throttling
 counters (:class:`Counters`): in memory beside SQLite (one process), in the database
 beside PostgreSQL, so that a throttle tripped on one server holds on all.
+
+Freshness: every read answers as of the call. A write committed before it, by this
+process, another worker process over the same data directory or another server on
+the same database, is seen: a logged-out session, a deleted or disabled user and a
+revoked token (``bump_generation``) fail the very next request. A store may cache
+behind that promise if it can tell cheaply that nothing changed; callers neither
+invalidate nor know. The SQLite store caches users and sessions and validates them
+with ``PRAGMA data_version`` (changed by any other connection's commit) on each read;
+the PostgreSQL store does not cache (its ``get_user`` is one indexed query, and a
+cache there would need a round trip to validate anyway).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -176,9 +186,19 @@ class UserStore(Protocol):
 
     # users and identities
     async def create_user(
-        self, user_type: str, data: Mapping[str, str], identity: IdentityRecord
+        self,
+        user_type: str,
+        data: Mapping[str, str],
+        identity: IdentityRecord,
+        *,
+        session: Callable[[str], SessionRecord] | None = None,
+        now: int | None = None,
     ) -> UserRecord:
-        """Create a user owning ``identity``; DuplicateError if the identity is taken."""
+        """Create a user owning ``identity``; DuplicateError if the identity is taken.
+
+        With ``session`` (called with the new user's id), that session is stored and the
+        log-in recorded at ``now`` in the same transaction: a first log-in commits once.
+        """
         ...
 
     async def get_user(self, user_id: str) -> UserRecord | None:
@@ -235,6 +255,10 @@ class UserStore(Protocol):
     # sessions
     async def create_session(self, session: SessionRecord) -> None:
         """Store a new session."""
+        ...
+
+    async def open_session(self, session: SessionRecord, now: int) -> None:
+        """Store a new session and record its user's log-in at ``now``, in one transaction."""
         ...
 
     async def get_session(self, session_id: str) -> SessionRecord | None:

@@ -1,28 +1,62 @@
 """Access and refresh tokens: HS256 JWTs signed with the data directory's secret.
 
-Claims (protocol.md §14): ``sub`` (user id), ``typ`` (``access``/``refresh``, checked
+Claims (App Services'): ``sub`` (user id), ``typ`` (``access``/``refresh``, checked
 so one kind never passes for the other), integer ``iat``/``exp``, ``baas_device_id``,
 ``baas_domain_id`` (app id), ``baas_session_id`` (the session the token belongs to),
 ``user_data`` (canonical EJSON custom data, access only) and ``baas_gen`` (the user's
 access-token generation: bumping it revokes every outstanding access token).
-Decoding pins the algorithm list to HS256, so ``alg: none`` and RS/HS confusion fail.
+Decoding pins the algorithm to HS256, so ``alg: none`` and RS/HS confusion fail.
+
+The compact JWS is encoded and checked here with a keyed HMAC prepared once, not
+through PyJWT: PyJWT prepares (and vets) the key and merges its options on every
+call, 35.6 µs per verification against about 6 µs here, and verification runs on
+every authenticated request (issue 10). The checks are PyJWT's for these claims:
+header ``alg`` exactly HS256, signature compared in constant time, ``exp``/``iat``/
+``sub``/``typ`` required, ``exp`` integer and not past, ``iat`` and ``nbf`` not in
+the future, no ``aud`` (we never issue one). The header we write is PyJWT's, so
+tokens issued before this change stay valid.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import jwt
 
 from ._errors import ApiError
 from ._secrets import new_secret
 
 __all__ = ["TokenClaims", "TokenIssuer"]
 
-_ALGORITHMS = ["HS256"]
+_ALGORITHM = "HS256"
+_REQUIRED = ("exp", "iat", "sub", "typ")
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+#: The header every token of ours carries, encoded as PyJWT encoded it.
+_HEADER = _b64encode(json.dumps({"alg": _ALGORITHM, "typ": "JWT"}, separators=(",", ":")).encode())
+
+
+class _Invalid(Exception):
+    """Not a valid token of ours (the caller answers with its own message)."""
+
+
+class _Expired(Exception):
+    """A valid token past its ``exp``."""
 
 
 @attrs.frozen
@@ -45,6 +79,8 @@ class TokenIssuer:
 
     def __init__(self, secret: bytes, app_id: str, access_lifetime: int, refresh_lifetime: int):
         self._secret = secret
+        # Keyed once: each signature copies it instead of setting the key up again.
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
         self._app_id = app_id
         self._access_lifetime = access_lifetime
         self._refresh_lifetime = refresh_lifetime
@@ -72,7 +108,7 @@ class TokenIssuer:
         }
         if user_data is not None:
             claims["user_data"] = user_data
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return self._sign(claims)
 
     def refresh_token(self, *, user_id: str, session_id: str, device_id: str) -> tuple[str, int]:
         """A signed refresh token and its expiry (epoch seconds).
@@ -92,24 +128,67 @@ class TokenIssuer:
             "baas_session_id": session_id,
             "jti": new_secret(24),
         }
-        return jwt.encode(claims, self._secret, algorithm="HS256"), exp
+        return self._sign(claims), exp
+
+    def _sign(self, claims: Mapping[str, Any]) -> str:
+        payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = f"{_HEADER}.{payload}"
+        return f"{signing_input}.{self._signature(signing_input.encode('ascii'))}"
+
+    def _signature(self, signing_input: bytes) -> str:
+        mac = self._mac.copy()
+        mac.update(signing_input)
+        return _b64encode(mac.digest())
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """The verified claims of a compact HS256 JWS; _Invalid or _Expired otherwise."""
+        if not isinstance(token, str) or not token.isascii():
+            raise _Invalid
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise _Invalid
+        header, payload, signature = parts
+        if header != _HEADER:
+            # Another encoding of a header is fine as long as it pins HS256 (no "none", no RS*).
+            try:
+                fields = json.loads(_b64decode(header))
+            except (ValueError, binascii.Error):
+                raise _Invalid from None
+            if not isinstance(fields, dict) or fields.get("alg") != _ALGORITHM:
+                raise _Invalid
+        expected = self._signature(f"{header}.{payload}".encode("ascii"))
+        if not hmac.compare_digest(expected, signature):
+            raise _Invalid
+        try:
+            claims = json.loads(_b64decode(payload))
+        except (ValueError, binascii.Error):
+            raise _Invalid from None
+        if not isinstance(claims, dict) or any(name not in claims for name in _REQUIRED):
+            raise _Invalid
+        if "aud" in claims:
+            raise _Invalid
+        now = time.time()
+        for name in ("exp", "iat", "nbf"):
+            value = claims.get(name)
+            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+                raise _Invalid
+        if claims["iat"] > now or claims.get("nbf", 0) > now:
+            raise _Invalid
+        if claims["exp"] <= now:
+            raise _Expired
+        return claims
 
     def verify(self, token: str, kind: str, *, not_found: str = "invalid session") -> TokenClaims:
         """Verify signature, algorithm, expiry, app and kind; 401 InvalidSession otherwise."""
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=_ALGORITHMS,
-                options={"require": ["exp", "iat", "sub", "typ"]},
-            )
-        except jwt.ExpiredSignatureError:
+            claims = self._decode(token)
+        except _Expired:
             raise ApiError.invalid_session(
                 "invalid session: access token expired"
                 if kind == "access"
                 else "invalid session: refresh token expired"
             ) from None
-        except jwt.PyJWTError:
+        except _Invalid:
             raise ApiError.invalid_session(not_found) from None
         if claims.get("typ") != kind or claims.get("baas_domain_id") != self._app_id:
             raise ApiError.invalid_session(not_found)

@@ -6,7 +6,7 @@ does. A failing or timed-out trigger is logged with the trigger's name and the e
 type only (its message may quote user data or secrets a function handled).
 
 The function receives ``authEvent = {"operationType", "providers", "user", "time"}``
-(backend.md §4): ``user`` as App Services describes it (``id``, ``type``, ``data``,
+(App Services' authentication event): ``user`` as App Services describes it (``id``, ``type``, ``data``,
 ``identities`` of ``{id, provider_type}``), ``time`` a timezone-aware UTC datetime. A
 ``DELETE`` lists every provider the user had linked.
 """

@@ -1,5 +1,5 @@
 """Managing users from outside: list, disable, enable, delete, end sessions, pending accounts,
-and the anonymous-user purge (backend.md §6, §8; no HTTP here: the Admin API routes and the
+and the anonymous-user purge (docs/admin-api.md; no HTTP here: the Admin API routes and the
 ``LocalServer`` test hooks both call this).
 
 * **Disable**: the user cannot log in (``UserDisabled``), every session ends and every

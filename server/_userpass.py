@@ -1,4 +1,4 @@
-"""The email/password provider's account routes (protocol.md §9, endpoints #14-#20).
+"""The email/password provider's account routes (register, confirm, resend, reset).
 
 Confirmation runs by email (a token in the outbox), by a configured function, or
 not at all (``auto_confirm``). Reset runs by email (``reset/send`` + ``reset``) or by

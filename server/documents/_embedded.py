@@ -95,6 +95,16 @@ class EmbeddedDocumentStore:
             raise ValueError("time_limit must be a positive number of seconds")
         self._time_limit = float(seconds)
 
+    def write_version(self, database: str, name: str) -> int:
+        """A number that changes whenever a write to the collection commits.
+
+        Read on the caller's thread, with no hop to the worker: a cache of reads from the
+        collection stays valid while this is unchanged. Every write passes through this
+        store (the directory is locked to one process), so no write escapes it; a write's
+        caller resumes only after the number changed.
+        """
+        return self._engine.versions.get((database, name), 0)
+
     def collection(self, database: str, name: str) -> EmbeddedDocumentCollection:
         """The collection ``name`` in ``database``; it exists once something is written to it."""
         check_namespace(database, name)

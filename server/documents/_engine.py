@@ -86,6 +86,8 @@ class Engine:
         #: Called once a write is computed, right before it commits (the store ends its deadline there).
         self.before_commit: Callable[[], object] | None = None
         self._colls: dict[Namespace, dict[Any, _Entry]] = {}
+        #: Commits per collection so far: readers on other threads compare it to trust a cached read.
+        self.versions: dict[Namespace, int] = {}
         self._indexes = EqualityIndexes()
         if path is None:
             self._db = sqlite3.connect(":memory:", isolation_level=None)
@@ -365,6 +367,7 @@ class Engine:
         for key, entry in write.deletes:
             self._indexes.remove(write.ns, key, entry.view)
             entries.pop(key, None)
+        self.versions[write.ns] = self.versions.get(write.ns, 0) + 1
 
 
 _NO_ID = object()

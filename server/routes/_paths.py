@@ -1,4 +1,4 @@
-"""URL prefixes of the client API (protocol.md §1.2)."""
+"""URL prefixes of the client API (``/api/client/v2.0``)."""
 
 from __future__ import annotations
 

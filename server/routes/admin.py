@@ -1,4 +1,4 @@
-"""The Admin API v3, user-management part (backend.md §6), under ``/api/admin/v3.0``.
+"""The Admin API v3, user-management part (docs/admin-api.md), under ``/api/admin/v3.0``.
 
 Served only when an admin key pair is configured (otherwise every admin path is an
 unknown route: 404). Log-in with the key pair, refresh and end the admin session, list

@@ -1,4 +1,4 @@
-"""User API keys: protocol.md §1.2 routes #8-#13 (authenticated with the refresh token)."""
+"""User API keys: list, create, get, enable, disable, delete (authenticated with the refresh token)."""
 
 from __future__ import annotations
 

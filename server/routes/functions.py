@@ -2,7 +2,7 @@
 
 A function returning a document with a top-level string ``error`` (or a non-empty string
 ``error_code``) is answered as a failure, 400 ``FunctionExecutionError`` with that message,
-because core-based SDKs would read such a 200 body as an error anyway (protocol.md §2.5);
+because core-based SDKs would read such a 200 body as an error anyway;
 realm-web and core therefore agree. Return such data nested (``{"result": {...}}``).
 """
 

@@ -1,6 +1,6 @@
 """Client authentication and sessions: location, log-in and linking, refresh, log-out, profile, delete.
 
-protocol.md §1.2 routes #1-#7.
+The client API's routes under ``/app/{app_id}/location``, ``.../auth/providers`` and ``/auth``.
 """
 
 from __future__ import annotations
@@ -52,14 +52,15 @@ class SessionRoutes:
             return fault
         self.server.check_app(request)
         url = self.server.url()
-        ws = "ws" + url[len("http") :]
+        # Device Sync is not provided, so no `sync_route` is advertised. `ws_hostname` stays:
+        # core-based SDKs refuse a location reply without it (MissingJsonKey) and would then fail
+        # every request, log-in included; realm-web ignores both. Nothing listens under it.
         return json_response(
             {
                 "deployment_model": "GLOBAL",
                 "location": "local",
                 "hostname": url,
-                "ws_hostname": ws,
-                "sync_route": f"{ws}{CLIENT}/app/{self.server.config.app_id}/realm-sync",
+                "ws_hostname": "ws" + url[len("http") :],
             }
         )
 
@@ -79,33 +80,25 @@ class SessionRoutes:
         resolved = await self.server.providers.resolve(provider, body, address)
         if linked is not None:
             return await self._link(linked, resolved)
-        user, created = await self._user_for(resolved)
+        identity = resolved.identity
+        # A user API key's sessions end when the key is disabled or deleted.
+        key_id = identity.id if resolved.owner and identity.provider_type == "api-key" else None
+        opener = _SessionOpener(self.server, _device_id(body), key_id)
+        now = int(self.server.user_admin.clock())
+        user, created = await self._user_for(resolved, opener, now)
         if user.disabled:
             raise ApiError.user_disabled()
-        device_id = _device_id(body)
-        refresh_session_id = new_object_id()
-        refresh, expires = self.server.issuer.refresh_token(
-            user_id=user.id, session_id=refresh_session_id, device_id=device_id
-        )
-        # A user API key's sessions end when the key is disabled or deleted.
-        identity = resolved.identity
-        key_id = identity.id if resolved.owner and identity.provider_type == "api-key" else None
-        session = SessionRecord(
-            id=refresh_session_id,
-            user_id=user.id,
-            device_id=device_id,
-            refresh_digest=digest(refresh),
-            expires_at=expires,
-            api_key_id=key_id,
-        )
-        await self.server.store.create_session(session)
-        await self.server.user_admin.touched(user.id, login=True)
+        if opener.session is None:
+            # One commit: the session and the user's log-in time (a new user's came with it).
+            await self.server.store.open_session(opener.new(user.id), now)
+        session, refresh = opener.session, opener.refresh
+        assert session is not None
         reply = json_response(
             {
                 "access_token": await self.server.access_token(user, session),
                 "refresh_token": refresh,
                 "user_id": user.id,
-                "device_id": device_id,
+                "device_id": session.device_id,
             }
         )
         # Triggers start only once the log-in cannot fail any more, and never delay it.
@@ -114,20 +107,29 @@ class SessionRoutes:
         self.server.triggers.fire("LOGIN", user, [provider])
         return reply
 
-    async def _user_for(self, resolved: Resolved) -> tuple[UserRecord, bool]:
-        """The user the identity belongs to, and whether this log-in created it."""
+    async def _user_for(
+        self, resolved: Resolved, opener: _SessionOpener, now: int
+    ) -> tuple[UserRecord, bool]:
+        """The user the identity belongs to, and whether this log-in created it.
+
+        A user created here gets its session in the same transaction (``opener``).
+        """
         identity = resolved.identity
-        owner = resolved.owner or await self.server.store.find_identity_owner(
-            identity.provider_type, identity.id
-        )
+        if resolved.fresh:
+            owner = None
+        else:
+            owner = resolved.owner or await self.server.store.find_identity_owner(
+                identity.provider_type, identity.id
+            )
         if owner is None:
             try:
                 created = await self.server.store.create_user(
-                    resolved.user_type, _clean_data(resolved.data), identity
+                    resolved.user_type, _clean_data(resolved.data), identity, session=opener.new, now=now
                 )
                 await self.server.user_created(created)
                 return created, True
             except DuplicateError:  # a concurrent first login created it meanwhile
+                opener.session = None  # rolled back with the user
                 owner = await self.server.store.find_identity_owner(identity.provider_type, identity.id)
                 if owner is None:
                     raise ApiError(409, "AccountNameInUse", "identity already exists") from None
@@ -244,6 +246,32 @@ class SessionRoutes:
             self.server.user_deleted(user)
         await self.server.user_admin.end_revoked_streams(user.id)
         return empty_response(204)
+
+
+class _SessionOpener:
+    """Makes a log-in's session (and its refresh token) once the user's id is known."""
+
+    def __init__(self, server: ServerApp, device_id: str, api_key_id: str | None):
+        self._server = server
+        self._device_id = device_id
+        self._api_key_id = api_key_id
+        self.session: SessionRecord | None = None
+        self.refresh = ""
+
+    def new(self, user_id: str) -> SessionRecord:
+        session_id = new_object_id()
+        self.refresh, expires = self._server.issuer.refresh_token(
+            user_id=user_id, session_id=session_id, device_id=self._device_id
+        )
+        self.session = SessionRecord(
+            id=session_id,
+            user_id=user_id,
+            device_id=self._device_id,
+            refresh_digest=digest(self.refresh),
+            expires_at=expires,
+            api_key_id=self._api_key_id,
+        )
+        return self.session
 
 
 def _device_id(body: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The email/password provider's account actions over HTTP (protocol.md §1.2 #14-#20).
+"""The email/password provider's account actions over HTTP (register, confirm, reset).
 
 The actions themselves live in ``_userpass.py``.
 """

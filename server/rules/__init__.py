@@ -1,7 +1,7 @@
 """App Services rules for the MongoDB service: model, expressions, roles, filters, enforcement.
 
 No HTTP in here: the service layer (``server/_mongo.py``) turns :class:`RuleDenied`
-into an HTTP error. Semantics follow backend.md §1-§2 (App Services' documented
+into an HTTP error. Semantics follow App Services' rules (its documented
 rules for non-Sync MongoDB data sources).
 """
 

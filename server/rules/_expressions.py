@@ -1,4 +1,4 @@
-"""Rule expressions (backend.md §2): expansions, operators, implicit AND.
+"""Rule expressions (App Services' rule expressions): expansions, operators, implicit AND.
 
 An expression is ``true``, ``false`` or an object. Each key is a field name (a
 plain ``f`` means ``%%root.f``), an expansion (``%%user.id``...) or a logical

@@ -1,4 +1,4 @@
-"""Role resolution, filters and the read/write flowcharts (backend.md §1.1-§1.7), per document.
+"""Role resolution, filters and the read/write flowcharts of App Services' rules, per document.
 
 A :class:`RuleBook` holds every rule of the server and finds the roles and
 filters of one namespace; a :class:`Policy` applies them for one request (one
@@ -28,7 +28,7 @@ __all__ = [
     "check_query",
 ]
 
-#: Query operators application users may not use (backend.md §1.7).
+#: Query operators application users may not use (App Services refuses them too).
 REFUSED_QUERY_OPERATORS = frozenset(
     {
         "$expr",

@@ -1,4 +1,4 @@
-"""Current-user and user-list rules (behavior.md §3 and §5)."""
+"""Current-user and user-list rules (as the Atlas Device SDKs keep them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``user.api_keys`` end to end (protocol.md §8), and logging in with user and server API keys."""
+"""``user.api_keys`` end to end, and logging in with user and server API keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``app.email_password_auth`` end to end (protocol.md §9), each call with its bad-input path.
+"""``app.email_password_auth`` end to end, each call with its bad-input path.
 
 Every failure must raise a typed error and change nothing: not the server's
 tables, outbox or function outbox, not the client's storage file; and the old

@@ -1,4 +1,4 @@
-"""``user.link_credentials`` end to end (behavior.md §6, protocol.md §6.6)."""
+"""``user.link_credentials`` end to end."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Several users on one App, end to end (behavior.md §3 and §5, core column).
+"""Several users on one App, end to end (the rules core-based SDKs follow).
 
 tests/core/test_multiuser.py covers the basic rules; this module adds what
 only the full stack shows: the server side of remove/delete, persistence of

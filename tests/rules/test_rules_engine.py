@@ -58,7 +58,7 @@ def env(user: dict[str, Any] = ALICE, **kw: Any) -> ExpressionEnv:
     return ExpressionEnv(user=user, **base)
 
 
-# (expression, env kwargs, scope, expected) -- examples 1-10 are backend.md §2's documented ones.
+# (expression, env kwargs, scope, expected) -- examples 1-10 are App Services' documented ones.
 CASES: list[tuple[str, Any, dict[str, Any], Scope, bool]] = [
     ("ex1 owner", {"owner_id": "%%user.id"}, {}, Scope(root={"owner_id": ALICE["id"]}), True),
     (

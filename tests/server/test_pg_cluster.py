@@ -132,6 +132,26 @@ async def test_a_log_out_on_one_server_ends_the_session_on_the_other(
         assert_error(status, body, 401, "InvalidSession")
 
 
+async def test_a_user_deleted_on_one_server_is_refused_by_the_other_at_once(
+    pair: tuple[Served, Served], http: aiohttp.ClientSession
+) -> None:
+    a, b = pair
+    tokens = await login(http, a, "anon-user")
+    for _ in range(2):  # B has served the user: whatever it keeps of it is warm
+        status, _ = await request(
+            http, "POST", f"{b.app}/functions/call", tokens["access_token"], {"name": "sum", "arguments": [1]}
+        )
+        assert status == 200
+    status, _ = await request(http, "DELETE", f"{a.auth}/delete", tokens["access_token"])
+    assert status == 204
+    status, body = await request(
+        http, "POST", f"{b.app}/functions/call", tokens["access_token"], {"name": "sum", "arguments": [1]}
+    )
+    assert_error(status, body, 401, "InvalidSession")
+    status, body = await request(http, "POST", f"{b.auth}/session", tokens["refresh_token"])
+    assert_error(status, body, 401, "InvalidSession")
+
+
 async def test_an_api_key_made_on_one_server_logs_in_on_the_other(
     pair: tuple[Served, Served], http: aiohttp.ClientSession
 ) -> None:

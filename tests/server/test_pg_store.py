@@ -122,6 +122,32 @@ async def test_listing_purging_and_deleting(store: UserStore) -> None:
     assert await store.take_email_token("t1", "reset", "d" * 64) is None
 
 
+async def test_a_first_log_in_and_a_later_one_commit_their_session_with_the_user(store: UserStore) -> None:
+    user = await store.create_user(
+        "normal",
+        {},
+        _identity("anon-user", "a"),
+        session=lambda uid: SessionRecord("s1", uid, "dev", "r" * 64, 10**10),
+        now=1234,
+    )
+    assert user.last_login == 1234 and user.last_active == 1234
+    assert await store.get_user(user.id) == user
+    session = await store.get_session("s1")
+    assert session is not None and session.user_id == user.id
+    await store.open_session(SessionRecord("s2", user.id, "dev", "q" * 64, 10**10), 2345)
+    again = await store.get_user(user.id)
+    assert again is not None and again.last_login == 2345 and await store.get_session("s2") is not None
+    # A duplicate identity rolls the session back with the user.
+    with pytest.raises(DuplicateError):
+        await store.create_user(
+            "normal",
+            {},
+            _identity("anon-user", "a"),
+            session=lambda uid: SessionRecord("s3", uid, "dev", "p" * 64, 10**10),
+        )
+    assert await store.get_session("s3") is None
+
+
 async def test_sessions_keys_and_email_accounts(store: UserStore) -> None:
     user = await store.create_user("normal", {}, _identity("anon-user", "a"))
     key = ApiKeyRecord("k1", user.id, "laptop", "kd" * 32, False, 5)

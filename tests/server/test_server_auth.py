@@ -36,6 +36,16 @@ async def test_location_returns_own_origin(api: Api) -> None:
     assert api.server.stats["location"] == 1
 
 
+async def test_location_does_not_advertise_device_sync(api: Api) -> None:
+    # Device Sync is not provided: the reply names no sync route (docs/migrating.md), and the
+    # route a core-based SDK would derive from ws_hostname is not served.
+    _status, _headers, body = await api.request("GET", f"{api.app}/location")
+    assert set(body) == {"deployment_model", "location", "hostname", "ws_hostname"}
+    assert not any("sync" in str(value) for value in body.values()), body
+    status, _headers, _body = await api.request("GET", f"{api.app}/realm-sync")
+    assert status == 404
+
+
 async def test_location_for_unknown_app_is_an_error(api: Api) -> None:
     status, _h, body = await api.request("GET", f"{api.server.url}/api/client/v2.0/app/nope/location")
     assert_error(status, body, 404, "AppNotFound")
