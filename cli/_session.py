@@ -219,6 +219,8 @@ class ServerScopedStorage:
     def __init__(self, inner: Any, base_url: str) -> None:
         self._inner = inner
         self._scope = f"cli:{base_url.strip().rstrip('/')}|"
+        #: How many records of an earlier, unscoped session file :meth:`items` moved into this scope.
+        self.adopted = 0
 
     async def get(self, key: str) -> str | None:
         value: str | None = await self._inner.get(self._scope + key)
@@ -235,7 +237,23 @@ class ServerScopedStorage:
 
     async def items(self, prefix: str) -> Mapping[str, str]:
         found: Mapping[str, str] = await self._inner.items(self._scope + prefix)
+        if not found and not prefix.startswith("cli:"):
+            found = await self._adopt_unscoped(prefix)
         return {key[len(self._scope):]: value for key, value in found.items()}
+
+    async def _adopt_unscoped(self, prefix: str) -> Mapping[str, str]:
+        # The CLI of appusers before sessions were keyed by server wrote the App's keys unscoped
+        # (``appusers:<app id>:...``), which no server URL can claim: the first server this app id
+        # is used with adopts them, in one atomic update (moved, never copied, never lost). Their
+        # tokens are the server's to judge: a wrong server rejects them at the first refresh.
+        legacy: Mapping[str, str] = await self._inner.items(prefix)
+        if not legacy:
+            return legacy
+        moved: dict[str, str | None] = {self._scope + key: value for key, value in legacy.items()}
+        moved.update(dict.fromkeys(legacy))
+        await self._inner.update(moved)
+        self.adopted += len(legacy)
+        return {self._scope + key: value for key, value in legacy.items()}
 
     def drain_issues(self) -> list[Any]:
         issues: list[Any] = self._inner.drain_issues()
@@ -252,10 +270,11 @@ async def open_app(settings: Settings, *, stderr: TextIO) -> AsyncIterator[App]:
     transport = None
     if settings.allow_insecure_http:
         transport = AiohttpTransport(timeout=settings.timeout, allow_insecure_http=True)
+    storage = ServerScopedStorage(FileStorage(settings.session_path), settings.base_url)
     app = App(
         settings.app_id,
         base_url=settings.base_url,
-        storage=ServerScopedStorage(FileStorage(settings.session_path), settings.base_url),
+        storage=storage,
         timeout=settings.timeout,
         transport=transport,
     )
@@ -263,6 +282,11 @@ async def open_app(settings: Settings, *, stderr: TextIO) -> AsyncIterator[App]:
         await app.open()
         for issue in app.storage_issues:
             stderr.write(f"warning: session file repaired: {issue.kind} ({issue.detail})\n")
+        if storage.adopted:
+            stderr.write(
+                f"note: the session file's users of app {settings.app_id} from an earlier appusers "
+                f"(not tied to a server) now belong to {settings.base_url}\n"
+            )
         yield app
     finally:
         try:

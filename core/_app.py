@@ -39,6 +39,7 @@ from ._models import Connectivity, UserState
 from ._persistence import Persistence
 from ._pipeline import Pipeline
 from ._records import Index, UserRecord
+from ._registry import UserRegistry
 from ._retry import RetryPolicy
 from ._user import User
 from .errors import (
@@ -139,7 +140,7 @@ class App:
             spawn=self._pipeline.spawn,
         )
         self._pipeline.observer = self._connectivity
-        self._users: dict[str, User] = {}  # storage order
+        self._users = UserRegistry(functools.partial(User, self))
         self._current: User | None = None
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
@@ -263,7 +264,7 @@ class App:
     @property
     def all_users(self) -> Mapping[str, User]:
         """Every user that is not removed (logged in or out), by id, in storage order."""
-        return dict(self._users)
+        return self._users.built()
 
     def switch_user(self, user: User) -> None:
         """Make ``user`` (logged in, of this App) the current user."""
@@ -417,7 +418,7 @@ class App:
         from ._streams import SafeBehaviorSubject, hide
 
         if self._users_subject is None:
-            self._users_subject = SafeBehaviorSubject(tuple(self._users.values()))
+            self._users_subject = SafeBehaviorSubject(tuple(self._users.built().values()))
         return hide(self._users_subject)
 
     def add_listener(self, callback: Callable[[AppEvent], Any] | Callable[[], Any]) -> None:
@@ -451,7 +452,7 @@ class App:
         if users_changed or user_ids != self._published_users:
             self._published_users = user_ids
             if self._users_subject is not None:
-                self._users_subject.on_next(tuple(self._users.values()))
+                self._users_subject.on_next(tuple(self._users.built().values()))
             if self._events is not None:
                 self._events.on_next(UsersChanged(user_ids))
 
@@ -563,11 +564,9 @@ class App:
             _log.warning("could not persist the current user: %s", type(exc).__name__)
 
     async def _restore(self) -> None:
-        restored = await self._persistence.restore(functools.partial(User, self))
-        if self._users:
-            self._users.update(restored.users)
-        else:
-            self._users = restored.users
+        # Users are built on first use (``_registry``): open() only reads and checks the records.
+        restored = await self._persistence.restore()
+        self._users.restore(restored.records)
         if restored.current is not None:
             self._current = self._users.get(restored.current)
         if restored.purge:

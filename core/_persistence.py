@@ -2,23 +2,33 @@
 
 The layout of the records is ``_records``; this module decides when they are
 read and written. The App hands it finished records and indexes (it knows the
-current user and the order); restoring hands the App back one built user per
-record through a factory, so this module never imports ``User``.
+current user and the order); restoring hands the App back the checked record of
+each user, which ``build_user`` turns into a user through a factory when the App
+first needs it, so this module never imports ``User``.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from ._models import Identity, Profile, UserState
-from ._records import Index, Keys, UserRecord, dump_index, dump_user, load_index, load_user
+from ._records import (
+    Index,
+    Keys,
+    UserRecord,
+    check_user,
+    dump_index,
+    dump_user,
+    load_index,
+    load_user,
+    match_written,
+)
 from .errors import StorageError
 from .storage import Storage, StorageIssue
 
-__all__ = ["Persistence", "Restored"]
+__all__ = ["Persistence", "Restored", "build_user"]
 
 _log = logging.getLogger("appusers")
 _U = TypeVar("_U")
@@ -31,20 +41,36 @@ UserFactory = Callable[
 ]
 
 
-class Restored(Generic[_U]):
-    """What :meth:`Persistence.restore` found: the users in storage order, the stored current
-    user id, the records to purge and what was repaired."""
+class Restored:
+    """What :meth:`Persistence.restore` found: the record of each user to restore (by id, in
+    storage order; each one loads, see ``build_user``), the stored current user id, the
+    records to purge and what was repaired."""
 
-    __slots__ = ("current", "issues", "purge", "users")
+    __slots__ = ("current", "issues", "purge", "records")
 
     def __init__(
-        self, users: dict[str, _U], current: str | None, purge: dict[str, str | None],
+        self, records: dict[str, str], current: str | None, purge: dict[str, str | None],
         issues: list[StorageIssue],
     ) -> None:
-        self.users = users
+        self.records = records
         self.current = current
         self.purge = purge
         self.issues = issues
+
+
+def build_user(record: str, build: UserFactory[_U]) -> _U:
+    """``build`` the user of a record that :meth:`Persistence.restore` kept."""
+    user = load_user(record)  # a UserRecord's fields are in ``build``'s order
+    if user.state is UserState.LOGGED_IN:
+        access, refresh = user.access_token, user.refresh_token
+        # Tokens were decoded before they were stored; a damaged one is one without
+        # a JWT's shape, and its user comes back logged out (core's rule).
+        if access and refresh and access.count(".") == 2 and refresh.count(".") == 2:
+            return build(*user)
+        return build(user.id, UserState.LOGGED_OUT, None, None, *user[4:])
+    if user.access_token is None and user.refresh_token is None:
+        return build(*user)
+    return build(user.id, user.state, None, None, *user[4:])
 
 
 class Persistence:
@@ -75,20 +101,10 @@ class Persistence:
         await self.storage.update({keys.user(user_id): None, keys.index: dump_index(index)})
         self._written = index
 
-    async def restore(self, build: UserFactory[_U]) -> Restored[_U]:
-        """Read every record of the App and ``build`` its users (no network)."""
+    async def restore(self) -> Restored:
+        """Read and check every record of the App (no network). No user is built here: the
+        App builds each one on first use (``build_user``)."""
         items = await self.storage.items(self._keys.prefix)
-        # Restoring builds a few objects per user, all long-lived: the cyclic GC would
-        # rescan them over and over (half the restore time at 100,000 users).
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._load(items, build)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-
-    def _load(self, items: Mapping[str, str], build: UserFactory[_U]) -> Restored[_U]:
         issues = list(self.storage.drain_issues())
         index = Index()
         raw_index = items.get(self._keys.index)
@@ -108,35 +124,29 @@ class Persistence:
                 if user_id is not None and user_id not in indexed:
                     order.append(user_id)
         purge: dict[str, str | None] = {}
-        users: dict[str, _U] = {}
-        logged_in, logged_out, removed = UserState.LOGGED_IN, UserState.LOGGED_OUT, UserState.REMOVED
+        # Holds only strings, so the cyclic GC never tracks it, however many users there are.
+        records: dict[str, str] = {}
+        get = items.get
         for user_id in order:
-            raw = items.get(head + user_id)
+            raw = get(head + user_id)
             if raw is None:
                 continue
+            # check_user's common case, inlined: this loop runs once per user at start-up.
+            written = match_written(raw)
+            if written is not None and written[1] == user_id:
+                records[user_id] = raw
+                continue
             try:
-                record = load_user(raw)
+                keep = check_user(raw, user_id)
             except (ValueError, KeyError, TypeError) as exc:
                 issues.append(StorageIssue("record-dropped", f"unreadable record of user {user_id}: {exc}"))
                 purge[user_key(user_id)] = None
                 continue
-            state = record.state
-            if state is removed or record.id != user_id:
-                purge[user_key(user_id)] = None
-                continue
-            access, refresh = record.access_token, record.refresh_token
-            if state is logged_in:
-                # Tokens were decoded before they were stored; a damaged one is one without
-                # a JWT's shape, and its user comes back logged out (core's rule).
-                if not (access and refresh and access.count(".") == 2 and refresh.count(".") == 2):
-                    state, access, refresh = logged_out, None, None
+            if keep:
+                records[user_id] = raw
             else:
-                access = refresh = None
-            users[user_id] = build(
-                user_id, state, access, refresh, record.device_id, record.identities,
-                record.profile, record.provider_type, record.last_used,
-            )
-        return Restored(users, index.current, purge, issues)
+                purge[user_key(user_id)] = None
+        return Restored(records, index.current, purge, issues)
 
     async def finish_restore(self, purge: dict[str, str | None], index: Index) -> None:
         """Drop the records :meth:`restore` found removed or unreadable (best effort)."""

@@ -10,15 +10,17 @@ Keys, all under ``appusers:<app id>:``::
 
 One record per user keeps a token refresh to one small value; the index keeps
 the order and the current user. Both are written together with ``Storage.update``.
-A record is a line rather than a JSON object because start-up parses one per
-user: splitting a line is ten times cheaper than parsing JSON, and identities
-and profile (JSON, which escapes tabs) are only parsed when first read. Empty
+A record is a line rather than a JSON object because start-up checks one per
+user (``check_user``) and building a user parses one: splitting a line is ten
+times cheaper than parsing JSON, and identities and profile (JSON, which escapes
+tabs) are only parsed when first read. Empty
 fields mean "none"; tokens, ids and types never contain tabs (checked on write).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import NamedTuple
 
 import attrs
@@ -26,8 +28,8 @@ import attrs
 from ._models import Identity, Profile, UserState
 
 __all__ = [
-    "FORMAT_VERSION", "Index", "Keys", "UserRecord", "dump_index", "dump_user", "identities_from_raw",
-    "load_index", "load_user",
+    "FORMAT_VERSION", "Index", "Keys", "UserRecord", "check_user", "dump_index", "dump_user",
+    "identities_from_raw", "load_index", "load_user", "match_written",
 ]
 
 FORMAT_VERSION = 1
@@ -90,7 +92,9 @@ def load_index(text: str) -> Index:
         raise ValueError("unknown index format")
     order = data.get("order")
     current = data.get("current")
-    if not isinstance(order, list) or not all(isinstance(i, str) for i in order):
+    # set(map(type, ...)): the index lists every user (100,000 ids at start-up), and JSON
+    # gives exact types.
+    if not isinstance(order, list) or not set(map(type, order)) <= {str}:
         raise ValueError("index order is not a list of ids")
     if current is not None and not isinstance(current, str):
         raise ValueError("index current is not an id")
@@ -163,6 +167,37 @@ def load_user(text: str) -> UserRecord:
         user_id, state, access or None, refresh or None, device_id or None, ids,
         (prof, profile_type or "normal") if prof else None, provider_type or None, float(last_used),
     ))
+
+
+_ANY = r"[^\t]*+"
+#: A record as ``dump_user`` writes it for a logged-in or logged-out user: 11 fields, the
+#: identities a JSON list, last used as ``repr(float)`` writes it. Everything it accepts,
+#: ``load_user`` accepts too; what it refuses gets ``load_user``'s own verdict.
+_WRITTEN = re.compile(
+    r"u1\t([^\t]++)\t(?:LoggedIn|LoggedOut)\t" + "\t".join([_ANY] * 4)
+    + r"\t-?(?:[0-9]++\.[0-9]*+(?:e[-+][0-9]++)?|[0-9]++e[-+][0-9]++|inf|nan)\t"
+    + _ANY + r"\t\[" + _ANY + r"\t" + _ANY
+)
+
+
+#: The match of a record as ``dump_user`` writes it (group 1: the user id), or None.
+match_written = _WRITTEN.fullmatch
+
+
+def check_user(text: str, user_id: str) -> bool:
+    """Whether the record of ``user_id`` restores a user: True if it loads and is that user,
+    not removed; False if it is to be forgotten (removed, or another user's). Raises
+    ``ValueError`` where ``load_user`` would.
+
+    Restoring checks every record before any user is built (a record that would not load is
+    dropped at start-up, with a storage issue): one regular expression match per record
+    (a third of ``load_user``'s cost), ``load_user`` only for a record it does not match.
+    """
+    found = match_written(text)
+    if found is not None and found[1] == user_id:
+        return True
+    record = load_user(text)
+    return record.state is not UserState.REMOVED and record.id == user_id
 
 
 def identities_from_raw(raw: str) -> tuple[Identity, ...]:

@@ -48,7 +48,7 @@ from kivy.uix.button import Button  # noqa: E402
 from kivy.uix.label import Label  # noqa: E402
 
 from appusers import App, Credentials, RetryPolicy  # noqa: E402
-from appusers.bindings.kivy import AppModel, UrlRequestTransport, storage_for  # noqa: E402
+from appusers.bindings.kivy import AppModel, UrlRequestTransport, storage_for, user_data_dir  # noqa: E402
 from appusers.transport import Transport  # noqa: E402
 
 DEMO_EMAIL, DEMO_PASSWORD = "demo@example.com", "demo-pass"
@@ -350,7 +350,7 @@ async def main_async(args: argparse.Namespace) -> int:
     from appusers.server import LocalServer, load_config
 
     # A fresh server signs with a fresh key: users kept from an earlier demo run are stale.
-    demo_store = Path(kivy_app.user_data_dir) / "appusers-local-demo.json"
+    demo_store = user_data_dir(kivy_app) / "appusers-local-demo.json"
     demo_store.unlink(missing_ok=True)
     storage = storage_for(kivy_app, name=demo_store.name)
     with tempfile.TemporaryDirectory(prefix="appusers-kivy-") as data_dir:

@@ -71,6 +71,21 @@ class Report:
         self.changed.set()
 
 
+def _as_logged_out(event: UserEvent) -> LoggedOut:
+    # ops.filter keeps the element type: this narrows it for the subscribers (mypy --strict).
+    assert isinstance(event, LoggedOut)
+    return event
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    # An explicit key mapper: with none, mypy cannot infer distinct_until_changed's key type.
+    return data
+
+
+def _count(count: int, _: UserEvent) -> int:
+    return count + 1
+
+
 def _visible_custom_data(event: UserEvent) -> dict[str, Any]:
     """The custom data a screen would show: without the document's own id and owner field."""
     assert isinstance(event, CustomDataRefreshed)
@@ -92,18 +107,20 @@ class Session:
 
         # One subscription upstream, shared by every branch, delivered on this loop.
         events: reactivex.Observable[UserEvent] = user.events.pipe(ops.observe_on(scheduler), ops.share())
-        logged_out = events.pipe(ops.filter(lambda e: isinstance(e, LoggedOut)), ops.take(1), ops.share())
+        logged_out: reactivex.Observable[LoggedOut] = events.pipe(
+            ops.filter(lambda e: isinstance(e, LoggedOut)), ops.map(_as_logged_out), ops.take(1), ops.share()
+        )
 
         self._subscriptions = CompositeDisposable(
             events.pipe(
                 ops.filter(lambda e: isinstance(e, CustomDataRefreshed)),
                 ops.map(_visible_custom_data),
-                ops.distinct_until_changed(),
+                ops.distinct_until_changed(_same),
                 ops.take_until(logged_out),
             ).subscribe(self._on_custom_data),
             events.pipe(
                 ops.filter(lambda e: isinstance(e, AccessTokenRefreshed)),
-                ops.scan(lambda count, _: count + 1, 0),
+                ops.scan(_count, 0),
                 ops.take_until(logged_out),
             ).subscribe(self._on_token_count),
             reactivex.interval(WORK_PERIOD, scheduler=scheduler).pipe(

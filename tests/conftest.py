@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -42,6 +44,17 @@ _data_dirs = itertools.count()
 def pytest_sessionfinish() -> None:
     shutil.rmtree(_DATA_ROOT, ignore_errors=True)
     drop_postgres_database()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel ``pip wheel`` builds from this checkout (built once per session)."""
+    out = tmp_path_factory.mktemp("wheel")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(root)],
+                   check=True, timeout=600, capture_output=True)
+    (built,) = out.glob("appusers-*.whl")
+    return built
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from appusers.bindings.kivy._model import AppModel, UserModel
 from appusers.bindings.kivy._scheduler import KivyClockScheduler
-from appusers.bindings.kivy._storage import storage_for
+from appusers.bindings.kivy._storage import storage_for, user_data_dir
 from appusers.bindings.kivy._transport import UrlRequestStreamResponse, UrlRequestTransport
 
 __all__ = [
     "AppModel", "KivyClockScheduler", "UrlRequestStreamResponse", "UrlRequestTransport", "UserModel",
-    "storage_for",
+    "storage_for", "user_data_dir",
 ]

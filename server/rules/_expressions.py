@@ -130,6 +130,15 @@ def check_expression(expr: Any, where: str = "") -> None:
             _check_test(value, at)
 
 
+def check_query(query: Mapping[str, Any], where: str) -> None:
+    """Raise ``ValueError`` if a filter's MongoDB ``query`` holds an unknown ``%%`` expansion or operator.
+
+    The query itself is the document store's to judge at request time; what only the rules know,
+    the expansions substituted into it, is checked when the rules load.
+    """
+    _check_value(query, where)
+
+
 def _check_expansion(text: str, where: str) -> None:
     base = text[2:].split(".", 1)[0]
     if base not in _BASES:

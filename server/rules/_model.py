@@ -277,6 +277,12 @@ def _filters(value: Any, where: str) -> tuple[QueryFilter, ...]:
         query = doc.get("query", {})
         projection = doc.get("projection", {})
         _object(query, f"{at}.query")
+        from ._expressions import check_query
+
+        try:
+            check_query(query, f"{at}.query")
+        except ValueError as exc:
+            raise RuleConfigError(str(exc)) from None
         _object(projection, f"{at}.projection")
         for key, flag in projection.items():
             if isinstance(flag, bool) or flag not in (0, 1):

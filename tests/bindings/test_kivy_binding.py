@@ -44,6 +44,7 @@ from appusers.bindings.kivy import (  # noqa: E402
     UrlRequestTransport,
     UserModel,
     storage_for,
+    user_data_dir,
 )
 from appusers.bindings.kivy._transport import _BUFFERED_CHUNKS  # noqa: E402
 from appusers.errors import (  # noqa: E402
@@ -521,6 +522,42 @@ async def test_storage_lives_in_the_kivy_apps_user_data_dir(
     async with App(server.app_id, base_url=server.url, storage=storage_for(kivy_app)) as second:
         assert list(second.all_users) == [user.id]
     assert any(Path(kivy_app.user_data_dir).iterdir())
+
+
+
+def test_storage_for_creates_the_config_directory_of_a_fresh_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh HOME has no ~/.config: Kivy's own user_data_dir raises FileNotFoundError there.
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    from kivy.app import App as KivyApp
+
+    class FreshHomeApp(KivyApp):  # type: ignore[misc]
+        pass
+
+    storage = storage_for(FreshHomeApp())
+    assert storage.path == home / ".config" / "freshhome" / "appusers-users.json"
+    assert (home / ".config").stat().st_mode & 0o777 == 0o700
+    assert user_data_dir(FreshHomeApp()) == home / ".config" / "freshhome"
+
+
+def test_user_data_dir_reports_a_path_it_cannot_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(blocker / "config"))
+    from kivy.app import App as KivyApp
+
+    class BlockedApp(KivyApp):  # type: ignore[misc]
+        pass
+
+    with pytest.raises(OSError):
+        user_data_dir(BlockedApp())
+    assert blocker.read_text() == "x"
 
 
 # -- what the transport adds on top of UrlRequest: redirects and the http rule ---------------

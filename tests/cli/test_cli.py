@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from appusers import App
+from appusers import App, Credentials
 from appusers.server import LocalServer
 
 EMAIL = "ana@example.com"
@@ -625,6 +625,36 @@ async def test_sessions_are_kept_per_server_url_and_app_id(server: LocalServer, 
     assert [u["id"] for u in (await cli("users", "--json")).json()["users"]] == [here]
     # A trailing slash is the same server.
     assert (await cli("--base-url", server.url + "/", "whoami", "--json")).json()["user"]["id"] == here
+
+
+async def test_a_session_file_of_the_earlier_unscoped_format_is_adopted_by_the_first_server(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    from appusers.adapters import FileStorage
+    from appusers.adapters._file import _parse
+
+    cli = Cli(tmp_path, base_url=server.url)
+    cli.data_dir.mkdir(mode=0o700)
+    # What the CLI wrote before sessions were keyed by server: the App's own keys, unscoped.
+    async with App(server.app_id, base_url=server.url, storage=FileStorage(cli.session_file)) as old:
+        user = await old.log_in(Credentials.anonymous())
+    before = _parse(cli.session_file.read_bytes())
+    assert before and not any(key.startswith("cli:") for key in before)
+
+    first = await cli("whoami", "--json")
+    assert first.json()["user"]["id"] == user.id
+    assert "now belong to " + server.url in first.err
+    after = _parse(cli.session_file.read_bytes())
+    # Moved, not copied: the same records under this server's scope, nothing unscoped left.
+    assert {key.split("|", 1)[1]: value for key, value in after.items()} == before
+    assert all(key.startswith(f"cli:{server.url}|") for key in after)
+    # Adopted once: the next run says nothing, and another server does not see the user.
+    again = await cli("whoami", "--json")
+    assert again.json()["user"]["id"] == user.id and "now belong" not in again.err
+    elsewhere = await cli("--base-url", closed_port_url(), "users", "--json")
+    assert elsewhere.json() == {"current": None, "users": []}
+    # The adopted session is alive on its server: a call refreshes and answers.
+    assert (await cli("call", "sum", "2", "3", "--json")).json()["result"] == 5
 
 
 async def test_switch_by_id_prefix_or_email(server: LocalServer, tmp_path: Path) -> None:

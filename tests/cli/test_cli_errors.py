@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import attrs
-import pytest
 
 from appusers.server import LocalServer, load_config
 
@@ -125,15 +124,6 @@ async def test_config_example_prints_the_complete_shipped_settings(tmp_path: Pat
     assert load_config(printed) == load_config(EXAMPLE)
     assert tomllib.loads(run.out)["app_id"] == "appusers-local"
     assert run.out.count("\n#") > 50  # commented: every setting is explained
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-                   check=True, timeout=600, capture_output=True)
-    (built,) = out.glob("appusers-*.whl")
-    return built
 
 
 def test_the_wheel_ships_the_cli_and_the_example_settings(wheel: Path, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ server outage (the test stops the LocalServer and starts it again), log out.
 The example runs as a subprocess on Kivy's SDL2 window with Kivy's ``UrlRequest``
 transport, against the local server of this test's loop (so the test awaits the
 subprocess rather than blocking on it). Its users go to the Kivy app's
-``user_data_dir`` (under a private ``XDG_CONFIG_HOME``).
+``user_data_dir`` under a fresh HOME (no ``~/.config`` yet, as on a new account).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ async def test_the_kivy_example_logs_in_and_out_in_a_real_window(
     await app.email_password_auth.register_user(EMAIL, PASSWORD)
     mail = [m for m in server.read_outbox() if m["email"] == EMAIL][-1]
     await app.email_password_auth.confirm_user(mail["token"], mail["tokenId"])
-    (tmp_path / "config").mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
     shot = tmp_path / "kivy_app.png"
     outage = tmp_path / "outage"
     outage.mkdir()
@@ -74,10 +75,11 @@ async def test_the_kivy_example_logs_in_and_out_in_a_real_window(
         **os.environ,
         "DISPLAY": display,
         "KIVY_HOME": str(tmp_path / "kivy-home"),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "HOME": str(home),
         "KIVY_NO_CONSOLELOG": "1",
     }
     env.pop("KIVY_WINDOW", None)
+    env.pop("XDG_CONFIG_HOME", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(EXAMPLE), "--base-url", server.url, "--app-id", server.app_id,
         "--transport", "urlrequest", "--autopilot", EMAIL, PASSWORD, "--screenshot", str(shot),
@@ -120,7 +122,7 @@ async def test_the_kivy_example_logs_in_and_out_in_a_real_window(
         for picture in (shot, offline):
             shutil.copyfile(picture, DOC_PICTURES / picture.name)
     # The users were kept in the Kivy app's user_data_dir: the email user, now logged out.
-    (store,) = (tmp_path / "config").glob("*/appusers-users.json")
+    (store,) = (home / ".config").glob("*/appusers-users.json")
     from appusers.adapters._file import _parse
 
     items = _parse(store.read_bytes())

@@ -115,6 +115,21 @@ read = true
         ),
         ("[default_rule]\nroles = [{ name = 'r', insert = [] }]\n", "default_rule.roles[0].insert"),
         ("[default_rule]\nflters = []\n", "default_rule.flters is not a known key"),
+        (
+            "[[rules]]\ndatabase='d'\ncollection='c'\n"
+            "filters = [{ name = 'f', query = { owner_id = '%%nosuch.id' } }]\n",
+            "rules[0].filters[0].query.owner_id: unknown expansion '%%nosuch.id'",
+        ),
+        (
+            "[[rules]]\ndatabase='d'\ncollection='c'\n"
+            "filters = [{ name = 'f', query = { owner_id = { '$in' = ['%%user.id', '%%usr.id'] } } }]\n",
+            "rules[0].filters[0].query.owner_id.$in[1]: unknown expansion '%%usr.id'",
+        ),
+        (
+            "[[rules]]\ndatabase='d'\ncollection='c'\n"
+            "filters = [{ name = 'f', query = { owner_id = { '%function' = { nme = 'f' } } } }]\n",
+            "rules[0].filters[0].query.owner_id.%function needs a 'name' string",
+        ),
     ],
 )
 def test_malformed_rules_name_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -23,7 +23,7 @@ import pytest
 from _server_testkit import Api, assert_error, fast
 
 from appusers.server import ServerConfig, load_config
-from appusers.server.rules import NamespaceRule, QueryFilter, Role, parse_namespace_rule
+from appusers.server.rules import NamespaceRule, QueryFilter, Role
 
 MONGO = "mongodb-atlas"
 DB = "shop"
@@ -40,13 +40,13 @@ def boom(context, *args):
 
 READ_ALL = Role(name="readAll", read=True, write=True)
 RULES = (
-    # The parser accepts an unknown expansion in a filter query; only evaluation refuses it.
-    parse_namespace_rule(
-        {
-            **NS_FILTER,
-            "roles": [{"name": "readAll", "read": True, "write": True}],
-            "filters": [{"name": "mine", "query": {"owner_id": "%%nosuch.id"}}],
-        }
+    # Rules built in Python are not checked (the parser refuses this filter): only evaluation
+    # meets the unknown expansion.
+    NamespaceRule(
+        database=DB,
+        collection="bad_filter",
+        roles=(READ_ALL,),
+        filters=(QueryFilter(name="mine", query={"owner_id": "%%nosuch.id"}),),
     ),
     # A role built in Python is not checked: it fails for documents of kind "bad" only
     # (the keys of an expression are evaluated in order and stop at the first false one).
