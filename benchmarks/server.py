@@ -17,7 +17,12 @@ Each workload runs against a data directory with 1 user and with ``--users`` (10
 over ``--active`` (1,000) logged-in users, so caches are exercised as a crowd would.
 Figures: requests/s (successful answers only), p50 and p99 latency, the ratio to the bare
 handler measured right before it, over ``--runs`` runs (median and spread), and the load
-average before and after each run: the machine may be shared.
+average before and after each run: the machine may be shared. Beside the throughput ratio,
+each server's CPU time per answered request (Linux ``/proc``) gives a CPU ratio (bare CPU per
+request / appusers CPU per request): what the throughput ratio would be with a core each and
+no neighbours, and far steadier than throughput when other processes take the cores.
+Password log-ins run at ``--password-connections`` (4): at 64 a KDF queue outlasts the load
+generator's timeout and the server answers 429 by design.
 
 Load generator: ``wrk`` (1 thread, ``--connections`` connections, a Lua script cycling through
 the tokens) when installed, else an aiohttp client in its own process. On a 2-core machine the
@@ -148,9 +153,29 @@ def _lua(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid Lua string literal for our ASCII inputs
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_load(
-    generator: str, base: str, method: str, path: str, body: str, tokens: Sequence[str], args: Any
+    generator: str,
+    base: str,
+    method: str,
+    path: str,
+    body: str,
+    tokens: Sequence[str],
+    args: Any,
+    *,
+    cpu_pid: int | None = None,
+    connections: int | None = None,
 ) -> dict[str, Any]:
+    connections = connections or args.connections
+    cpu_before = _cpu_seconds(cpu_pid) if cpu_pid is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         if generator == "wrk":
             script = Path(tmp) / "load.lua"
@@ -164,7 +189,7 @@ def _run_load(
                 }
             )
             out = subprocess.run(
-                ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
+                ["wrk", "-t1", f"-c{connections}", f"-d{args.duration}s", "--timeout", "10s",
                  "-s", str(script), base],
                 capture_output=True, text=True, check=True,
             ).stdout
@@ -174,14 +199,19 @@ def _run_load(
             spec = Path(tmp) / "spec.json"
             spec.write_text(json.dumps({
                 "url": base + path, "method": method, "body": body, "tokens": list(tokens),
-                "connections": args.connections, "duration": args.duration,
+                "connections": connections, "duration": args.duration,
             }))
             out = subprocess.run(
                 [sys.executable, __file__, "--python-load", str(spec)],
                 capture_output=True, text=True, check=True,
             ).stdout
             result = json.loads(out.strip().splitlines()[-1])
+    if cpu_pid is not None and cpu_before is not None:
+        after = _cpu_seconds(cpu_pid)
+        if after is not None:
+            result["cpu_s"] = after - cpu_before
     ok = result["requests"] - result["failures"]
+    result["cpu_us_per_ok"] = result["cpu_s"] / ok * 1e6 if ok and "cpu_s" in result else None
     result["rps"] = ok / result["seconds"] if result["seconds"] else 0.0
     return result
 
@@ -322,6 +352,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "generator": generator,
         "connections": args.connections,
+        "password_connections": args.password_connections,
         "duration_s": args.duration,
         "runs": args.runs,
         "users": args.users,
@@ -344,19 +375,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         method, path, body, toks = _requests(workload, tokens)
                         for run_no in range(args.runs):
                             before = _load()
-                            b = _run_load(generator, bare_base, method, path, body, toks, args)
-                            a = _run_load(generator, base, method, path, body, toks, args)
+                            conns = args.password_connections if workload == "password_login" else None
+                            b = _run_load(generator, bare_base, method, path, body, toks, args,
+                                          cpu_pid=bare.proc.pid, connections=conns)
+                            a = _run_load(generator, base, method, path, body, toks, args,
+                                          cpu_pid=server.proc.pid, connections=conns)
+                            cpu_a, cpu_b = a["cpu_us_per_ok"], b["cpu_us_per_ok"]
                             row = {
                                 "users": users, "workload": workload, "run": run_no,
                                 "load_before": before, "load_after": _load(),
                                 "bare": b, "appusers": a,
                                 "ratio": a["rps"] / b["rps"] if b["rps"] else 0.0,
+                                "cpu_ratio": cpu_b / cpu_a if cpu_a and cpu_b else None,
                             }
                             results["rows"].append(row)
                             print(
                                 f"{users:>7} {workload:<15} run {run_no}: appusers {a['rps']:8.0f}/s"
                                 f" p50 {a['p50_ms']:6.1f} p99 {a['p99_ms']:6.1f} ms (failed {a['failures']})"
                                 f" | bare {b['rps']:8.0f}/s | ratio {row['ratio']:.3f}"
+                                f" | CPU/req {_us(cpu_a)} vs {_us(cpu_b)} us"
                                 f" | load {before[0]:.2f}",
                                 flush=True,
                             )
@@ -366,6 +403,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bare.stop()
     results["summary"] = summarize(results)
     return results
+
+
+def _us(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -384,6 +430,11 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             "ratio_max": max(ratios),
             "appusers_rps": statistics.median(r["appusers"]["rps"] for r in rows),
             "bare_rps": statistics.median(r["bare"]["rps"] for r in rows),
+            "cpu_ratio": _median([r["cpu_ratio"] for r in rows]),
+            "cpu_ratio_min": min((r["cpu_ratio"] for r in rows if r["cpu_ratio"]), default=None),
+            "cpu_ratio_max": max((r["cpu_ratio"] for r in rows if r["cpu_ratio"]), default=None),
+            "appusers_cpu_us": _median([r["appusers"]["cpu_us_per_ok"] for r in rows]),
+            "bare_cpu_us": _median([r["bare"]["cpu_us_per_ok"] for r in rows]),
             "p50_ms": statistics.median(r["appusers"]["p50_ms"] for r in rows),
             "p99_ms": statistics.median(r["appusers"]["p99_ms"] for r in rows),
             "failed": sum(r["appusers"]["failures"] for r in rows),
@@ -391,8 +442,11 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
             "target": TARGETS.get(workload),
         })
     one = {s["workload"]: s["ratio_median"] for s in out if s["users"] == 1}
+    one_cpu = {s["workload"]: s["cpu_ratio"] for s in out if s["users"] == 1}
     for s in out:
         s["vs_1_user"] = s["ratio_median"] / one[s["workload"]] if one.get(s["workload"]) else None
+        base = one_cpu.get(s["workload"])
+        s["cpu_vs_1_user"] = s["cpu_ratio"] / base if base and s["cpu_ratio"] else None
     return out
 
 
@@ -401,12 +455,20 @@ def print_table(results: dict[str, Any]) -> None:
           f" {results['duration_s']} s per run, {results['runs']} runs; scrypt check alone:"
           f" {results['kdf_ms']:.1f} ms ({1000 / results['kdf_ms']:.0f}/s on one core)")
     print(f"{'users':>7} {'workload':<15} {'appusers/s':>10} {'bare/s':>8} {'ratio (min-max)':>22}"
-          f" {'target':>6} {'p50 ms':>7} {'p99 ms':>7} {'vs 1 user':>9}  load")
+          f" {'CPU us/req':>11} {'CPU ratio (min-max)':>22} {'target':>6} {'p50 ms':>7} {'p99 ms':>7}"
+          f" {'vs 1 user':>9}  load")
     for s in results["summary"]:
         target = f"{s['target']:.2f}" if s["target"] else "-"
         vs1 = f"{s['vs_1_user']:.2f}" if s["vs_1_user"] else "-"
+        if s["cpu_vs_1_user"]:
+            vs1 += f"/{s['cpu_vs_1_user']:.2f}"
+        cpu = (
+            f"{s['cpu_ratio']:>7.3f} ({s['cpu_ratio_min']:.3f}-{s['cpu_ratio_max']:.3f})"
+            if s["cpu_ratio"] else f"{'-':>22}"
+        )
         print(f"{s['users']:>7} {s['workload']:<15} {s['appusers_rps']:>10.0f} {s['bare_rps']:>8.0f}"
               f" {s['ratio_median']:>7.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f})"
+              f" {_us(s['appusers_cpu_us']):>5}/{_us(s['bare_cpu_us']):<5} {cpu}"
               f" {target:>6} {s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {vs1:>9}  {s['load']}")
 
 
@@ -417,6 +479,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--password-connections", type=int, default=4)
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--active", type=int, default=1000)
     p.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")

@@ -369,9 +369,18 @@ class ServerApp:
             self._custom_data[user_id] = (version, data)
         return data
 
-    async def access_token(self, user: UserRecord, session: SessionRecord) -> str:
-        """A new access token for ``user``'s ``session``, never longer than the header limit."""
-        data = await self.custom_data(user.id)
+    async def access_token(self, user: UserRecord, session: SessionRecord, *, created: bool = False) -> str:
+        """A new access token for ``user``'s ``session``, never longer than the header limit.
+
+        ``created``: this request created the user. Its custom-data document cannot exist yet
+        (nobody knew the id) unless the user creation function wrote one, so without such a
+        function it is not looked up: a first log-in skips a document-store round trip.
+        """
+        settings = self.config.custom_data
+        if created and settings.enabled and not settings.on_user_creation_function:
+            data: dict[str, Any] | None = {}
+        else:
+            data = await self.custom_data(user.id)
         size = len(_ejson.dumps(data).encode("utf-8")) if data else 0
         if size > self.config.custom_data.max_token_bytes:
             self._left_out(user.id, size)

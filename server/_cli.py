@@ -10,12 +10,20 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
 import attrs
 
-from ._config import ConfigError, ServerConfig, admin_key_from_file, load_config, parse_database_url
+from ._config import (
+    ConfigError,
+    ServerConfig,
+    admin_key_from_file,
+    load_config,
+    parse_database_url,
+    parse_mongodb_uri,
+)
 from ._server import LocalServer, open_user_store
 from .documents import DocumentStoreError
 
@@ -38,6 +46,18 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port: use 1-65535 (0 picks a free one)")
     return port
+
+
+def _workers(text: str) -> int:
+    from ._workers import MAX_WORKERS
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of workers: {text!r}") from None
+    if not 1 <= n <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{n} workers: use 1-{MAX_WORKERS}")
+    return n
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,6 +111,24 @@ def _parser() -> argparse.ArgumentParser:
         " Prefer PGPASSWORD or ~/.pgpass to a password in the URL",
     )
     p.add_argument(
+        "--mongodb",
+        default=None,
+        metavar="URI",
+        help="serve the MongoDB service (documents, custom user data, watch) from this MongoDB"
+        " (mongodb://host/... or mongodb+srv://...; a replica set for watch); default:"
+        " $APPUSERS_MONGODB_URI, else [mongodb] uri, else the embedded store in the data directory",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve from N processes on one port and one data directory (default 1; about one per"
+        " core: see 'Deploying past one process' in docs/server.md)",
+    )
+    # Set by the supervisor of --workers N on the command lines of its own processes.
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument(
         "--migrate-only",
         action="store_true",
         help="bring the database schema up to date and exit (servers also migrate at start)",
@@ -100,9 +138,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _with_database(config: ServerConfig, args: argparse.Namespace) -> ServerConfig:
     url = args.database if args.database is not None else os.environ.get("APPUSERS_DATABASE_URL") or None
-    if url is None:
-        return config
-    return attrs.evolve(config, database=attrs.evolve(config.database, url=parse_database_url(url)))
+    if url is not None:
+        config = attrs.evolve(config, database=attrs.evolve(config.database, url=parse_database_url(url)))
+    uri = args.mongodb if args.mongodb is not None else os.environ.get("APPUSERS_MONGODB_URI") or None
+    if uri is not None:
+        config = attrs.evolve(config, mongodb=attrs.evolve(config.mongodb, uri=parse_mongodb_uri(uri)))
+    return config
 
 
 async def _migrate(config: ServerConfig, data_dir: Path) -> int:
@@ -164,33 +205,78 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
+    link = None
+    if args.worker is not None:
+        from ._workers import WorkerLink
+
+        link = WorkerLink.parse(args.worker)
+        link.check_lock()
+        # EOF on this pipe: the supervisor is gone (even SIGKILLed); a worker never outlives it.
+        loop.add_reader(link.alive_fd, stop.set)
     async with LocalServer(
-        config=config, data_dir=args.data, host=args.host, port=args.port, admin_token=args.admin_token
+        config=config,
+        data_dir=args.data,
+        host=args.host,
+        port=args.port,
+        admin_token=args.admin_token,
+        worker=None if link is None else link.index,
     ) as server:
-        print(f"appusers server: {server.url}  app id: {server.app_id}  data: {server.data_dir}", flush=True)
+        extra: list[str] = []
         if config.admin.enabled:
-            print(
+            extra.append(
                 f"admin api: {server.url}/api/admin/v3.0  group id: {server.group_id}"
-                f"  app _id: {server.app_object_id}",
-                flush=True,
+                f"  app _id: {server.app_object_id}"
             )
         if config.functions_module is not None:
-            print(f"functions: {config.functions_module}", flush=True)
+            extra.append(f"functions: {config.functions_module}")
         if args.app_dir is not None:
-            print(f"app directory: {args.app_dir}", flush=True)
+            extra.append(f"app directory: {args.app_dir}")
+        if link is not None:
+            # The supervisor prints one banner for the group.
+            banner = {"url": server.url, "app_id": server.app_id, "data": str(server.data_dir)}
+            link.ready({**banner, "extra": "\n".join(extra)})
+        else:
+            print(
+                f"appusers server: {server.url}  app id: {server.app_id}  data: {server.data_dir}", flush=True
+            )
+            for line in extra:
+                print(line, flush=True)
         await stop.wait()
-        print("stopping", flush=True)
+        if link is None:
+            print("stopping", flush=True)
     return 0
+
+
+def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """Check what a worker would refuse once, prepare the directory, then run the workers."""
+    from ._datadir import prepare
+    from ._workers import supervise
+
+    config = _with_database(_settings(args), args)
+    if args.admin_key_file is not None:
+        admin_key_from_file(args.admin_key_file)
+    prepare(args.data)
+    if config.database.url is None:
+        # Workers then open an up-to-date file together (no two of them migrating it at once).
+        async def migrate() -> None:
+            store = await open_user_store(config, args.data)
+            await store.close()
+
+        asyncio.run(migrate())
+    return supervise(argv, workers=args.workers, host=args.host, port=args.port, data_dir=args.data)
 
 
 def serve_main(argv: list[str] | None = None) -> int:
     """Entry point of ``appusers serve``; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}, reachable from other machines", file=sys.stderr)
     try:
+        if args.workers > 1 and args.worker is None and not args.migrate_only:
+            return _supervise(args, argv)
         return asyncio.run(_serve(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -201,19 +287,20 @@ def serve_main(argv: list[str] | None = None) -> int:
               f" ({exc}); stop it or pass another --data", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"error: cannot start server: {_os_error(exc, args)}", file=sys.stderr)
+        print(f"error: cannot start server: {describe_os_error(exc, args.host, args.port)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
 
 
-def _os_error(exc: OSError, args: argparse.Namespace) -> str:
+def describe_os_error(exc: OSError, host: str, port: int) -> str:
     """What went wrong starting the server, in the caller's terms (no traceback)."""
     if exc.errno == errno.EADDRINUSE:
-        return f"port {args.port} on {args.host} is already in use (pass another --port, or 0 for a free one)"
+        return f"port {port} on {host} is already in use (pass another --port, or 0 for a free one)"
     if exc.errno == errno.EACCES and exc.filename is None:
-        return (f"not allowed to listen on {args.host}:{args.port} ({exc.strerror});"
-                " ports below 1024 need privileges")
+        return f"not allowed to listen on {host}:{port} ({exc.strerror}); ports below 1024 need privileges"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return f"{args.host} is not an address of this machine ({exc.strerror})"
+        return f"{host} is not an address of this machine ({exc.strerror})"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {host} ({exc.strerror})"
     return str(exc)

@@ -365,6 +365,61 @@ def parse_database_url(url: str) -> str:
 
 
 @attrs.frozen
+class MongoSettings:
+    """Where the MongoDB service's documents live.
+
+    ``uri`` None: the embedded document store in the data directory. A ``mongodb://`` or
+    ``mongodb+srv://`` URI: a MongoDB deployment (a replica set for change streams), reached
+    through pymongo's ``AsyncMongoClient`` and shared by every server using it. The URI may
+    carry a password: :attr:`safe_uri` is what logs and errors print.
+    """
+
+    uri: str | None = attrs.field(default=None, repr=False)
+    #: Seconds to wait for a server at start (and per operation to select one) before failing.
+    connect_timeout: float = 10.0
+
+    def __repr__(self) -> str:
+        return f"MongoSettings(uri={self.safe_uri!r})"
+
+    @property
+    def safe_uri(self) -> str | None:
+        """The URI with any password replaced by ``***``."""
+        return None if self.uri is None else redact_url(self.uri)
+
+
+def parse_mongodb_uri(uri: str) -> str:
+    """Check that ``uri`` is a MongoDB connection string pymongo accepts; the URI (ConfigError otherwise).
+
+    A ``mongodb://`` URI is parsed fully here (hosts, options); a ``mongodb+srv://`` one only
+    for its shape, since its hosts come from a DNS lookup made when the server connects.
+    """
+    from pymongo.errors import ConfigurationError, InvalidURI
+    from pymongo.uri_parser import parse_uri
+
+    shown = redact_url(uri)
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError(
+            f"mongodb uri {shown!r} is not supported:"
+            " expected mongodb://host[:port]/... or mongodb+srv://host/..."
+        )
+    if uri.startswith("mongodb+srv://"):
+        host = uri[len("mongodb+srv://") :].rpartition("@")[2].split("/", 1)[0].split("?", 1)[0]
+        if not host or "," in host or ":" in host or "." not in host:
+            raise ConfigError(
+                f"mongodb uri {shown!r}: mongodb+srv:// needs one host name with a domain, no port"
+            )
+        return uri
+    try:
+        parse_uri(uri)
+    except (InvalidURI, ConfigurationError, ValueError) as exc:
+        reason = str(exc)
+        if "@" in uri:  # pymongo may quote the user-info it could not parse
+            reason = reason.replace(uri.split("://", 1)[1].rpartition("@")[0], "***")
+        raise ConfigError(f"mongodb uri {shown!r} is not valid: {reason}") from None
+    return uri
+
+
+@attrs.frozen
 class ServerConfig:
     """Everything the server needs besides its data directory and address."""
 
@@ -382,6 +437,7 @@ class ServerConfig:
     admin: AdminSettings = AdminSettings()
     anonymous_purge: AnonymousPurgeSettings = AnonymousPurgeSettings()
     database: DatabaseSettings = DatabaseSettings()
+    mongodb: MongoSettings = MongoSettings()
     #: Per-function settings (``functions/config.json`` / ``[[functions.config]]``). A function
     #: not listed is public and runs as its caller, except provider hooks, which are private.
     function_settings: tuple[FunctionSettings, ...] = ()
@@ -612,6 +668,12 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
     services = _get(mongo, "services", list, list(demo.mongo_services), "mongodb")
     if not all(isinstance(s, str) and s for s in services):
         raise ConfigError("mongodb.services must be a list of names")
+    mongo_uri = _get(mongo, "uri", str, None, "mongodb")
+    mongo_timeout = _get(mongo, "connect_timeout", (int, float), 10.0, "mongodb")
+    mongodb = MongoSettings(
+        uri=None if mongo_uri is None else parse_mongodb_uri(mongo_uri),
+        connect_timeout=float(_positive(mongo_timeout, "mongodb.connect_timeout")),
+    )
 
     tokens = _table(raw, "tokens")
     limits = _table(raw, "limits")
@@ -655,6 +717,7 @@ def _from_mapping(raw: Mapping[str, Any], base: Path) -> ServerConfig:
         admin=_admin(_table(raw, "admin"), base),
         anonymous_purge=_anonymous_purge(_table(raw, "users")),
         database=_database(_table(raw, "database")),
+        mongodb=mongodb,
         **from_toml(raw, base),
         **_rules(raw, custom_data),
     )

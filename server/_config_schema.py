@@ -36,7 +36,8 @@ SCHEMA: Mapping[str, Any] = {
         "enabled", "database", "collection", "user_id_field", "service", "max_token_bytes",
         "on_user_creation_function",
     }),
-    "mongodb": frozenset({"services"}),
+    # The MongoDB service's documents (uri absent: the embedded store in the data directory).
+    "mongodb": frozenset({"services", "uri", "connect_timeout"}),
     "limits": frozenset({
         "max_body_bytes", "function_timeout", "document_timeout", "watch_buffer_bytes",
         "watch_streams_per_user", "watch_streams",

@@ -31,6 +31,10 @@ SERVER_ENTRIES = frozenset(
         "users.sqlite3-wal",
         "users.sqlite3-shm",
         "users.sqlite3-journal",
+        "throttle.sqlite3",
+        "throttle.sqlite3-wal",
+        "throttle.sqlite3-shm",
+        "throttle.sqlite3-journal",
         "documents",
         "outbox.jsonl",
     }

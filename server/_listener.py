@@ -131,9 +131,12 @@ class GuardedHandler(RequestHandler):
 class GuardedSite(web.TCPSite):
     """A TCP site whose connections are :class:`GuardedHandler`\\ s."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, limits: Limits):
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, limits: Limits, *, reuse_port: bool = False
+    ):
         super().__init__(runner, host, port)
         self._limits = limits
+        self._reuse = reuse_port
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
@@ -145,4 +148,6 @@ class GuardedSite(web.TCPSite):
         def factory() -> GuardedHandler:
             return GuardedHandler(server, loop=loop, limits=self._limits, **kwargs)
 
-        self._server = await loop.create_server(factory, self._host, self._port, backlog=self._backlog)
+        self._server = await loop.create_server(
+            factory, self._host, self._port, backlog=self._backlog, reuse_port=self._reuse or None
+        )

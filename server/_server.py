@@ -19,9 +19,11 @@ from ._admin_auth import AdminAuth
 from ._app import ServerApp
 from ._config import ServerConfig
 from ._datadir import prepare
+from ._errors import ConfigError
 from ._faults import Fault
 from ._listener import GuardedSite, Limits
 from ._outbox import Outbox
+from ._sqlite_counters import SqliteCounters
 from ._sqlite_store import SqliteUserStore
 from ._store import UserStore
 from ._tokens import TokenIssuer
@@ -54,6 +56,12 @@ class LocalServer:
     keys in ``config.admin`` the Admin API is served under ``/api/admin/v3.0``
     (:attr:`group_id`, :attr:`app_object_id`). ``clock`` (epoch seconds) dates user
     activity and the anonymous-user purge; tests pass a fake one.
+
+    ``worker`` (set by ``appusers serve --workers N``, see ``_workers``) makes this server
+    worker number ``worker`` of a group sharing ``data_dir`` and ``port``: the group's
+    supervisor holds the data directory's lock, the documents are opened shared, throttling
+    counters live in ``throttle.sqlite3``, the port is bound with ``SO_REUSEPORT`` and every
+    response says which worker answered (``X-Appusers-Worker``).
     """
 
     def __init__(
@@ -64,8 +72,12 @@ class LocalServer:
         port: int = 0,
         admin_token: str | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        worker: int | None = None,
     ):
         self.config = config if config is not None else ServerConfig.demo()
+        self._worker = worker
+        self._counters: SqliteCounters | None = None
         self._clock = clock
         self._ids: tuple[str, str] | None = None
         self._requested_dir = Path(data_dir) if data_dir is not None else None
@@ -132,8 +144,6 @@ class LocalServer:
         """Open the stores and start listening."""
         if self._runner is not None:
             raise RuntimeError("server already started")
-        from .documents import EmbeddedDocumentStore
-
         if self._data_dir is not None:
             pass  # restarted after stop(): same data, same port
         elif self._requested_dir is None:
@@ -144,11 +154,11 @@ class LocalServer:
         try:
             prepare(self._data_dir)
             self._store = await open_user_store(self.config, self._data_dir)
-            self._documents = EmbeddedDocumentStore(
-                self._data_dir / "documents",
-                time_limit=self.config.limits.document_timeout,
-                watch_buffer_bytes=self.config.limits.watch_buffer_bytes,
-            )
+            if self._worker is not None and isinstance(self._store, SqliteUserStore):
+                # Counted in a file every worker writes, not in this process's memory.
+                self._counters = SqliteCounters(self._data_dir / "throttle.sqlite3")
+                self._store.counters = self._counters  # type: ignore[assignment]
+            self._documents = await self._open_documents()
             issuer = TokenIssuer(
                 await self._store.signing_secret(),
                 self.config.app_id,
@@ -181,8 +191,11 @@ class LocalServer:
                 clock=self._clock,
             )
             http = self.config.http
+            aiohttp_app = self._app.build()
+            if self._worker is not None:
+                aiohttp_app.on_response_prepare.append(self._say_worker)
             self._runner = web.AppRunner(
-                self._app.build(),
+                aiohttp_app,
                 access_log=None,
                 handle_signals=False,
                 # Access tokens are kept below this limit (custom data is capped), so a user's own
@@ -191,7 +204,9 @@ class LocalServer:
                 max_field_size=http.max_header_bytes,
             )
             await self._runner.setup()
-            site = GuardedSite(self._runner, self._host, self._port, self._limits)
+            site = GuardedSite(
+                self._runner, self._host, self._port, self._limits, reuse_port=self._worker is not None
+            )
             await site.start()
             server = site._server
             assert server is not None
@@ -204,11 +219,34 @@ class LocalServer:
             await self.close()
             raise
         log.info(
-            "appusers server listening on %s (app id %s, data %s, users in %s)",
+            "appusers server listening on %s (app id %s, data %s, users in %s, documents in %s)",
             self._url,
             self.app_id,
             self._data_dir,
             self.config.database.safe_url or "SQLite",
+            self.config.mongodb.safe_uri or "the data directory",
+        )
+
+    async def _open_documents(self) -> Any:
+        """The MongoDB service's store: MongoDB for a ``[mongodb] uri``, else embedded in the data dir."""
+        from .documents import DocumentStoreError, EmbeddedDocumentStore
+        from .documents._pymongo import open_pymongo_store
+
+        settings = self.config.mongodb
+        if settings.uri is not None:
+            assert settings.safe_uri is not None
+            try:
+                return await open_pymongo_store(
+                    settings.uri, timeout=settings.connect_timeout, shown=settings.safe_uri
+                )
+            except DocumentStoreError as exc:
+                raise ConfigError(str(exc)) from None
+        assert self._data_dir is not None
+        return EmbeddedDocumentStore(
+            self._data_dir / "documents",
+            time_limit=self.config.limits.document_timeout,
+            watch_buffer_bytes=self.config.limits.watch_buffer_bytes,
+            shared=self._worker is not None,
         )
 
     async def stop(self) -> None:
@@ -236,6 +274,12 @@ class LocalServer:
         store, self._store = self._store, None
         if store is not None:
             await store.close()
+        counters, self._counters = self._counters, None
+        if counters is not None:
+            counters.close()
+
+    async def _say_worker(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Appusers-Worker"] = str(self._worker)
 
     async def close(self) -> None:
         """Stop listening, end open streams, close the stores; idempotent."""

@@ -171,10 +171,14 @@ class SqliteUserStore:
         return bytes(row[0])
 
     # users and identities
-    def _insert_identity(self, user_id: str, identity: IdentityRecord) -> None:
-        pos = self._db.execute(
-            "SELECT COALESCE(MAX(position), -1) + 1 FROM identities WHERE user_id=?", (user_id,)
-        ).fetchone()[0]
+    def _insert_identity(self, user_id: str, identity: IdentityRecord, *, first: bool = False) -> None:
+        pos = (
+            0
+            if first
+            else self._db.execute(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM identities WHERE user_id=?", (user_id,)
+            ).fetchone()[0]
+        )
         try:
             self._db.execute(
                 "INSERT INTO identities (provider_type, id, user_id, provider_id, provider_data, position)"
@@ -211,7 +215,7 @@ class SqliteUserStore:
                 " VALUES (?,?,?,0,0,?,?,?)",
                 (user_id, user_type, now, json.dumps(dict(data)), last_login, now),
             )
-            self._insert_identity(user_id, identity)
+            self._insert_identity(user_id, identity, first=True)
             if session is not None:
                 await self.create_session(session(user_id))
         # What was just written, without reading it back (a log-in of a new user waits on this).

@@ -36,7 +36,7 @@ from ._secrets import new_secret
 __all__ = ["TokenClaims", "TokenIssuer"]
 
 _ALGORITHM = "HS256"
-_REQUIRED = ("exp", "iat", "sub", "typ")
+_REQUIRED = frozenset(("exp", "iat", "sub", "typ"))
 
 
 def _b64encode(data: bytes) -> str:
@@ -163,7 +163,7 @@ class TokenIssuer:
             claims = json.loads(_b64decode(payload))
         except (ValueError, binascii.Error):
             raise _Invalid from None
-        if not isinstance(claims, dict) or any(name not in claims for name in _REQUIRED):
+        if not isinstance(claims, dict) or not _REQUIRED <= claims.keys():
             raise _Invalid
         if "aud" in claims:
             raise _Invalid

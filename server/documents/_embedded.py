@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +28,7 @@ from ._errors import DocumentStoreError
 from ._limits import check_depth, check_namespace
 from ._projection import Projection
 from ._protocol import Filter, Sort, UpdateResult, WriteGuard
-from ._watch import EmbeddedChangeStream, WatchHub
+from ._watch import EmbeddedChangeStream, StreamFellBehind, WatchHub
 
 __all__ = ["EmbeddedDocumentCollection", "EmbeddedDocumentStore"]
 
@@ -37,6 +39,9 @@ log = logging.getLogger("appusers.server.documents")
 DEFAULT_TIME_LIMIT = 10.0
 #: Bytes of undelivered change events a stream may hold before it is closed as fallen behind.
 DEFAULT_WATCH_BUFFER = 1024 * 1024
+#: Seconds between two looks for other processes' writes when idle (shared mode): the most a
+#: change stream waits for a write made through another worker while this one serves nothing.
+POLL_INTERVAL = 0.05
 
 
 class EmbeddedDocumentStore:
@@ -45,8 +50,11 @@ class EmbeddedDocumentStore:
     >>> store = EmbeddedDocumentStore(Path("data/documents"))   # doctest: +SKIP
     >>> await store.collection("shop", "orders").insert_one({"status": "open"})   # doctest: +SKIP
 
-    One process per directory (the directory is locked while open). Call
-    :meth:`aclose` when done; it ends every change stream.
+    One process per directory (the directory is locked while open), unless ``shared``: the
+    worker processes of one server, whose supervisor holds that lock for them, each open the
+    directory with ``shared=True`` and see each other's writes on their next operation, their
+    change streams within :data:`POLL_INTERVAL` (see ``_engine``). Call :meth:`aclose` when
+    done; it ends every change stream.
     """
 
     def __init__(
@@ -55,10 +63,13 @@ class EmbeddedDocumentStore:
         *,
         time_limit: float = DEFAULT_TIME_LIMIT,
         watch_buffer_bytes: int = DEFAULT_WATCH_BUFFER,
+        shared: bool = False,
     ) -> None:
         if not time_limit > 0:
             raise ValueError("time_limit must be a positive number of seconds")
         self._path = path
+        self._shared = shared
+        self._version_db: sqlite3.Connection | None = None
         self._closed = True  # until the engine is open: a failed open leaves nothing to close
         self._time_limit = float(time_limit)
         self._hub = WatchHub(watch_buffer_bytes)
@@ -66,13 +77,20 @@ class EmbeddedDocumentStore:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="appusers-documents")
         try:
             # Opened on the worker, the only thread that will ever touch the SQLite connection.
-            self._engine = self._executor.submit(Engine, path).result()
+            self._engine = self._executor.submit(lambda: Engine(path, shared=shared)).result()
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
         # Past this point a write commits: the deadline no longer applies (see _deadline).
         self._engine.before_commit = self._watchdog.disarm
         self._closed = False
+        self._stop_polling = threading.Event()
+        self._poller: threading.Thread | None = None
+        if shared:
+            self._poller = threading.Thread(
+                target=self._poll_loop, name="appusers-documents-poll", daemon=True
+            )
+            self._poller.start()
 
     def __del__(self) -> None:
         # Only a warning: closing needs the event loop (svcs' pattern). The idle worker still stops.
@@ -102,7 +120,21 @@ class EmbeddedDocumentStore:
         collection stays valid while this is unchanged. Every write passes through this
         store (the directory is locked to one process), so no write escapes it; a write's
         caller resumes only after the number changed.
+
+        Shared (workers): other processes write too, and this process learns of it only when
+        its worker catches up. So the number is SQLite's ``PRAGMA data_version`` on a
+        connection of the caller's own, which changes on every commit to the file by any
+        connection (this store's included): coarser (any collection), never stale.
         """
+        if self._shared:
+            if self._version_db is None:
+                assert self._path is not None  # a shared store has a directory
+                self._version_db = sqlite3.connect(
+                    self._path / "documents.sqlite3",
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            return int(self._version_db.execute("PRAGMA data_version").fetchone()[0])
         return self._engine.versions.get((database, name), 0)
 
     def collection(self, database: str, name: str) -> EmbeddedDocumentCollection:
@@ -115,11 +147,49 @@ class EmbeddedDocumentStore:
         if self._closed:
             return
         self._closed = True
+        self._stop_polling.set()
+        if self._version_db is not None:
+            self._version_db.close()
+            self._version_db = None
         # FIFO worker: the close runs after every operation submitted before it.
         await asyncio.wrap_future(self._executor.submit(self._engine.close))
         self._executor.shutdown(wait=False)
         self._watchdog.stop()
         self._hub.end_all()
+
+    def _poll_loop(self) -> None:
+        pending: concurrent.futures.Future[None] | None = None
+        while not self._stop_polling.wait(POLL_INTERVAL):
+            if pending is None or pending.done():
+                try:
+                    pending = self._executor.submit(self._poll)
+                except RuntimeError:  # the executor shut down: the store is closing
+                    return
+
+    def _poll(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._engine.catch_up()
+        except (sqlite3.Error, DocumentStoreError):
+            log.warning("looking for other workers' document writes failed", exc_info=True)
+        finally:
+            self._deliver_caught_up()
+
+    def _deliver_caught_up(self) -> None:
+        """Hand what the engine caught up from other processes to the change streams (worker thread)."""
+        if not self._shared:
+            return
+        changes, lost = self._engine.take_caught_up()
+        if lost:
+            self._hub.fail_all(
+                lambda: StreamFellBehind(
+                    "(ChangeStreamHistoryLost) change stream fell behind: this worker missed changes"
+                    " made through another one"
+                )
+            )
+        if changes:
+            self._hub.publish(changes)
 
     async def _run(
         self,
@@ -145,6 +215,19 @@ class EmbeddedDocumentStore:
         def work() -> T:
             if time.monotonic() >= deadline:
                 raise MaxTimeExpired(limit)  # never started: nothing to undo
+            if not self._shared:
+                return attempt()
+            try:
+                # Unarmed: a catch-up cut short by the deadline would make the engine reload.
+                try:
+                    self._engine.catch_up()
+                except sqlite3.Error as exc:
+                    raise DocumentStoreError(f"cannot read other workers' writes: {exc}") from None
+                return attempt()
+            finally:
+                self._deliver_caught_up()  # before the operation's own changes, which follow them
+
+        def attempt() -> T:
             watchdog = self._watchdog
             try:
                 watchdog.arm(deadline, limit)
@@ -173,6 +256,7 @@ class EmbeddedDocumentStore:
                 raise DocumentStoreError(
                     f"the operation could not be evaluated ({type(exc).__name__})"
                 ) from None
+            self._deliver_caught_up()  # what a write caught up under its lock came first
             if changes:
                 self._hub.publish(changes)
             return result

@@ -12,6 +12,19 @@ a crash of the process never loses a committed write nor leaves a torn one; a
 power cut may lose the last few commits but never corrupts the file.
 ``<dir>/LOCK`` is held (``flock``) while open, so a second process cannot open
 the same directory and silently diverge.
+
+Shared mode (``shared=True``, the worker processes of one ``appusers serve --workers N``):
+several engines in several processes hold the same directory, each with every document in
+memory. Each committed write then also appends its images to the ``changes`` table in the
+same transaction, and an engine catches up before every operation: ``PRAGMA data_version``
+(a few microseconds) tells whether another connection committed since it last looked, and if
+so it applies the change rows after the last one it saw, in commit order, to its memory and
+hands them on as :class:`Change` objects (so change streams see writes made by any process).
+A write takes SQLite's write lock (``BEGIN IMMEDIATE``) first and catches up under it, so it
+is computed on the latest state and writes stay serialised across processes. The caller
+(the supervisor) holds the directory lock for the whole group. Change rows are pruned behind
+the newest :data:`CHANGES_KEPT`; an engine that fell further behind reloads everything and
+reports the gap (its change streams end as fallen behind).
 """
 
 from __future__ import annotations
@@ -47,6 +60,12 @@ __all__ = ["Change", "Engine", "Namespace"]
 
 Namespace = tuple[str, str]
 _SCHEMA_VERSION = 1
+#: Change rows kept for engines catching up (shared mode); older ones are pruned.
+CHANGES_KEPT = 10_000
+#: Own writes between two prunes of the change rows.
+_PRUNE_EVERY = 1_000
+#: Seconds a shared engine waits for another process's write lock before failing the operation.
+_BUSY_TIMEOUT = 30.0
 
 
 @attrs.define(slots=True)
@@ -81,7 +100,20 @@ class _Write:
 class Engine:
     """All collections of one store; see the module docstring for the storage rules."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, shared: bool = False) -> None:
+        if shared and path is None:
+            raise ValueError("a shared engine needs a directory")
+        self._shared = shared
+        self._in_write = False
+        #: Id of the last change row this engine has applied (shared mode).
+        self._seen = 0
+        self._data_version = -1
+        self._since_prune = 0
+        #: Changes other processes committed, caught up but not yet handed to change streams.
+        self._caught_up: list[Change] = []
+        self._lost = False
+        self._last_logged = 0
+        self._torn = False
         self._lock_file: IO[bytes] | None = None
         #: Called once a write is computed, right before it commits (the store ends its deadline there).
         self.before_commit: Callable[[], object] | None = None
@@ -93,9 +125,12 @@ class Engine:
             self._db = sqlite3.connect(":memory:", isolation_level=None)
         else:
             path.mkdir(parents=True, exist_ok=True)
-            self._lock_file = _lock(path / "LOCK")
+            if not shared:  # shared: the supervisor holds the lock for its workers
+                self._lock_file = _lock(path / "LOCK")
             try:
-                self._db = sqlite3.connect(path / "documents.sqlite3", isolation_level=None)
+                self._db = sqlite3.connect(
+                    path / "documents.sqlite3", isolation_level=None, timeout=_BUSY_TIMEOUT
+                )
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
@@ -120,12 +155,107 @@ class Engine:
             " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " db TEXT NOT NULL, coll TEXT NOT NULL, body BLOB NOT NULL)"
         )
+        # Read only in shared mode; an older version of this code ignores the table.
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS changes ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT, db TEXT NOT NULL, coll TEXT NOT NULL,"
+            " op TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL)"
+        )
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def _load(self) -> None:
-        for seq, db, coll, body in self._db.execute("SELECT seq, db, coll, body FROM documents ORDER BY seq"):
-            doc = decode(body)
-            self._colls.setdefault((db, coll), {})[id_key(doc.get("_id"))] = _Entry(seq, body, to_view(doc))
+        self._colls = {}
+        self._indexes = EqualityIndexes()
+        # One read transaction: the documents and the last change row are the same snapshot
+        # (a reload under the write lock is already inside one).
+        own = not self._db.in_transaction
+        if own:
+            self._db.execute("BEGIN")
+        try:
+            rows = self._db.execute("SELECT seq, db, coll, body FROM documents ORDER BY seq")
+            for seq, db, coll, body in rows:
+                doc = decode(body)
+                self._colls.setdefault((db, coll), {})[id_key(doc.get("_id"))] = _Entry(
+                    seq, body, to_view(doc)
+                )
+            self._seen = self._db.execute("SELECT coalesce(max(id), 0) FROM changes").fetchone()[0]
+        finally:
+            if own:
+                self._db.execute("COMMIT")
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- other processes' writes (shared mode) ---------------------------------------------------
+
+    def catch_up(self) -> None:
+        """Apply what other processes committed since this engine last looked (shared mode only)."""
+        if not self._shared:
+            return
+        if self._torn:
+            # An earlier catch-up was interrupted between applying a row and recording it.
+            self._torn = False
+            self._caught_up.clear()
+            self._lost = True
+            self._load()
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version and not self._in_write:
+            return
+        self._data_version = version
+        rows = self._db.execute(
+            "SELECT id, db, coll, op, seq, body FROM changes WHERE id > ? ORDER BY id", (self._seen,)
+        ).fetchall()
+        if rows and rows[0][0] != self._seen + 1:
+            # Pruned past what this engine saw: start over from the documents themselves.
+            self._caught_up.clear()
+            self._lost = True
+            self._load()
+            return
+        self._torn = True
+        for change_id, db, coll, op, seq, body in rows:
+            self._apply_row((db, coll), op, seq, body)
+            self._seen = change_id
+        self._torn = False
+
+    def _apply_row(self, ns: Namespace, op: str, seq: int, body: bytes) -> None:
+        doc = decode(body)
+        key = id_key(doc.get("_id"))
+        entries = self._colls.setdefault(ns, {})
+        old = entries.get(key)
+        if op == "delete":
+            if old is not None:
+                self._indexes.remove(ns, key, old.view)
+                del entries[key]
+            self._caught_up.append(Change("delete", ns, doc["_id"], body, None))
+            return
+        if old is not None:
+            self._indexes.remove(ns, key, old.view)
+        entry = entries[key] = _Entry(seq, body, to_view(doc))
+        self._indexes.add(ns, key, entry.view)
+        if op == "insert" or old is None:
+            self._caught_up.append(Change("insert", ns, doc["_id"], None, body))
+        else:
+            self._caught_up.append(Change(op, ns, doc["_id"], old.raw, body))
+
+    def take_caught_up(self) -> tuple[list[Change], bool]:
+        """The changes of other processes applied since the last call, and whether some were lost."""
+        changes, self._caught_up = self._caught_up, []
+        lost, self._lost = self._lost, False
+        return changes, lost
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Shared mode: hold the write lock from before the write is computed until it commits."""
+        if not self._shared:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_write = True
+        try:
+            self.catch_up()
+            yield
+        finally:
+            if self._in_write:  # nothing to commit, or the write failed
+                self._in_write = False
+                self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close SQLite and release the directory lock; idempotent."""
@@ -203,6 +333,10 @@ class Engine:
 
     def insert(self, ns: Namespace, docs: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Change]]:
         """Insert all documents or none; returns their ``_id`` values in input order."""
+        with self._writing():
+            return self._insert(ns, docs)
+
+    def _insert(self, ns: Namespace, docs: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Change]]:
         write = _Write(ns)
         entries = self._colls.get(ns, {})
         batch: set[Any] = set()
@@ -240,6 +374,25 @@ class Engine:
         guard: WriteGuard | None = None,
     ) -> tuple[UpdateResult, bytes | None, bytes | None, list[Change]]:
         """Update (or replace) the first or every match; returns the result and the first pre/post images."""
+        with self._writing():
+            return self._update(
+                ns, filter, update, multi=multi, upsert=upsert, array_filters=array_filters, sort=sort,
+                replace_only=replace_only, guard=guard,
+            )  # fmt: skip
+
+    def _update(
+        self,
+        ns: Namespace,
+        filter: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        multi: bool,
+        upsert: bool,
+        array_filters: Sequence[Mapping[str, Any]] | None,
+        sort: Any,
+        replace_only: bool,
+        guard: WriteGuard | None,
+    ) -> tuple[UpdateResult, bytes | None, bytes | None, list[Change]]:
         if not isinstance(filter, Mapping):
             raise DocumentStoreError("a filter must be a document")
         if isinstance(update, Mapping) and not update and not replace_only:
@@ -312,6 +465,12 @@ class Engine:
         guard: WriteGuard | None = None,
     ) -> tuple[int, bytes | None, list[Change]]:
         """Delete the first or every match; returns the count and the first deleted document's BSON."""
+        with self._writing():
+            return self._delete(ns, filter, multi=multi, sort=sort, guard=guard)
+
+    def _delete(
+        self, ns: Namespace, filter: Mapping[str, Any], *, multi: bool, sort: Any, guard: WriteGuard | None
+    ) -> tuple[int, bytes | None, list[Change]]:
         if not isinstance(filter, Mapping):
             raise DocumentStoreError("a filter must be a document")
         write = _Write(ns)
@@ -333,7 +492,9 @@ class Engine:
         db, coll = write.ns
         seqs: list[int] = []
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not self._in_write:
+                self._db.execute("BEGIN IMMEDIATE")
+            self._in_write = False  # from here this block commits or rolls back
             try:
                 for _, raw in write.inserts:
                     cur = self._db.execute(
@@ -348,6 +509,8 @@ class Engine:
                 self._db.executemany(
                     "DELETE FROM documents WHERE seq = ?", [(e.seq,) for _, e in write.deletes]
                 )
+                if self._shared:
+                    self._log_changes(write, seqs)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -355,6 +518,8 @@ class Engine:
         except sqlite3.Error as exc:
             raise DocumentStoreError(f"the document store could not save the change: {exc}") from None
         # Committed: now memory follows.
+        if self._shared:
+            self._seen = self._last_logged
         entries = self._colls.setdefault(write.ns, {})
         for (key, raw), seq in zip(write.inserts, seqs, strict=True):
             entry = entries[key] = _Entry(seq, raw, to_view(decode(raw)))
@@ -368,6 +533,36 @@ class Engine:
             self._indexes.remove(write.ns, key, entry.view)
             entries.pop(key, None)
         self.versions[write.ns] = self.versions.get(write.ns, 0) + 1
+
+
+    def _log_changes(self, write: _Write, seqs: list[int]) -> None:
+        """Append the write's images to ``changes`` (inside its transaction), in event order."""
+        db, coll = write.ns
+        updates = iter(write.updates)
+        inserts = iter(zip(write.inserts, seqs, strict=True))
+        deletes = iter(write.deletes)
+        rows: list[tuple[str, str, str, int, bytes]] = []
+        for change in write.changes:
+            if change.operation == "insert":
+                (_, raw), seq = next(inserts)
+                rows.append((db, coll, "insert", seq, raw))
+            elif change.operation == "delete":
+                _, entry = next(deletes)
+                rows.append((db, coll, "delete", entry.seq, entry.raw))
+            else:
+                _, entry, raw = next(updates)
+                rows.append((db, coll, change.operation, entry.seq, raw))
+        last = 0
+        for row in rows:
+            cur = self._db.execute(
+                "INSERT INTO changes (db, coll, op, seq, body) VALUES (?, ?, ?, ?, ?)", row
+            )
+            last = cur.lastrowid or last
+        self._last_logged = last
+        self._since_prune += len(rows)
+        if self._since_prune >= _PRUNE_EVERY:
+            self._since_prune = 0
+            self._db.execute("DELETE FROM changes WHERE id <= ?", (last - CHANGES_KEPT,))
 
 
 _NO_ID = object()

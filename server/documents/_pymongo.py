@@ -4,21 +4,70 @@ UNTESTED AGAINST A LIVE SERVER: no MongoDB runs where this was written. It is
 kept thin on purpose (each method is one driver call) and type-checked; the
 path to several server processes sharing data and change streams is to run
 them all against one MongoDB replica set with this store.
+
+A write with a guard (the access rules check every write a user makes, on its before and
+after images, before it commits) runs in a transaction: read the matches, write them, read
+them back, call the guard, and commit only if it returns; anything it raises aborts the
+transaction and reaches the caller. Transactions, like change streams, need a replica set.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._codec import id_key
 from ._errors import DocumentStoreError
+from ._projection import Projection
 from ._protocol import Filter, Sort, UpdateResult, WriteGuard
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
 
-__all__ = ["PyMongoDocumentStore"]
+__all__ = ["MIN_PYMONGO", "PyMongoDocumentStore", "open_pymongo_store"]
+
+#: ``AsyncMongoClient`` is stable from pymongo 4.10 on (4.9 had it as a preview).
+MIN_PYMONGO = (4, 10)
+
+
+def _scrub(text: str, uri: str) -> str:
+    """``text`` without the URI's user-info (pymongo may quote what it was given)."""
+    userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
+    return text.replace(userinfo, "***") if userinfo else text
+
+
+async def open_pymongo_store(uri: str, *, timeout: float, shown: str) -> PyMongoDocumentStore:
+    """A store on the MongoDB at ``uri``, after one ``ping`` answered within ``timeout`` seconds.
+
+    Raises :class:`DocumentStoreError` with a one-line reason (``shown``: the URI as it may be
+    printed, without its password) when pymongo is too old or no server answers.
+    """
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    if tuple(pymongo.version_tuple[:2]) < MIN_PYMONGO:
+        raise DocumentStoreError(
+            f"[mongodb] uri needs pymongo >= {'.'.join(map(str, MIN_PYMONGO))} (AsyncMongoClient);"
+            f" installed: {pymongo.version}"
+        )
+    client: AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
+        uri,
+        serverSelectionTimeoutMS=int(timeout * 1000),
+        connectTimeoutMS=int(timeout * 1000),
+        appname="appusers",
+        connect=False,
+    )
+    try:
+        await client.admin.command("ping")
+    except PyMongoError as exc:
+        await client.close()
+        # The topology description after "Timeout:" repeats the same in a page of text.
+        reason = _scrub(str(exc), uri).split(", Timeout:")[0].split(", Topology Description")[0]
+        raise DocumentStoreError(
+            f"cannot reach MongoDB at {shown} within {timeout:g} s ({type(exc).__name__}: {reason})"
+        ) from None
+    return PyMongoDocumentStore(client)
 
 
 @contextlib.contextmanager
@@ -32,11 +81,17 @@ def _translated() -> Any:
         raise DocumentStoreError(str(exc)) from None
 
 
-def _no_guard(guard: WriteGuard | None) -> None:
-    # A guard needs the images before the commit; the driver offers that only inside a
-    # transaction, which is not implemented here yet. Refuse rather than skip the check.
-    if guard is not None:
-        raise DocumentStoreError("rule-checked writes (write guards) need the embedded store for now")
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+
+def _within(filter: Filter, ids: list[Any]) -> dict[str, Any]:
+    """``filter`` narrowed to ``ids`` (kept whole, so a positional ``$`` still finds its array)."""
+    return {"$and": [dict(filter), {"_id": {"$in": ids}}]}
+
+
+def _is_replacement(update: Mapping[str, Any]) -> bool:
+    return bool(update) and not any(str(k).startswith("$") for k in update)
 
 
 def _sort(sort: Sort | None) -> list[tuple[str, int]] | None:
@@ -70,6 +125,93 @@ class PyMongoDocumentCollection:
 
     def __init__(self, coll: Any) -> None:
         self._coll = coll
+
+    async def _transaction(self, body: Callable[[Any], Awaitable[T]]) -> T:
+        """``body(session)`` in a transaction: committed if it returns, aborted if it raises."""
+        with _translated():
+            async with self._coll.database.client.start_session() as session:
+                async with await session.start_transaction():
+                    return await body(session)
+
+    async def _images(self, session: Any, ids: list[Any]) -> dict[Any, Doc]:
+        found = await self._coll.find({"_id": {"$in": ids}}, session=session).to_list(None)
+        return {id_key(d["_id"]): d for d in found}
+
+    async def _guarded_update(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        multi: bool,
+        upsert: bool,
+        array_filters: Sequence[Mapping[str, Any]] | None,
+        guard: WriteGuard,
+    ) -> UpdateResult:
+        async def body(s: Any) -> UpdateResult:
+            pres: list[Doc] = await self._coll.find(filter, session=s, limit=0 if multi else 1).to_list(None)
+            ids = [d["_id"] for d in pres]
+            target = _within(filter, ids) if pres else filter
+            if not pres and not upsert:
+                guard([])
+                return UpdateResult(0, 0, None)
+            if _is_replacement(update):
+                r = await self._coll.replace_one(target, update, upsert=upsert, session=s)
+            else:
+                write = self._coll.update_many if multi else self._coll.update_one
+                r = await write(target, update, upsert=upsert, array_filters=array_filters, session=s)
+            new = ids + ([r.upserted_id] if r.upserted_id is not None else [])
+            posts = await self._images(s, new)
+            pairs: list[tuple[Doc | None, Doc | None]] = [(d, posts.get(id_key(d["_id"]))) for d in pres]
+            if r.upserted_id is not None:
+                pairs.append((None, posts.get(id_key(r.upserted_id))))
+            guard(pairs)
+            return UpdateResult(r.matched_count, r.modified_count, r.upserted_id)
+
+        return await self._transaction(body)
+
+    async def _guarded_delete(
+        self, filter: Filter, *, multi: bool, sort: Sort | None, guard: WriteGuard
+    ) -> tuple[int, Doc | None]:
+        async def body(s: Any) -> tuple[int, Doc | None]:
+            cursor = self._coll.find(filter, sort=_sort(sort), limit=0 if multi else 1, session=s)
+            pres: list[Doc] = await cursor.to_list(None)
+            guard([(d, None) for d in pres])
+            if not pres:
+                return 0, None
+            r = await self._coll.delete_many({"_id": {"$in": [d["_id"] for d in pres]}}, session=s)
+            return int(r.deleted_count), pres[0]
+
+        return await self._transaction(body)
+
+    async def _guarded_find_and_modify(
+        self,
+        filter: Filter,
+        update: Mapping[str, Any],
+        *,
+        projection: Mapping[str, Any] | None,
+        sort: Sort | None,
+        upsert: bool,
+        return_new: bool,
+        replace: bool,
+        guard: WriteGuard,
+    ) -> Doc | None:
+        from pymongo import ReturnDocument
+
+        async def body(s: Any) -> Doc | None:
+            pre: Doc | None = await self._coll.find_one(filter, sort=_sort(sort), session=s)
+            if pre is None and not upsert:
+                guard([])
+                return None
+            target = filter if pre is None else _within(filter, [pre["_id"]])
+            write = self._coll.find_one_and_replace if replace else self._coll.find_one_and_update
+            post: Doc | None = await write(
+                target, update, upsert=upsert, return_document=ReturnDocument.AFTER, session=s
+            )
+            guard([(pre, post)])
+            image = post if return_new else pre
+            return None if image is None else Projection(projection).apply(image)
+
+        return await self._transaction(body)
 
     async def find(
         self,
@@ -116,7 +258,10 @@ class PyMongoDocumentCollection:
         guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """See ``DocumentCollection.update_one``; a plain document is a replacement."""
-        _no_guard(guard)
+        if guard is not None:
+            return await self._guarded_update(
+                filter, update, multi=False, upsert=upsert, array_filters=array_filters, guard=guard
+            )
         with _translated():
             if update and not any(str(k).startswith("$") for k in update):
                 r = await self._coll.replace_one(filter, update, upsert=upsert)
@@ -134,20 +279,25 @@ class PyMongoDocumentCollection:
         guard: WriteGuard | None = None,
     ) -> UpdateResult:
         """See ``DocumentCollection.update_many``."""
-        _no_guard(guard)
+        if guard is not None:
+            return await self._guarded_update(
+                filter, update, multi=True, upsert=upsert, array_filters=array_filters, guard=guard
+            )
         with _translated():
             r = await self._coll.update_many(filter, update, upsert=upsert, array_filters=array_filters)
             return UpdateResult(r.matched_count, r.modified_count, r.upserted_id)
 
     async def delete_one(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """See ``DocumentCollection.delete_one``."""
-        _no_guard(guard)
+        if guard is not None:
+            return (await self._guarded_delete(filter, multi=False, sort=None, guard=guard))[0]
         with _translated():
             return int((await self._coll.delete_one(filter)).deleted_count)
 
     async def delete_many(self, filter: Filter, *, guard: WriteGuard | None = None) -> int:
         """See ``DocumentCollection.delete_many``."""
-        _no_guard(guard)
+        if guard is not None:
+            return (await self._guarded_delete(filter, multi=True, sort=None, guard=guard))[0]
         with _translated():
             return int((await self._coll.delete_many(filter)).deleted_count)
 
@@ -177,7 +327,11 @@ class PyMongoDocumentCollection:
         """See ``DocumentCollection.find_one_and_update``."""
         from pymongo import ReturnDocument
 
-        _no_guard(guard)
+        if guard is not None:
+            return await self._guarded_find_and_modify(
+                filter, update, projection=projection, sort=sort, upsert=upsert, return_new=return_new,
+                replace=False, guard=guard,
+            )  # fmt: skip
         with _translated():
             doc: dict[str, Any] | None = await self._coll.find_one_and_update(
                 filter, update, projection=projection, sort=_sort(sort), upsert=upsert,
@@ -199,7 +353,11 @@ class PyMongoDocumentCollection:
         """See ``DocumentCollection.find_one_and_replace``."""
         from pymongo import ReturnDocument
 
-        _no_guard(guard)
+        if guard is not None:
+            return await self._guarded_find_and_modify(
+                filter, replacement, projection=projection, sort=sort, upsert=upsert, return_new=return_new,
+                replace=True, guard=guard,
+            )  # fmt: skip
         with _translated():
             doc: dict[str, Any] | None = await self._coll.find_one_and_replace(
                 filter, replacement, projection=projection, sort=_sort(sort), upsert=upsert,
@@ -216,7 +374,9 @@ class PyMongoDocumentCollection:
         guard: WriteGuard | None = None,
     ) -> dict[str, Any] | None:
         """See ``DocumentCollection.find_one_and_delete``."""
-        _no_guard(guard)
+        if guard is not None:
+            _count, pre = await self._guarded_delete(filter, multi=False, sort=sort, guard=guard)
+            return None if pre is None else Projection(projection).apply(pre)
         with _translated():
             doc: dict[str, Any] | None = await self._coll.find_one_and_delete(
                 filter, projection=projection, sort=_sort(sort)

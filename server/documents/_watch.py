@@ -247,6 +247,14 @@ class WatchHub:
             except RuntimeError:  # that loop is closed: nobody can read those streams any more
                 pass
 
+    def fail_all(self, error: Callable[[], DocumentStoreError]) -> None:
+        """End every stream with ``error()`` (events were lost for all of them)."""
+        with self._lock:
+            streams = [s for group in self._streams.values() for s in group]
+            self._streams.clear()
+        for stream in streams:
+            stream.fail_threadsafe(error())
+
     def end_all(self) -> None:
         with self._lock:
             streams = [s for group in self._streams.values() for s in group]

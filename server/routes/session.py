@@ -95,7 +95,7 @@ class SessionRoutes:
         assert session is not None
         reply = json_response(
             {
-                "access_token": await self.server.access_token(user, session),
+                "access_token": await self.server.access_token(user, session, created=created),
                 "refresh_token": refresh,
                 "user_id": user.id,
                 "device_id": session.device_id,

@@ -178,6 +178,8 @@ async def test_writes_of_another_process_take_effect_on_the_next_request(
 async def test_a_custom_data_write_takes_effect_on_the_next_request(api: Api) -> None:
     tokens = await api.login()
     token = tokens["access_token"]
+    # A new user's first token carries its (still empty) custom data, as every later one.
+    assert json.loads(_b64d(token.split(".")[1]))["user_data"] == {}
     for _ in range(2):  # cached after the first call
         status, me = await api.call(token, "whoami")
         assert status == 200 and me["custom_data"] == {}

@@ -1,0 +1,121 @@
+"""Throughput of ``appusers serve --workers 2`` against ``--workers 1`` on the same machine (issue 10).
+
+Each run starts a real server (``python -m appusers.server``, a fresh data directory), logs in
+anonymously and drives ``POST functions/call`` (``sum``) with wrk, 1 thread x 64 connections
+on loopback, for ``--seconds``; the load generator runs on the same cores as the server. The
+two configurations alternate run by run, so a change in the machine's load hits both.
+Prints requests/s per run, the median of each, their ratio, and ``uptime`` before and after;
+also the server's CPU time per request (all its processes, from /proc), which a busy shared
+machine does not change: it shows whether workers cost more per request than one process.
+
+    python benchmarks/workers.py --runs 3 --seconds 10
+
+Needs ``wrk`` on PATH (``apt-get install -y wrk``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+LUA = """
+wrk.method = "POST"
+wrk.body = '{"name":"sum","arguments":[1,2]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+"""
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float]:
+    """Requests/s and server CPU microseconds per request."""
+    tmp = Path(tempfile.mkdtemp(prefix="appusers-bench-"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appusers.server", "--workers", str(workers), "--port", "0",
+         "--data", str(tmp / "data")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        url = line.split()[2]
+        pids = [int(p) for p in line.split("(pids ")[1].rstrip(")\n").split()] if "(pids " in line else []
+        pids.append(proc.pid)
+        app = f"{url}/api/client/v2.0/app/appusers-local"
+        req = urllib.request.Request(f"{app}/auth/providers/anon-user/login", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req) as resp:
+            token = json.load(resp)["access_token"]
+        script = tmp / "call.lua"
+        script.write_text(LUA % token)
+        cpu_before = _cpu_seconds(pids)
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{app}/functions/call"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        if "Non-2xx" in out:
+            raise SystemExit(f"errors during the run:\n{out}")
+        cpu = _cpu_seconds(pids) - cpu_before
+        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        total = re.search(r"(\d+) requests in", out)
+        assert match and total, out
+        return float(match.group(1)), cpu / int(total.group(1)) * 1e6
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    print("before:", _uptime(), flush=True)
+    results: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, list[float]] = {1: [], 2: []}
+    for run in range(args.runs):
+        for workers in (1, 2):
+            rps, us = one_run(workers, args.seconds, args.connections)
+            results[workers].append(rps)
+            cpu[workers].append(us)
+            line = f"run {run + 1} workers={workers}: {rps:,.0f} req/s, {us:,.0f} us server CPU/request"
+            print(line, flush=True)
+    print("after:", _uptime(), flush=True)
+    one, two = statistics.median(results[1]), statistics.median(results[2])
+    ratios = [b / a for a, b in zip(results[1], results[2], strict=True)]
+    print(f"workers=1: {' '.join(f'{r:,.0f}' for r in results[1])} req/s (median {one:,.0f})")
+    print(f"workers=2: {' '.join(f'{r:,.0f}' for r in results[2])} req/s (median {two:,.0f})")
+    for n in (1, 2):
+        print(f"workers={n} server CPU per request: {' '.join(f'{u:,.0f}' for u in cpu[n])} us")
+    print(f"ratio 2/1 per run: {' '.join(f'{r:.2f}' for r in ratios)}; of medians {two / one:.2f}")
+
+
+if __name__ == "__main__":
+    main()
