@@ -219,24 +219,7 @@ class SqliteUserStore:
             if session is not None:
                 await self.create_session(session(user_id))
         # What was just written, without reading it back (a log-in of a new user waits on this).
-        return UserRecord(
-            id=user_id,
-            type=user_type,
-            created=now,
-            disabled=False,
-            generation=0,
-            data=json.loads(json.dumps(dict(data))),
-            identities=(
-                IdentityRecord(
-                    id=identity.id,
-                    provider_type=identity.provider_type,
-                    provider_id=identity.provider_id,
-                    provider_data=json.loads(json.dumps(dict(identity.provider_data))),
-                ),
-            ),
-            last_login=last_login,
-            last_active=now,
-        )
+        return UserRecord.new(user_id, user_type, data, identity, now=now, last_login=last_login)
 
     async def get_user(self, user_id: str) -> UserRecord | None:
         self._check_others()

@@ -21,6 +21,7 @@ cache there would need a round trip to validate anyway).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -74,6 +75,40 @@ class UserRecord:
     #: Epoch seconds of the last log-in, and of the last log-in or refresh (0: never).
     last_login: int = 0
     last_active: int = 0
+
+    @classmethod
+    def new(
+        cls,
+        user_id: str,
+        user_type: str,
+        data: Mapping[str, str],
+        identity: IdentityRecord,
+        *,
+        now: int,
+        last_login: int,
+    ) -> UserRecord:
+        """What a store's ``create_user`` just wrote, without reading it back (a log-in waits on it).
+
+        The data go through JSON as the stored copy did, so the record holds what a later read gives.
+        """
+        return cls(
+            id=user_id,
+            type=user_type,
+            created=now,
+            disabled=False,
+            generation=0,
+            data=json.loads(json.dumps(dict(data))),
+            identities=(
+                IdentityRecord(
+                    id=identity.id,
+                    provider_type=identity.provider_type,
+                    provider_id=identity.provider_id,
+                    provider_data=json.loads(json.dumps(dict(identity.provider_data))),
+                ),
+            ),
+            last_login=last_login,
+            last_active=now,
+        )
 
 
 @attrs.frozen
