@@ -36,6 +36,8 @@ _DUMP_OPTIONS = JSONOptions(
 #: (raw surrogate bytes are not UTF-8 and fail decoding before this).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def loads(text: str | bytes) -> Any:
@@ -86,9 +88,18 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 def dumps(value: Any) -> str:
     """Serialise ``value`` as canonical EJSON text (compact separators)."""
-    if type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items()):
+    kind = type(value)
+    if kind is dict and all(type(k) is str and type(v) is str for k, v in value.items()):
         # Strings need no conversion: what json_util would write (tokens, ids, error bodies).
         return json.dumps(value, separators=(",", ":"))
+    if kind is int:
+        # A function's usual result: json_util's int32/int64 wrappers, without its walk.
+        if _INT32_MIN <= value <= _INT32_MAX:
+            return f'{{"$numberInt":"{value}"}}'
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return f'{{"$numberLong":"{value}"}}'
+    elif kind is str or value is None or kind is bool:
+        return json.dumps(value)
     return json_util.dumps(value, json_options=_DUMP_OPTIONS, separators=(",", ":"))
 
 

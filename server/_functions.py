@@ -88,9 +88,21 @@ class FunctionUser:
         }
 
 
+#: Names already classified (every call classifies each request header); bounded, as
+#: clients choose the names.
+_SECRET_SEEN: dict[str, bool] = {}
+_SECRET_SEEN_ENTRIES = 1024
+
+
 def _is_secret(name: str) -> bool:
+    known = _SECRET_SEEN.get(name)
+    if known is not None:
+        return known
     lowered = name.lower()
-    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+    secret = lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+    if len(_SECRET_SEEN) < _SECRET_SEEN_ENTRIES:
+        _SECRET_SEEN[name] = secret
+    return secret
 
 
 @attrs.frozen
@@ -129,17 +141,21 @@ def request_info(
     request: web.Request, service: str | None = None, action: str | None = None
 ) -> FunctionRequest:
     """The non-secret parts of an aiohttp request."""
-    headers: dict[str, list[str]] = {}
+    headers: dict[str, tuple[str, ...]] = {}
     for name, value in request.headers.items():
         if not _is_secret(name):
-            headers.setdefault(name, []).append(value)
-    query = "&".join(
-        part for part in request.query_string.split("&") if part and not _is_secret(part.partition("=")[0])
+            seen = headers.get(name)
+            headers[name] = (value,) if seen is None else (*seen, value)
+    query_string = request.query_string
+    query = (
+        "&".join(part for part in query_string.split("&") if part and not _is_secret(part.partition("=")[0]))
+        if query_string
+        else ""
     )
     return FunctionRequest(
         remote_address=request.remote or "",
         method=request.method,
-        headers={name: tuple(values) for name, values in headers.items()},
+        headers=headers,
         raw_query_string=query,
         user_agent=request.headers.get("User-Agent", ""),
         referrer=request.headers.get("Referer", ""),

@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from _server_testkit import Api, assert_error
 
-from appusers.server import LocalServer
+from appusers.server import LocalServer, _tokens
+from appusers.server._errors import ApiError
 from appusers.server._sqlite_store import SqliteUserStore
 from appusers.server._store import IdentityRecord, SessionRecord
 
@@ -266,3 +268,38 @@ async def test_tokens_signed_with_the_real_key_are_still_checked(api: Api, serve
     expired = _signed(secret, good_header, {**claims, "exp": now - 1})
     status, _h, body = await api.request("GET", f"{api.auth}/profile", token=expired)
     assert_error(status, body, 401, "InvalidSession", "invalid session: access token expired")
+
+
+def test_a_remembered_token_still_expires_and_keeps_its_kind(monkeypatch: Any) -> None:
+    """Verified tokens are remembered by text; a hit still checks expiry and kind."""
+    issuer = _tokens.TokenIssuer(b"k" * 64, "app", access_lifetime=60, refresh_lifetime=120)
+    token = issuer.access_token(user_id="u", session_id="s", device_id="d", generation=3, user_data=None)
+    first = issuer.verify(token, "access")
+    assert issuer.verify(token, "access") is first  # remembered
+    with pytest.raises(ApiError, match="invalid session"):
+        issuer.verify(token, "refresh")  # remembered as an access token, never passes for another kind
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(ApiError):
+        issuer.verify(tampered, "access")
+    other = _tokens.TokenIssuer(b"o" * 64, "app", access_lifetime=60, refresh_lifetime=120)
+    with pytest.raises(ApiError):
+        other.verify(token, "access")  # each issuer remembers only what its own key verified
+    later = time.time() + 61
+    monkeypatch.setattr(_tokens.time, "time", lambda: later)
+    with pytest.raises(ApiError, match="access token expired"):
+        issuer.verify(token, "access")
+
+
+def test_remembered_tokens_are_bounded(monkeypatch: Any) -> None:
+    """Past the bound the oldest verified token is forgotten (and verified again when it returns)."""
+    monkeypatch.setattr(_tokens, "_VERIFIED_ENTRIES", 4)
+    issuer = _tokens.TokenIssuer(b"k" * 64, "app", access_lifetime=60, refresh_lifetime=120)
+    tokens = [
+        issuer.access_token(user_id=f"u{i}", session_id="s", device_id="d", generation=0, user_data=None)
+        for i in range(6)
+    ]
+    for token in tokens:
+        issuer.verify(token, "access")
+    assert len(issuer._verified) == 4
+    assert tokens[0] not in issuer._verified and tokens[-1] in issuer._verified
+    assert issuer.verify(tokens[0], "access").user_id == "u0"
