@@ -434,7 +434,7 @@ class ServerApp:
                 for i in user.identities
             ),
             data=dict(user.data),
-            custom_data=_ejson.loads(json.dumps(await self.custom_data(user.id) or {})),
+            custom_data=_own_copy(await self.custom_data(user.id)),
         )
 
     async def revoke_access_tokens(self, user_id: str) -> None:
@@ -444,3 +444,11 @@ class ServerApp:
     async def revoke_sessions(self, user_id: str) -> None:
         """Every session (refresh token, and so its access tokens and streams) of the user ends."""
         await self.user_admin.end_sessions(user_id)
+
+
+def _own_copy(custom_data: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of (cached) custom data with BSON values, the call's own to change."""
+    if not custom_data:
+        return {}
+    value: dict[str, Any] = _ejson.loads(json.dumps(custom_data))
+    return value

@@ -334,6 +334,11 @@ class FunctionRegistry:
                 self._functions[setting.name] = _javascript_stub(setting.name, setting.source)
             else:
                 self._functions[setting.name] = _main_of(setting.source, setting.name)
+        # Every function's settings, defaults included, made once: each call reads them thrice.
+        self._resolved = {
+            name: self._settings.get(name) or FunctionSettings(name=name, private=name in self._hooks)
+            for name in self._functions
+        }
 
     def __contains__(self, name: str) -> bool:
         return name in self._functions
@@ -344,6 +349,9 @@ class FunctionRegistry:
 
     def settings(self, name: str) -> FunctionSettings:
         """The settings of ``name`` (defaults when it has none)."""
+        found = self._resolved.get(name)
+        if found is not None:
+            return found
         return self._settings.get(name) or FunctionSettings(name=name, private=name in self._hooks)
 
     def is_private(self, name: str) -> bool:
@@ -352,9 +360,10 @@ class FunctionRegistry:
 
     async def call(self, name: str, context: FunctionContext, args: Sequence[Any]) -> Any:
         """A client's call: private functions do not exist for it and ``can_evaluate`` must hold."""
-        if name not in self._functions or self.is_private(name):
+        settings = self._resolved.get(name)
+        if settings is None or settings.private:
             raise _not_found(name)
-        expression = self.settings(name).can_evaluate
+        expression = settings.can_evaluate
         if expression is not None and not await self._can_evaluate(expression, context, args):
             raise ApiError(400, "FunctionExecutionError", f'rule not matched for function "{name}"')
         return await self.invoke(name, context, args)

@@ -9,6 +9,7 @@ connection of this process, or another process over the same data directory (wha
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -303,3 +304,27 @@ def test_remembered_tokens_are_bounded(monkeypatch: Any) -> None:
     assert len(issuer._verified) == 4
     assert tokens[0] not in issuer._verified and tokens[-1] in issuer._verified
     assert issuer.verify(tokens[0], "access").user_id == "u0"
+
+
+async def test_a_server_store_checks_other_writes_once_per_loop_iteration(tmp_path: Path) -> None:
+    """A server's store looks for other connections' commits once per event-loop iteration:
+    whatever the loop handles after a commit (a request sent after it) sees it."""
+    path = tmp_path / "users.sqlite3"
+    store = SqliteUserStore(path)
+    store.check_per_iteration = True
+    try:
+        user = await store.create_user("normal", {}, _identity("i1"))
+        await store.create_session(_session("s1", user.id))
+        assert (await store.get_user(user.id)) is not None and (await store.get_session("s1")) is not None
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE users SET disabled = 1 WHERE id=?", (user.id,))
+            raw.execute("DELETE FROM sessions WHERE id='s1'")
+        await asyncio.sleep(0)  # the next iteration: what a request arriving now would run in
+        assert (await store.get_user(user.id)).disabled  # type: ignore[union-attr]
+        assert await store.get_session("s1") is None
+        with sqlite3.connect(path) as raw:
+            raw.execute("DELETE FROM users WHERE id=?", (user.id,))
+        await asyncio.sleep(0)
+        assert await store.get_user(user.id) is None
+    finally:
+        await store.close()
