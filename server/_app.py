@@ -257,14 +257,19 @@ class ServerApp:
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request body as an EJSON object (canonical or relaxed); ``{}`` when empty."""
-        if request.content.is_eof():
+        content = request.content
+        if content.is_eof():
             # All of it has arrived (the usual small body, one packet with the headers):
-            # reading cannot wait, so no timer is armed for it.
-            raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
+            # taken as it is, without a timer or request.read()'s chunk loop; the size limit
+            # request.read() would apply is applied here.
+            raw = content.read_nowait()
+            limit = request.client_max_size
+            if limit and len(raw) > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
         else:
             try:
                 async with asyncio.timeout(self.config.http.read_timeout):
-                    raw = await request.read()
+                    raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
             except TimeoutError:
                 raise ApiError(408, "RequestTimeout", "request body not received in time") from None
         if not raw.strip():

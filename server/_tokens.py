@@ -37,6 +37,7 @@ from typing import Any
 
 import attrs
 
+from ._ejson import compact_json
 from ._errors import ApiError
 from ._secrets import new_secret
 
@@ -141,7 +142,7 @@ class TokenIssuer:
         return self._sign(claims), exp
 
     def _sign(self, claims: Mapping[str, Any]) -> str:
-        payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        payload = _b64encode(compact_json(claims).encode())
         signing_input = f"{_HEADER}.{payload}"
         return f"{signing_input}.{self._signature(signing_input.encode('ascii'))}"
 
