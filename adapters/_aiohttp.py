@@ -38,13 +38,12 @@ import re
 import socket
 import ssl
 import warnings
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ClientRequest
-from aiohttp.connector import Connection
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -57,6 +56,8 @@ from appusers.errors import (
 )
 from appusers.transport import Request, Response
 
+from ._deadline import Deadline as _Deadline
+from ._deadline import Timers
 from ._loopback import is_loopback
 from ._reading import Chunks, Lines
 
@@ -81,47 +82,40 @@ _METHOD_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _COMMON_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _URL_CHECKS_KEPT: Final = 256
 _FORBIDDEN_HEADER_CHARS: Final = re.compile(r"[\r\n\x00]")
+_SKIP_CONTENT_TYPE: Final = ("Content-Type",)
 # A Server-Sent Events line longer than this is a broken or hostile server, not data.
 
 
 class _Attempt:
-    """Per request: did aiohttp hand it a pooled (reused) connection?"""
+    """Per request: was it sent on a pooled (reused) connection? Yes unless the connector
+    opened a new one for it."""
 
     __slots__ = ("reused",)
 
     def __init__(self) -> None:
-        self.reused = False
+        self.reused = True
 
 
-#: The request being sent in this task, told by the connector whether its connection is pooled.
+#: The request being sent in this task, told by the connector when it opens a new connection.
 _ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("appusers_attempt", default=None)
 
 
 class _Connector(aiohttp.TCPConnector):
-    """A ``TCPConnector`` that tells the request in flight (``_ATTEMPT``) whether it was handed a
-    pooled connection, i.e. one this connector handed out before.
+    """A ``TCPConnector`` that tells the request in flight (``_ATTEMPT``) when it opens a new
+    connection for it; any other connection it hands out comes from its pool.
 
     Not a ``TraceConfig``: with one, aiohttp builds and sends about eight trace events per
-    request to report this one bit, which cost more client CPU than all of appusers' own
-    per-request work (benchmarks/run.py, call_function overhead)."""
+    request to report this one bit. And not by wrapping ``connect``: that ran for every
+    request (a coroutine and a set lookup more), while a new connection is rare
+    (benchmarks/run.py, call_function overhead)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._handed_out: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    async def connect(
+    async def _create_connection(
         self, req: ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
-    ) -> Connection:
-        connection = await super().connect(req, traces, timeout)
-        protocol = connection.protocol
-        if protocol is not None:
-            reused = protocol in self._handed_out
-            if not reused:
-                self._handed_out.add(protocol)
-            attempt = _ATTEMPT.get()
-            if attempt is not None:
-                attempt.reused = reused
-        return connection
+    ) -> ResponseHandler:
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            attempt.reused = False  # set before connecting: a failure to connect is not staleness
+        return await super()._create_connection(req, traces, timeout)
 
 
 def _stale(exc: BaseException, attempt: _Attempt) -> bool:
@@ -129,46 +123,6 @@ def _stale(exc: BaseException, attempt: _Attempt) -> bool:
     if not attempt.reused or isinstance(exc, aiohttp.ClientConnectorError):
         return False  # a new connection that failed to open is a connection failure, not staleness
     return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
-
-
-class _Deadline:
-    """``asyncio.timeout(delay)`` as a plain ``with`` block, for the per-request path.
-
-    The same steps as CPython's ``asyncio.Timeout`` (a timer that cancels the task; on leaving,
-    the timer is dropped and, if it fired and no other cancellation is pending, the
-    ``CancelledError`` becomes ``TimeoutError``), without its asynchronous enter and exit
-    and state bookkeeping, which cost more client CPU per request than the rest of this
-    adapter's own work (benchmarks/run.py)."""
-
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
-
-    def __init__(self, delay: float) -> None:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("Timeout should be used inside a task")
-        loop = task.get_loop()
-        self._task = task
-        self._cancelling = task.cancelling()
-        self._expired = False
-        when = loop.time() + delay
-        self._handle: asyncio.Handle | None = (
-            loop.call_soon(self._on_timeout) if when <= loop.time() else loop.call_at(when, self._on_timeout)
-        )
-
-    def __enter__(self) -> _Deadline:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-            raise TimeoutError from exc
-
-    def _on_timeout(self) -> None:
-        self._task.cancel()
-        self._expired = True
-        self._handle = None
 
 
 class _State(enum.Enum):
@@ -205,8 +159,15 @@ def _origin(url: URL) -> tuple[str, str, int | None]:
     return (url.scheme.lower(), (url.host or "").lower(), url.port)
 
 
+def _has_content_type(headers: Mapping[str, str]) -> bool:
+    return "Content-Type" in headers or any(name.lower() == "content-type" for name in headers)
+
+
 def _lower_headers(raw: CIMultiDictProxy[str]) -> dict[str, str]:
-    headers: dict[str, str] = {}
+    headers = {name.lower(): value for name, value in raw.items()}
+    if len(headers) == len(raw):
+        return headers  # no field repeated (the usual case)
+    headers = {}
     for name, value in raw.items():
         key = name.lower()
         # Repeated fields combine as a comma-separated list (RFC 9110 §5.3).
@@ -295,8 +256,10 @@ class AiohttpTransport:
         self._ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # URL string -> (parsed URL, why it may not be requested): the SDK asks for the same few.
-        self._url_checks: dict[str, tuple[URL, str | None]] = {}
+        # URL string -> (parsed URL, why it may not be requested, the parsed URL as text):
+        # the SDK asks for the same few.
+        self._url_checks: dict[str, tuple[URL, str | None, str]] = {}
+        self._timers: Timers | None = None  # the requests' deadlines, on the session's loop
 
     def __repr__(self) -> str:
         return f"<AiohttpTransport timeout={self._timeout:g}s state={self._state.value}>"
@@ -330,6 +293,8 @@ class AiohttpTransport:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        if self._timers is not None:
+            self._timers.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -342,11 +307,11 @@ class AiohttpTransport:
         expires, :class:`~appusers.errors.TransportError` when no usable response
         arrives and :class:`~appusers.errors.AppClosedError` after :meth:`aclose`.
         """
-        url, timeout = self._checked(request)
+        url, timeout, text = self._check(request)
         session = self._session_in_loop()
         # _translated() inlined (one coroutine less per request); the same border.
         try:
-            return await self._exchange(session, request, url, timeout)
+            return await self._exchange(session, request, url, timeout, text)
         except AppError:
             raise
         except Exception as exc:  # the border: nothing foreign gets past it
@@ -373,7 +338,7 @@ class AiohttpTransport:
         """
         if idle_timeout is not None and not (idle_timeout > 0 and math.isfinite(idle_timeout)):
             raise InvalidArgumentError("idle_timeout must be a positive number of seconds or None")
-        url, timeout = self._checked(request)
+        url, timeout, _text = self._check(request)
         session = self._session_in_loop()
         response = await self._translated(
             request.method, url, timeout, self._open_within(session, request, url, timeout)
@@ -417,6 +382,12 @@ class AiohttpTransport:
     # -- checks before any I/O ----------------------------------------------------
 
     def _checked(self, request: Request) -> tuple[URL, float]:
+        """The request's parsed URL and timeout, or InvalidArgumentError."""
+        url, timeout, _text = self._check(request)
+        return url, timeout
+
+    def _check(self, request: Request) -> tuple[URL, float, str]:
+        """The request's URL (parsed and as text) and timeout, or InvalidArgumentError."""
         method = request.method
         if not (type(method) is str and method in _COMMON_METHODS) and (
             not isinstance(method, str) or not _METHOD_RE.fullmatch(method)
@@ -434,16 +405,16 @@ class AiohttpTransport:
                 parsed = _parse_url(request.url)
                 if len(self._url_checks) >= _URL_CHECKS_KEPT:
                     self._url_checks.clear()
-                checked = self._url_checks[request.url] = (parsed, self._url_problem(parsed))
+                checked = self._url_checks[request.url] = (parsed, self._url_problem(parsed), str(parsed))
         except (TypeError, ValueError):
             raise InvalidArgumentError("request URL is not a valid URL") from None
-        url, problem = checked
+        url, problem, text = checked
         if problem is not None:
             raise InvalidArgumentError(f"{request.method} {_safe_url(url)}: {problem}")
         timeout = self._timeout if request.timeout is None else request.timeout
         if not (timeout > 0 and math.isfinite(timeout)):
             raise InvalidArgumentError("request timeout must be a positive number of seconds")
-        return url, timeout
+        return url, timeout, text
 
     def _url_problem(self, url: URL) -> str | None:
         """Why ``url`` may not be requested (asked of the request and of every redirect)."""
@@ -468,8 +439,6 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
-                # Send the Content-Type the request has, not aiohttp's octet-stream guess.
-                skip_auto_headers=("Content-Type",),
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=self._timeout),
                 trust_env=False,
             )
@@ -478,6 +447,7 @@ class AiohttpTransport:
                 # RetryPolicy decides retries instead (see the module docstring).
                 self._session._retry_connection = False
             self._loop = loop
+            self._timers = Timers(loop)
             self._state = _State.OPENED
         elif loop is not self._loop:
             # An aiohttp session is bound to the loop it was made in.
@@ -487,20 +457,26 @@ class AiohttpTransport:
     # -- the exchange -------------------------------------------------------------
 
     async def _exchange(
-        self, session: aiohttp.ClientSession, request: Request, url: URL, timeout: float
+        self, session: aiohttp.ClientSession, request: Request, url: URL, timeout: float, text: str
     ) -> Response:
         # One deadline for the whole exchange: every redirect hop and the body too.
-        with _Deadline(timeout):
-            response = await self._open(session, request, url, timeout, stream=False)
+        with _Deadline(timeout, self._timers):
+            response = await self._request_once(
+                session, request.method.upper(), url, request.headers, request.body, _client_timeout(timeout)
+            )
+            if response.status in _REDIRECT_STATUSES:
+                response = await self._follow(session, request, url, timeout, response)
             try:
                 body = await response.read()
             finally:
                 response.release()
+        response_url = response.url
         return Response(
             status=response.status,
             headers=_lower_headers(response.headers),
             body=body,
-            url=str(response.url),
+            # The URL asked for, as text, once per URL (yarl builds it anew at every str()).
+            url=text if response_url is url else str(response_url),
         )
 
     async def _open_within(
@@ -508,20 +484,32 @@ class AiohttpTransport:
     ) -> aiohttp.ClientResponse:
         # A stream's deadline covers getting its headers; the body may stay open.
         async with asyncio.timeout(timeout):
-            return await self._open(session, request, url, timeout, stream=True)
+            return await self._open(session, request, url, timeout)
 
     async def _open(
-        self, session: aiohttp.ClientSession, request: Request, url: URL, timeout: float, *, stream: bool
+        self, session: aiohttp.ClientSession, request: Request, url: URL, timeout: float
     ) -> aiohttp.ClientResponse:
         """The first response that is not a redirect to follow, its body unread."""
+        response = await self._request_once(
+            session, request.method.upper(), url, request.headers, request.body, _client_timeout(timeout)
+        )
+        if response.status in _REDIRECT_STATUSES:
+            response = await self._follow(session, request, url, timeout, response)
+        return response
+
+    async def _follow(
+        self,
+        session: aiohttp.ClientSession,
+        request: Request,
+        url: URL,
+        timeout: float,
+        response: aiohttp.ClientResponse,
+    ) -> aiohttp.ClientResponse:
+        """From ``response`` to ``request``, the first response that is not a redirect to follow."""
         method = request.method.upper()  # as aiohttp sends it, so the redirect rules match
         headers = request.headers  # never changed: a redirect makes filtered copies
         body = request.body
-        # Our asyncio deadline (in the caller) is the one total bound; aiohttp gets no total
-        # of its own (a second timer per request) but must not fall back to its 300 s default.
-        client_timeout = _client_timeout(timeout)
         for hop in range(MAX_REDIRECTS + 1):
-            response = await self._request_once(session, method, url, headers, body, client_timeout)
             location = response.headers.get("Location") if response.status in _REDIRECT_STATUSES else None
             if location is None:
                 return response  # a 3xx without Location is returned as is
@@ -541,6 +529,7 @@ class AiohttpTransport:
                 body = None
                 headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}
             url = target
+            response = await self._request_once(session, method, url, headers, body, _client_timeout(timeout))
         first = _safe_url(_parse_url(request.url))
         raise TransportError(
             f"{request.method} {first} failed: more than {MAX_REDIRECTS} redirects",
@@ -557,19 +546,26 @@ class AiohttpTransport:
         body: bytes | None,
         client_timeout: aiohttp.ClientTimeout,
     ) -> aiohttp.ClientResponse:
-        """One request; sent again (once) if a stale pooled connection swallowed it."""
+        """One request; sent again (once) if a stale pooled connection swallowed it.
+
+        Our asyncio deadline (in the caller) is the one total bound; aiohttp gets no total
+        of its own (a second timer per request) but must not fall back to its 300 s default."""
+        # The Content-Type the request has, never aiohttp's octet-stream guess for a body
+        # without one. Asked per request, not of the session: skipping a header costs aiohttp
+        # three header-dict copies per request, and only a body can bring the guess.
+        skip = None if body is None or _has_content_type(headers) else _SKIP_CONTENT_TYPE
         attempt = _Attempt()
-        token = _ATTEMPT.set(attempt)  # read by _Connector.connect, in this task
+        token = _ATTEMPT.set(attempt)  # read by _Connector._create_connection, in this task
         try:
             try:
-                return await session.request(method, url, headers=headers, data=body,
-                                             allow_redirects=False, timeout=client_timeout)
+                return await session.request(method, url, headers=headers, data=body, allow_redirects=False,
+                                             timeout=client_timeout, skip_auto_headers=skip)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 if not _stale(exc, attempt):
                     raise
             _ATTEMPT.set(_Attempt())
-            return await session.request(method, url, headers=headers, data=body,
-                                         allow_redirects=False, timeout=client_timeout)
+            return await session.request(method, url, headers=headers, data=body, allow_redirects=False,
+                                         timeout=client_timeout, skip_auto_headers=skip)
         finally:
             _ATTEMPT.reset(token)
 

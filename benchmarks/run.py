@@ -23,7 +23,7 @@ ratio means something on any machine:
   (Linux /proc).
 
 Usage: python benchmarks/run.py [--users 100000] [--calls 2000] [--runs 3] [--write-docs]
-                               [--quick] [--storage-only | --restore-only]
+                               [--quick] [--storage-only | --restore-only | --calls-only]
 
 ``--runs 3 --write-docs`` rewrites docs/performance.md from the runs (the spread of each figure,
 the load average of each run, a verdict per target of issue 11).
@@ -673,11 +673,18 @@ _HOW = """## How the figures are reached
   and `email.utils` are imported on first use: streams are built on first subscription anyway, and
   `from appusers import MongoClient` still works (PEP 562).
 * **Per call:** no aiohttp `TraceConfig` (it made aiohttp build and send about eight trace events
-  per request; the connector itself now tells a request whether its connection was pooled, which
-  the stale-connection retry needs); canonical `$numberInt`/`$numberDouble` decoded without bson;
-  one reused JSON encoder/decoder; bson's converter only for values that need it; the common
-  request checks first (known methods, printable headers, a URL's check kept per transport); debug
-  formatting only when DEBUG is on.
+  per request); the connector marks a request's connection as new only when it opens one, which
+  is all the stale-connection retry needs (no wrapper around every `connect`). A transport's
+  request deadlines share one loop timer, armed for the earliest deadline in flight: a timer of
+  its own per request (`call_at` + `cancel`, as `asyncio.timeout` does) cost more client CPU than
+  the rest of the adapter. `Content-Type` is left out of aiohttp's guesses per request, only
+  for a body without one (skipping it for the whole session made aiohttp copy the headers three
+  times per request). A function call is sent once without the retry loop's coroutine and
+  closure; the refresh policy's usual case runs inline. EJSON through the C JSON encoder and
+  scanner built once; canonical `$numberInt`/`$numberDouble` decoded without bson; bson's
+  converter only for values that need it; the common request checks first (known methods,
+  printable headers, a URL's check and text kept per transport); debug formatting only when
+  DEBUG is on.
 * **Users built on first use.** `App.open()` reads every record and checks it as loading it
   would (one regular expression match per record, `core/_records.py`; the full parse only for a
   record it does not match), so what is unreadable, removed or another user's is still dropped,
@@ -695,6 +702,10 @@ _HOW = """## How the figures are reached
 async def _one_run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if args.calls_only:
+        call = await bench_call_function(args.calls)
+        return {"when": when, "load_average": {"before": load_before, "after": os.getloadavg()},
+                "results": [call, call.pop("concurrent")]}
     records = _records(args.users)
     storage_rows = [
         await bench_storage_read(records, "file"),
@@ -739,14 +750,16 @@ async def main(argv: list[str] | None = None) -> int:
     only.add_argument("--storage-only", action="store_true", help="only the storage read rows")
     only.add_argument("--restore-only", action="store_true",
                       help="only the restore, RSS and storage read rows")
+    only.add_argument("--calls-only", action="store_true",
+                      help="only the call_function rows (overhead and 64-concurrent throughput)")
     parser.add_argument("--write-docs", action="store_true",
                         help=f"rewrite {DOC.relative_to(DOC.parents[1])} from these runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.calls = 2000, 200
-    if args.write_docs and (args.quick or args.storage_only or args.restore_only or args.users != 100_000):
-        parser.error("--write-docs needs the full benchmark (100,000 users, not --quick/--storage-only/"
-                     "--restore-only)")
+    if args.write_docs and (args.quick or args.storage_only or args.restore_only or args.calls_only
+                            or args.users != 100_000):
+        parser.error("--write-docs needs the full benchmark (100,000 users, not --quick or an --*-only)")
     runs = []
     for number in range(1, args.runs + 1):
         run = await _one_run(args)
@@ -770,6 +783,7 @@ async def main(argv: list[str] | None = None) -> int:
         "summary": summary,
     }
     name = ("quick" if args.quick else "storage" if args.storage_only else "restore" if args.restore_only
+            else "calls" if args.calls_only
             else "latest")
     target = RESULTS / f"{name}.json"
     target.write_text(json.dumps(out, indent=2) + "\n")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import json.encoder
+from collections.abc import Callable
 from typing import Any, Final
 
 from ._models import FrozenDict, FrozenList
@@ -53,12 +55,21 @@ def _plain(value: Any) -> bool:
         return value == value and value not in _INFINITIES
     if kind is list or kind is tuple or kind is FrozenList:
         for item in value:
+            item_kind = type(item)
+            # Strings and small ints (the usual arguments) without a call.
+            if item_kind is str or (item_kind is int and item in _INT32):
+                continue
             if not _plain(item):
                 return False
         return True
     if kind is dict or kind is FrozenDict:
         for key, item in value.items():
-            if type(key) is not str or key.startswith("$") or not _plain(item):
+            if type(key) is not str or key.startswith("$"):
+                return False
+            item_kind = type(item)
+            if item_kind is str or (item_kind is int and item in _INT32):
+                continue
+            if not _plain(item):
                 return False
         return True
     return False
@@ -72,7 +83,7 @@ def dumps(value: Any) -> str:
     (ObjectId, datetime, Decimal128, Int64, big ints...) is written canonically.
     """
     if _plain(value):
-        return _ENCODER.encode(value)
+        return _encode_plain(value)
     json_util, canonical, _ = _bson()
     text: str = json_util.dumps(value, json_options=canonical, separators=(",", ":"))
     return text
@@ -98,13 +109,40 @@ def _hook(document: dict[str, Any]) -> Any:
 # Built once: json.dumps/json.loads with any option build a new encoder/decoder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _DECODER = json.JSONDecoder(object_hook=_hook)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed; None without _json
+_C_ENCODER = (
+    None
+    if _MAKE_ENCODER is None
+    # What JSONEncoder.encode builds at every call, built once. Without a circular-reference
+    # check: only values _plain() walked to the end come here, and a cycle never ends that walk.
+    else _MAKE_ENCODER(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+)
+
+
+def _encode_plain(value: Any) -> str:
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
 
 
 def loads(text: str | bytes) -> Any:
     """EJSON text (canonical or relaxed) to Python/BSON values. Raises ``ValueError``."""
     # bson's own loads runs its (slow) hook on every object; most objects have no $-keys.
     try:
-        return _DECODER.decode(text.decode() if isinstance(text, bytes) else text)
+        string = text.decode() if isinstance(text, bytes) else text
+        # The decoder's scanner straight away (what JSONDecoder.decode calls after two regex
+        # passes for white space); anything but one value filling the text takes the full
+        # path, which skips the white space or raises the exact error.
+        try:
+            value, end = _SCAN(string, 0)
+        except StopIteration:
+            end = -1
+        if end != len(string):
+            value = _DECODER.decode(string)
+        return value
     except ValueError:
         raise
     except Exception as exc:  # a bad wrapper: bson raises InvalidId, TypeError, InvalidOperation...

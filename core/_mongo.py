@@ -845,7 +845,7 @@ class ChangeStream:
         self, stack: contextlib.AsyncExitStack, transport: StreamingTransport, url: str
     ) -> StreamResponse:
         """The open event stream, after at most one refresh and one retry (the rule of
-        ``Pipeline._send_with_access``); raises the typed error of a failed response."""
+        ``Pipeline.request`` with the access token); raises the typed error of a failed response."""
         user = self.collection.user
         pipeline = user._pipeline
         refreshed = False
