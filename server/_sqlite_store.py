@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._group_commit import GroupCommit, Statement
+from ._secrets import new_object_id
 from ._store import (
     AdminSessionRecord,
     ApiKeyRecord,
@@ -116,6 +118,7 @@ class SqliteUserStore:
         self._users: dict[str, UserRecord] = {}
         self._sessions: dict[str, SessionRecord] = {}
         self._data_version = self._current_version()
+        self._group = GroupCommit(self._db)
 
     def _migrate(self) -> None:
         for table, column, declaration in _ADDED_COLUMNS:
@@ -132,6 +135,7 @@ class SqliteUserStore:
         return f"SqliteUserStore({str(self._path)!r})"
 
     async def close(self) -> None:
+        self._group.flush()
         self._db.close()
 
     def _tx(self) -> _Tx:
@@ -171,14 +175,10 @@ class SqliteUserStore:
         return bytes(row[0])
 
     # users and identities
-    def _insert_identity(self, user_id: str, identity: IdentityRecord, *, first: bool = False) -> None:
-        pos = (
-            0
-            if first
-            else self._db.execute(
-                "SELECT COALESCE(MAX(position), -1) + 1 FROM identities WHERE user_id=?", (user_id,)
-            ).fetchone()[0]
-        )
+    def _insert_identity(self, user_id: str, identity: IdentityRecord) -> None:
+        pos = self._db.execute(
+            "SELECT COALESCE(MAX(position), -1) + 1 FROM identities WHERE user_id=?", (user_id,)
+        ).fetchone()[0]
         try:
             self._db.execute(
                 "INSERT INTO identities (provider_type, id, user_id, provider_id, provider_data, position)"
@@ -188,7 +188,7 @@ class SqliteUserStore:
                     identity.id,
                     user_id,
                     identity.provider_id,
-                    json.dumps(dict(identity.provider_data)),
+                    _json(identity.provider_data),
                     pos,
                 ),
             )
@@ -204,20 +204,31 @@ class SqliteUserStore:
         session: Callable[[str], SessionRecord] | None = None,
         now: int | None = None,
     ) -> UserRecord:
-        from ._secrets import new_object_id
-
         user_id = new_object_id()
         now = int(time.time()) if now is None else now
         last_login = 0 if session is None else now
-        with self._tx():
-            self._db.execute(
+        statements: list[Statement] = [
+            (
                 "INSERT INTO users (id, type, created, disabled, generation, data, last_login, last_active)"
                 " VALUES (?,?,?,0,0,?,?,?)",
-                (user_id, user_type, now, json.dumps(dict(data)), last_login, now),
-            )
-            self._insert_identity(user_id, identity, first=True)
-            if session is not None:
-                await self.create_session(session(user_id))
+                (user_id, user_type, now, _json(data), last_login, now),
+            ),
+            (
+                "INSERT INTO identities (provider_type, id, user_id, provider_id, provider_data, position)"
+                " VALUES (?,?,?,?,?,0)",
+                (
+                    identity.provider_type,
+                    identity.id,
+                    user_id,
+                    identity.provider_id,
+                    _json(identity.provider_data),
+                ),
+            ),
+        ]
+        if session is not None:
+            statements.append(_session_insert(session(user_id)))
+        # Shares a transaction with the log-ins arriving meanwhile (see _group_commit).
+        await self._group.write(statements)
         # What was just written, without reading it back (a log-in of a new user waits on this).
         return UserRecord.new(user_id, user_type, data, identity, now=now, last_login=last_login)
 
@@ -362,8 +373,6 @@ class SqliteUserStore:
         return ids
 
     async def stable_id(self, name: str) -> str:
-        from ._secrets import new_object_id
-
         key = "id/" + name
         self._db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, new_object_id().encode())
@@ -373,22 +382,17 @@ class SqliteUserStore:
 
     # sessions
     async def create_session(self, session: SessionRecord) -> None:
-        self._db.execute(
-            f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?,?,?,?,?,?)",  # noqa: S608
-            (
-                session.id,
-                session.user_id,
-                session.device_id,
-                session.refresh_digest,
-                session.expires_at,
-                session.api_key_id,
-            ),
-        )
+        self._db.execute(*_session_insert(session))
 
     async def open_session(self, session: SessionRecord, now: int) -> None:
-        with self._tx():
-            await self.create_session(session)
-            self._touch(session.user_id, now, login=True)
+        user_id = session.user_id
+        await self._group.write(
+            [
+                _session_insert(session),
+                ("UPDATE users SET last_login=?, last_active=? WHERE id=?", (now, now, user_id)),
+            ],
+            after=lambda: self._forget_user(user_id),
+        )
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         self._check_others()
@@ -552,6 +556,24 @@ class SqliteUserStore:
 
     async def delete_admin_session(self, session_id: str) -> bool:
         return self._db.execute("DELETE FROM admin_sessions WHERE id=?", (session_id,)).rowcount > 0
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value)) if value else "{}"
+
+
+def _session_insert(session: SessionRecord) -> Statement:
+    return (
+        f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?,?,?,?,?,?)",  # noqa: S608
+        (
+            session.id,
+            session.user_id,
+            session.device_id,
+            session.refresh_digest,
+            session.expires_at,
+            session.api_key_id,
+        ),
+    )
 
 
 class _Tx:
