@@ -679,12 +679,18 @@ _HOW = """## How the figures are reached
   its own per request (`call_at` + `cancel`, as `asyncio.timeout` does) cost more client CPU than
   the rest of the adapter. `Content-Type` is left out of aiohttp's guesses per request, only
   for a body without one (skipping it for the whole session made aiohttp copy the headers three
-  times per request). A function call is sent once without the retry loop's coroutine and
-  closure; the refresh policy's usual case runs inline. EJSON through the C JSON encoder and
-  scanner built once; canonical `$numberInt`/`$numberDouble` decoded without bson; bson's
-  converter only for values that need it; the common request checks first (known methods,
-  printable headers, a URL's check and text kept per transport); debug formatting only when
-  DEBUG is on.
+  times per request). A function call's usual case (location known, token not about to expire)
+  is sent by `Pipeline.call_function` itself, without `request()`, `send()` or the retry loop,
+  with its headers kept per access token (a request copies them); a 401 still goes through the
+  one refresh-and-retry, anything else through the general path. The aiohttp transport sends in
+  one coroutine (no exchange or attempt coroutines on the way) and remembers the header names and
+  values it found printable (reading a bearer token for CR/LF cost a microsecond per request).
+  EJSON through the C JSON encoder and scanner built once; a call body's fixed keys are not
+  walked, only its arguments; canonical `$numberInt`/`$numberDouble` decoded without bson; bson's
+  converter only for values that need it; the common request checks first (known methods, a
+  URL's check and text kept per transport); debug formatting only when DEBUG is on. Tests check
+  each of these against the general path (`tests/core/test_call_fast_path.py`,
+  `tests/core/test_ejson_fast_paths.py`, `tests/adapters/test_header_checks.py`).
 * **Users built on first use.** `App.open()` reads every record and checks it as loading it
   would (one regular expression match per record, `core/_records.py`; the full parse only for a
   record it does not match), so what is unreadable, removed or another user's is still dropped,
