@@ -81,6 +81,7 @@ _CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-author
 _METHOD_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _COMMON_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _URL_CHECKS_KEPT: Final = 256
+_FIELDS_KEPT: Final = 64
 _FORBIDDEN_HEADER_CHARS: Final = re.compile(r"[\r\n\x00]")
 _SKIP_CONTENT_TYPE: Final = ("Content-Type",)
 # A Server-Sent Events line longer than this is a broken or hostile server, not data.
@@ -260,6 +261,9 @@ class AiohttpTransport:
         # the SDK asks for the same few.
         self._url_checks: dict[str, tuple[URL, str | None, str]] = {}
         self._timers: Timers | None = None  # the requests' deadlines, on the session's loop
+        # Header names and values known to be printable (the SDK sends the same few, its token
+        # among them): never logged, dropped when the transport closes.
+        self._clean_fields: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"<AiohttpTransport timeout={self._timeout:g}s state={self._state.value}>"
@@ -293,6 +297,7 @@ class AiohttpTransport:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        self._clean_fields.clear()
         if self._timers is not None:
             self._timers.close()
         session, self._session = self._session, None
@@ -309,9 +314,44 @@ class AiohttpTransport:
         """
         url, timeout, text = self._check(request)
         session = self._session_in_loop()
-        # _translated() inlined (one coroutine less per request); the same border.
+        # _translated(), the exchange and the first attempt of _request_once() in one coroutine
+        # (three coroutines less per request): the same border, deadline and stale-connection retry.
+        method = request.method.upper()  # as aiohttp sends it
+        headers = request.headers
+        body = request.body
         try:
-            return await self._exchange(session, request, url, timeout, text)
+            # One deadline for the whole exchange: every redirect hop and the body too.
+            with _Deadline(timeout, self._timers):
+                client_timeout = _client_timeout(timeout)
+                skip = None if body is None or _has_content_type(headers) else _SKIP_CONTENT_TYPE
+                attempt = _Attempt()
+                token = _ATTEMPT.set(attempt)  # read by _Connector._create_connection, in this task
+                try:
+                    response = await session.request(method, url, headers=headers, data=body,
+                                                     allow_redirects=False, timeout=client_timeout,
+                                                     skip_auto_headers=skip)
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                    if not _stale(exc, attempt):
+                        raise
+                    response = None
+                finally:
+                    _ATTEMPT.reset(token)
+                if response is None:
+                    response = await self._resend(session, method, url, headers, body, client_timeout)
+                if response.status in _REDIRECT_STATUSES:
+                    response = await self._follow(session, request, url, timeout, response)
+                try:
+                    data = await response.read()
+                finally:
+                    response.release()
+            response_url = response.url
+            return Response(
+                status=response.status,
+                headers=_lower_headers(response.headers),
+                body=data,
+                # The URL asked for, as text, once per URL (yarl builds it anew at every str()).
+                url=text if response_url is url else str(response_url),
+            )
         except AppError:
             raise
         except Exception as exc:  # the border: nothing foreign gets past it
@@ -393,9 +433,16 @@ class AiohttpTransport:
             not isinstance(method, str) or not _METHOD_RE.fullmatch(method)
         ):
             raise InvalidArgumentError("request method must be an HTTP token such as GET or POST")
+        clean = self._clean_fields
         for name, value in request.headers.items():
-            if type(name) is str and type(value) is str and name.isprintable() and value.isprintable():
-                continue  # no CR, LF or NUL can be in a printable string
+            if type(name) is str and type(value) is str:
+                if name in clean and value in clean:
+                    continue  # checked before (a bearer token is long: isprintable() reads it all)
+                if name.isprintable() and value.isprintable():
+                    if len(clean) >= _FIELDS_KEPT:
+                        clean.clear()
+                    clean[name] = clean[value] = None
+                    continue  # no CR, LF or NUL can be in a printable string
             if _FORBIDDEN_HEADER_CHARS.search(name) or _FORBIDDEN_HEADER_CHARS.search(value):
                 # Name only: the value may be a credential.
                 raise InvalidArgumentError(f"header {name!r} contains a line break or NUL")
@@ -455,29 +502,6 @@ class AiohttpTransport:
         return self._session
 
     # -- the exchange -------------------------------------------------------------
-
-    async def _exchange(
-        self, session: aiohttp.ClientSession, request: Request, url: URL, timeout: float, text: str
-    ) -> Response:
-        # One deadline for the whole exchange: every redirect hop and the body too.
-        with _Deadline(timeout, self._timers):
-            response = await self._request_once(
-                session, request.method.upper(), url, request.headers, request.body, _client_timeout(timeout)
-            )
-            if response.status in _REDIRECT_STATUSES:
-                response = await self._follow(session, request, url, timeout, response)
-            try:
-                body = await response.read()
-            finally:
-                response.release()
-        response_url = response.url
-        return Response(
-            status=response.status,
-            headers=_lower_headers(response.headers),
-            body=body,
-            # The URL asked for, as text, once per URL (yarl builds it anew at every str()).
-            url=text if response_url is url else str(response_url),
-        )
 
     async def _open_within(
         self, session: aiohttp.ClientSession, request: Request, url: URL, timeout: float
@@ -563,7 +587,23 @@ class AiohttpTransport:
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 if not _stale(exc, attempt):
                     raise
-            _ATTEMPT.set(_Attempt())
+        finally:
+            _ATTEMPT.reset(token)
+        return await AiohttpTransport._resend(session, method, url, headers, body, client_timeout)
+
+    @staticmethod
+    async def _resend(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """The one retry after a stale pooled connection; not retried again."""
+        skip = None if body is None or _has_content_type(headers) else _SKIP_CONTENT_TYPE
+        token = _ATTEMPT.set(_Attempt())
+        try:
             return await session.request(method, url, headers=headers, data=body, allow_redirects=False,
                                          timeout=client_timeout, skip_auto_headers=skip)
         finally:

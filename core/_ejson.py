@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from ._models import FrozenDict, FrozenList
 
-__all__ = ["decode", "dumps", "loads", "loads_plain"]
+__all__ = ["decode", "dumps", "dumps_call", "loads", "loads_plain"]
 
 
 @functools.cache
@@ -87,6 +87,18 @@ def dumps(value: Any) -> str:
     json_util, canonical, _ = _bson()
     text: str = json_util.dumps(value, json_options=canonical, separators=(",", ":"))
     return text
+
+
+def dumps_call(name: str, arguments: list[Any], service: str | None = None) -> str:
+    """A function call's body, ``{"name": name, "arguments": arguments}`` (and ``"service"``
+    when given), as :func:`dumps` writes it. Its keys never need EJSON, so only the arguments
+    are walked to decide whether the plain encoder may write it."""
+    payload: dict[str, Any] = {"name": name, "arguments": arguments}
+    if service is not None:
+        payload["service"] = service
+    if type(name) is str and (service is None or type(service) is str) and _plain(arguments):
+        return _encode_plain(payload)
+    return dumps(payload)
 
 
 #: Canonical numbers (what a function result usually is) decoded as bson decodes them: the

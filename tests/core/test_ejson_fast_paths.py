@@ -53,3 +53,47 @@ def test_a_cycle_is_refused_not_encoded() -> None:
     loop.append(loop)
     with pytest.raises(RecursionError):
         _ejson.dumps(loop)
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "service"),
+    [
+        ("sum", [1, 2], None),
+        ("sum", [], None),
+        ("f", [2**31 - 1, -(2**31), 2**31, -(2**31) - 1, 2**63, -(2**70)], None),
+        ("f", [1.5, -0.0, float("nan"), float("inf"), float("-inf"), 1e308], None),
+        ("f", [True, False, None, "", "é\u2028\x00", 'q"uote\\'], "mongodb-atlas"),
+        ("f", [{"$oid": "x"}, {"a": {"$numberLong": "1"}}], None),
+        ("f", [{1: "int key"}, {None: 1}, {"a": [1, {"b": 2**40}]}], None),
+        ("f", [(1, 2), [[[]]], {"": {}}], "svc"),
+        ("f", [ObjectId("5f0c6f8b9c1d2e3f4a5b6c7d"), Int64(3)], None),
+        (_Text("sub"), [_Text("class"), 1], None),
+        ("f", [1], _Text("svc")),
+        ("f", [1], "$svc"),
+        ("$f", ["$x"], None),
+    ],
+)
+def test_dumps_call_writes_what_dumps_writes(name: str, arguments: list[object], service: str | None) -> None:
+    payload: dict[str, object] = {"name": name, "arguments": arguments}
+    if service is not None:
+        payload["service"] = service
+    try:
+        expected: object = _ejson.dumps(payload)
+    except Exception as exc:  # the same error type, whichever path raised it
+        expected = type(exc)
+    try:
+        got: object = _ejson.dumps_call(name, arguments, service)
+    except Exception as exc:
+        got = type(exc)
+    assert got == expected
+
+
+def test_dumps_call_refuses_a_cycle_as_dumps_does() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(RecursionError):
+        _ejson.dumps_call("f", [loop])
