@@ -41,6 +41,7 @@ import secrets
 import threading
 import zlib
 from collections.abc import Callable, Mapping
+from itertools import repeat
 from pathlib import Path
 from types import MappingProxyType
 
@@ -134,7 +135,9 @@ class FileStorage:
         """Every key starting with ``prefix`` and its value (a new dict), from one read of the file."""
         _check_key(prefix)
         current = await self._current()
-        if not prefix:
+        # Usually every key has the prefix (one App per store): then the copy is made in C.
+        # Restore reads 100,000 users this way, where a filtering loop costs a tenth of it.
+        if not prefix or all(map(str.startswith, current, repeat(prefix))):
             return dict(current)
         return {k: v for k, v in current.items() if k.startswith(prefix)}
 

@@ -28,7 +28,7 @@ import attrs
 from ._models import Identity, Profile, UserState
 
 __all__ = [
-    "FORMAT_VERSION", "Index", "Keys", "UserRecord", "check_user", "dump_index", "dump_user",
+    "FORMAT_VERSION", "STATES", "Index", "Keys", "UserRecord", "check_user", "dump_index", "dump_user",
     "identities_from_raw", "load_index", "load_user", "match_written",
 ]
 
@@ -140,7 +140,8 @@ def dump_user(record: UserRecord) -> str:
     )
 
 
-_STATES = {s.value: s for s in UserState}
+#: A stored state name to its state.
+STATES = _STATES = {s.value: s for s in UserState}
 _TAG = "u1"
 _FIELDS = 11
 _new_record = tuple.__new__  # a NamedTuple without its keyword-binding __new__ (100,000 per restore)

@@ -257,11 +257,21 @@ class ServerApp:
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request body as an EJSON object (canonical or relaxed); ``{}`` when empty."""
-        try:
-            async with asyncio.timeout(self.config.http.read_timeout):
-                raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
-        except TimeoutError:
-            raise ApiError(408, "RequestTimeout", "request body not received in time") from None
+        content = request.content
+        if content.is_eof():
+            # All of it has arrived (the usual small body, one packet with the headers):
+            # taken as it is, without a timer or request.read()'s chunk loop; the size limit
+            # request.read() would apply is applied here.
+            raw = content.read_nowait()
+            limit = request.client_max_size
+            if limit and len(raw) > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+        else:
+            try:
+                async with asyncio.timeout(self.config.http.read_timeout):
+                    raw = await request.read()  # raises HTTPRequestEntityTooLarge over the limit
+            except TimeoutError:
+                raise ApiError(408, "RequestTimeout", "request body not received in time") from None
         if not raw.strip():
             return {}
         try:
@@ -429,7 +439,7 @@ class ServerApp:
                 for i in user.identities
             ),
             data=dict(user.data),
-            custom_data=_ejson.loads(json.dumps(await self.custom_data(user.id) or {})),
+            custom_data=_own_copy(await self.custom_data(user.id)),
         )
 
     async def revoke_access_tokens(self, user_id: str) -> None:
@@ -439,3 +449,11 @@ class ServerApp:
     async def revoke_sessions(self, user_id: str) -> None:
         """Every session (refresh token, and so its access tokens and streams) of the user ends."""
         await self.user_admin.end_sessions(user_id)
+
+
+def _own_copy(custom_data: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of (cached) custom data with BSON values, the call's own to change."""
+    if not custom_data:
+        return {}
+    value: dict[str, Any] = _ejson.loads(json.dumps(custom_data))
+    return value

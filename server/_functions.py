@@ -88,9 +88,21 @@ class FunctionUser:
         }
 
 
+#: Names already classified (every call classifies each request header); bounded, as
+#: clients choose the names.
+_SECRET_SEEN: dict[str, bool] = {}
+_SECRET_SEEN_ENTRIES = 1024
+
+
 def _is_secret(name: str) -> bool:
+    known = _SECRET_SEEN.get(name)
+    if known is not None:
+        return known
     lowered = name.lower()
-    return lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+    secret = lowered in _SECRET_HEADERS or any(word in lowered for word in _SECRET_WORDS)
+    if len(_SECRET_SEEN) < _SECRET_SEEN_ENTRIES:
+        _SECRET_SEEN[name] = secret
+    return secret
 
 
 @attrs.frozen
@@ -129,17 +141,21 @@ def request_info(
     request: web.Request, service: str | None = None, action: str | None = None
 ) -> FunctionRequest:
     """The non-secret parts of an aiohttp request."""
-    headers: dict[str, list[str]] = {}
+    headers: dict[str, tuple[str, ...]] = {}
     for name, value in request.headers.items():
         if not _is_secret(name):
-            headers.setdefault(name, []).append(value)
-    query = "&".join(
-        part for part in request.query_string.split("&") if part and not _is_secret(part.partition("=")[0])
+            seen = headers.get(name)
+            headers[name] = (value,) if seen is None else (*seen, value)
+    query_string = request.query_string
+    query = (
+        "&".join(part for part in query_string.split("&") if part and not _is_secret(part.partition("=")[0]))
+        if query_string
+        else ""
     )
     return FunctionRequest(
         remote_address=request.remote or "",
         method=request.method,
-        headers={name: tuple(values) for name, values in headers.items()},
+        headers=headers,
         raw_query_string=query,
         user_agent=request.headers.get("User-Agent", ""),
         referrer=request.headers.get("Referer", ""),
@@ -318,6 +334,11 @@ class FunctionRegistry:
                 self._functions[setting.name] = _javascript_stub(setting.name, setting.source)
             else:
                 self._functions[setting.name] = _main_of(setting.source, setting.name)
+        # Every function's settings, defaults included, made once: each call reads them thrice.
+        self._resolved = {
+            name: self._settings.get(name) or FunctionSettings(name=name, private=name in self._hooks)
+            for name in self._functions
+        }
 
     def __contains__(self, name: str) -> bool:
         return name in self._functions
@@ -328,6 +349,9 @@ class FunctionRegistry:
 
     def settings(self, name: str) -> FunctionSettings:
         """The settings of ``name`` (defaults when it has none)."""
+        found = self._resolved.get(name)
+        if found is not None:
+            return found
         return self._settings.get(name) or FunctionSettings(name=name, private=name in self._hooks)
 
     def is_private(self, name: str) -> bool:
@@ -336,9 +360,10 @@ class FunctionRegistry:
 
     async def call(self, name: str, context: FunctionContext, args: Sequence[Any]) -> Any:
         """A client's call: private functions do not exist for it and ``can_evaluate`` must hold."""
-        if name not in self._functions or self.is_private(name):
+        settings = self._resolved.get(name)
+        if settings is None or settings.private:
             raise _not_found(name)
-        expression = self.settings(name).can_evaluate
+        expression = settings.can_evaluate
         if expression is not None and not await self._can_evaluate(expression, context, args):
             raise ApiError(400, "FunctionExecutionError", f'rule not matched for function "{name}"')
         return await self.invoke(name, context, args)

@@ -120,9 +120,11 @@ class Providers:
         self._context = context_factory
         self._hasher = hasher
         self._jwks: dict[Path, jwt.PyJWKSet] = {}
+        # A hash per identity otherwise (every log-in makes one).
+        self._pids = {p: provider_id(config.app_id, p) for p in PROVIDER_TYPES}
 
     def _pid(self, provider: str) -> str:
-        return provider_id(self._config.app_id, provider)
+        return self._pids[provider]
 
     def _identity(
         self, provider: str, identity_id: str, data: Mapping[str, Any] | None = None
@@ -137,48 +139,54 @@ class Providers:
         """Whether the provider is known and on."""
         return provider in PROVIDER_TYPES and self._config.providers.enabled(provider)
 
-    async def resolve(self, provider: str, body: Mapping[str, Any], address: str) -> Resolved:
-        """Verify the credential in ``body`` (``options``/``provider`` keys ignored)."""
+    async def resolve(self, provider: str, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
+        """Verify the credential in ``body`` (``options``/``provider`` keys ignored).
+
+        ``address`` gives the client's address; only the throttled providers ask for it
+        (working it out parses headers and the peer's IP: an anonymous log-in need not).
+        """
         if not self.enabled(provider):
             raise ApiError(404, "AuthProviderNotFound", f"authentication provider {provider!r} not found")
         handler = getattr(self, "_" + provider.replace("-", "_"))
         result: Resolved = await handler(body, address)
         return result
 
-    async def _anon_user(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _anon_user(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         # Every anonymous login is a new user, as on the service.
         return Resolved(self._identity("anon-user", f"{new_object_id()}-{new_object_id()[-12:]}"), fresh=True)
 
-    async def _local_userpass(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _local_userpass(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         email = _string(body, "username")
         password = body.get("password")
         if not isinstance(password, str):
             raise ApiError.missing_parameter("password")
         account = "local-userpass:" + email
-        await self._throttle.check(account, address)
+        client = address()
+        await self._throttle.check(account, client)
         record = await self._store.get_userpass(email)
         if record is None:
             await self._hasher.dummy()  # an unknown name costs the same time as a wrong password
-            await self._throttle.failed(account, address)
+            await self._throttle.failed(account, client)
             raise ApiError.unauthorized_login()
         if not await self._hasher.verify(password, record.password_hash):
-            await self._throttle.failed(account, address)
+            await self._throttle.failed(account, client)
             raise ApiError.unauthorized_login()
-        await self._throttle.succeeded(account, address)
+        await self._throttle.succeeded(account, client)
         if not record.confirmed:
             raise ApiError.unauthorized_login("confirmation required")
         return Resolved(
             self._identity("local-userpass", record.identity_id, {"email": email}), data={"email": email}
         )
 
-    async def _api_key(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _api_key(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         key = _string(body, "key")
-        await self._throttle.check(None, address)
+        client = address()
+        await self._throttle.check(None, client)
         key_digest = digest(key)
         record = await self._store.find_api_key(key_digest)
         if record is not None and hmac.compare_digest(record.key_digest, key_digest):
             if record.disabled:
-                await self._throttle.failed(None, address)
+                await self._throttle.failed(None, client)
                 raise ApiError.unauthorized_login()
             return Resolved(self._identity("api-key", record.id, {"name": record.name}), owner=record.user_id)
         settings = self._config.providers.api_key
@@ -190,10 +198,10 @@ class Providers:
                     data={"name": server_key.name},
                     user_type="server",
                 )
-        await self._throttle.failed(None, address)
+        await self._throttle.failed(None, client)
         raise ApiError.unauthorized_login()
 
-    async def _custom_token(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _custom_token(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         token = _string(body, "token")
         settings = self._config.providers.custom_token
         assert settings is not None
@@ -237,7 +245,7 @@ class Providers:
                 ) from None
             raise _auth_failed(provider, exc.message) from None
 
-    async def _custom_function(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _custom_function(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         settings = self._config.providers.custom_function
         assert settings is not None
         payload = {k: v for k, v in body.items() if k != "options"}
@@ -286,7 +294,7 @@ class Providers:
             raise _auth_failed(provider, f"invalid id_token ({type(exc).__name__})") from None
         return claims
 
-    async def _oauth2_google(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _oauth2_google(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         settings = self._config.providers.oauth2_google
         assert settings is not None
         if "id_token" in body:
@@ -302,13 +310,13 @@ class Providers:
             return self._openid("oauth2-google", info)
         raise ApiError.missing_parameter("id_token")
 
-    async def _oauth2_apple(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _oauth2_apple(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         settings = self._config.providers.oauth2_apple
         assert settings is not None
         claims = self._verify_id_token(_string(body, "id_token"), settings, "oauth2-apple", _APPLE_ISSUER)
         return self._openid("oauth2-apple", claims)
 
-    async def _oauth2_facebook(self, body: Mapping[str, Any], address: str) -> Resolved:
+    async def _oauth2_facebook(self, body: Mapping[str, Any], address: Callable[[], str]) -> Resolved:
         settings = self._config.providers.oauth2_facebook
         assert settings is not None
         token = _string(body, "accessToken")

@@ -154,6 +154,8 @@ class LocalServer:
         try:
             prepare(self._data_dir)
             self._store = await open_user_store(self.config, self._data_dir)
+            if isinstance(self._store, SqliteUserStore):
+                self._store.check_per_iteration = True  # its requests come through the loop
             if self._worker is not None and isinstance(self._store, SqliteUserStore):
                 # Counted in a file every worker writes, not in this process's memory.
                 self._counters = SqliteCounters(self._data_dir / "throttle.sqlite3")

@@ -97,18 +97,23 @@ class UserRecord:
             created=now,
             disabled=False,
             generation=0,
-            data=json.loads(json.dumps(dict(data))),
+            data=_json_copy(data),
             identities=(
                 IdentityRecord(
                     id=identity.id,
                     provider_type=identity.provider_type,
                     provider_id=identity.provider_id,
-                    provider_data=json.loads(json.dumps(dict(identity.provider_data))),
+                    provider_data=_json_copy(identity.provider_data),
                 ),
             ),
             last_login=last_login,
             last_active=now,
         )
+
+
+def _json_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    # Empty for every anonymous log-in: no round trip then.
+    return json.loads(json.dumps(dict(value))) if value else {}
 
 
 @attrs.frozen

@@ -15,6 +15,13 @@ header ``alg`` exactly HS256, signature compared in constant time, ``exp``/``iat
 ``sub``/``typ`` required, ``exp`` integer and not past, ``iat`` and ``nbf`` not in
 the future, no ``aud`` (we never issue one). The header we write is PyJWT's, so
 tokens issued before this change stay valid.
+
+Verified claims are remembered by token text (bounded, oldest first out): a client
+sends the same access token on every request for its lifetime, and the signature,
+base64 and JSON work need not be redone for it. A hit still checks ``exp``; only
+tokens that passed every check are remembered, and equal text means an equal
+signature, so nothing unsigned can hit. Revocation is not this module's concern:
+callers check the user's generation and the session on every request, after this.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 import attrs
 
+from ._ejson import compact_json
 from ._errors import ApiError
 from ._secrets import new_secret
 
@@ -37,6 +45,8 @@ __all__ = ["TokenClaims", "TokenIssuer"]
 
 _ALGORITHM = "HS256"
 _REQUIRED = frozenset(("exp", "iat", "sub", "typ"))
+#: Verified tokens remembered (about 1 kB each with their claims).
+_VERIFIED_ENTRIES = 8192
 
 
 def _b64encode(data: bytes) -> str:
@@ -84,6 +94,7 @@ class TokenIssuer:
         self._app_id = app_id
         self._access_lifetime = access_lifetime
         self._refresh_lifetime = refresh_lifetime
+        self._verified: dict[str, TokenClaims] = {}
 
     def __repr__(self) -> str:
         return f"TokenIssuer(app_id={self._app_id!r})"
@@ -131,7 +142,7 @@ class TokenIssuer:
         return self._sign(claims), exp
 
     def _sign(self, claims: Mapping[str, Any]) -> str:
-        payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        payload = _b64encode(compact_json(claims).encode())
         signing_input = f"{_HEADER}.{payload}"
         return f"{signing_input}.{self._signature(signing_input.encode('ascii'))}"
 
@@ -180,6 +191,17 @@ class TokenIssuer:
 
     def verify(self, token: str, kind: str, *, not_found: str = "invalid session") -> TokenClaims:
         """Verify signature, algorithm, expiry, app and kind; 401 InvalidSession otherwise."""
+        known = self._verified.get(token)
+        if known is not None and known.kind == kind and known.expires_at > time.time():
+            return known
+        claims = self._verify(token, kind, not_found)
+        verified = self._verified
+        if len(verified) >= _VERIFIED_ENTRIES:
+            del verified[next(iter(verified))]
+        verified[token] = claims
+        return claims
+
+    def _verify(self, token: str, kind: str, not_found: str) -> TokenClaims:
         try:
             claims = self._decode(token)
         except _Expired:

@@ -76,8 +76,9 @@ class SessionRoutes:
         if linking:
             linked = await self.server.access(request)
         body = await self.server.read_body(request)
-        address = self.server.client_address(request)
-        resolved = await self.server.providers.resolve(provider, body, address)
+        resolved = await self.server.providers.resolve(
+            provider, body, lambda: self.server.client_address(request)
+        )
         if linked is not None:
             return await self._link(linked, resolved)
         identity = resolved.identity

@@ -392,3 +392,42 @@ def test_writers_killed_mid_write_never_leave_an_unreadable_store(
     assert report.unreadable == 0
     assert report.generations > 5
 
+
+
+# -- page size (restore speed) ------------------------------------------------------------
+
+
+def page_size(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_a_new_database_has_16_kib_pages(db_path: Path) -> None:
+    storage = SQLiteStorage(db_path)
+    await storage.set("a", "1")
+    storage.close()
+    assert page_size(db_path) == 16384
+
+
+async def test_a_database_with_4_kib_pages_from_the_previous_version_still_opens(db_path: Path) -> None:
+    # What the previous version made: SQLite's default 4 KiB pages, the same schema.
+    db_path.parent.mkdir(mode=0o700, parents=True)
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("CREATE TABLE items (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID")
+    db.execute("PRAGMA application_id = 1634751827")
+    db.execute("PRAGMA user_version = 1")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.executemany("INSERT INTO items VALUES (?, ?)", [(f"k{i:04}", f"v{i}" * 300) for i in range(200)])
+    db.close()
+    os.chmod(db_path, 0o600)
+    assert page_size(db_path) == 4096
+    storage = SQLiteStorage(db_path)
+    assert await storage.items("k") == {f"k{i:04}": f"v{i}" * 300 for i in range(200)}
+    await storage.update({"k0001": "changed", "k0002": None})
+    assert (await storage.get("k0001"), await storage.get("k0002")) == ("changed", None)
+    assert storage.drain_issues() == []
+    storage.close()
+    assert page_size(db_path) == 4096  # left as it was: changing it rewrites the whole file

@@ -9,6 +9,7 @@ connection of this process, or another process over the same data directory (wha
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -20,9 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from _server_testkit import Api, assert_error
 
-from appusers.server import LocalServer
+from appusers.server import LocalServer, _tokens
+from appusers.server._errors import ApiError
 from appusers.server._sqlite_store import SqliteUserStore
 from appusers.server._store import IdentityRecord, SessionRecord
 
@@ -266,3 +269,62 @@ async def test_tokens_signed_with_the_real_key_are_still_checked(api: Api, serve
     expired = _signed(secret, good_header, {**claims, "exp": now - 1})
     status, _h, body = await api.request("GET", f"{api.auth}/profile", token=expired)
     assert_error(status, body, 401, "InvalidSession", "invalid session: access token expired")
+
+
+def test_a_remembered_token_still_expires_and_keeps_its_kind(monkeypatch: Any) -> None:
+    """Verified tokens are remembered by text; a hit still checks expiry and kind."""
+    issuer = _tokens.TokenIssuer(b"k" * 64, "app", access_lifetime=60, refresh_lifetime=120)
+    token = issuer.access_token(user_id="u", session_id="s", device_id="d", generation=3, user_data=None)
+    first = issuer.verify(token, "access")
+    assert issuer.verify(token, "access") is first  # remembered
+    with pytest.raises(ApiError, match="invalid session"):
+        issuer.verify(token, "refresh")  # remembered as an access token, never passes for another kind
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(ApiError):
+        issuer.verify(tampered, "access")
+    other = _tokens.TokenIssuer(b"o" * 64, "app", access_lifetime=60, refresh_lifetime=120)
+    with pytest.raises(ApiError):
+        other.verify(token, "access")  # each issuer remembers only what its own key verified
+    later = time.time() + 61
+    monkeypatch.setattr(_tokens.time, "time", lambda: later)
+    with pytest.raises(ApiError, match="access token expired"):
+        issuer.verify(token, "access")
+
+
+def test_remembered_tokens_are_bounded(monkeypatch: Any) -> None:
+    """Past the bound the oldest verified token is forgotten (and verified again when it returns)."""
+    monkeypatch.setattr(_tokens, "_VERIFIED_ENTRIES", 4)
+    issuer = _tokens.TokenIssuer(b"k" * 64, "app", access_lifetime=60, refresh_lifetime=120)
+    tokens = [
+        issuer.access_token(user_id=f"u{i}", session_id="s", device_id="d", generation=0, user_data=None)
+        for i in range(6)
+    ]
+    for token in tokens:
+        issuer.verify(token, "access")
+    assert len(issuer._verified) == 4
+    assert tokens[0] not in issuer._verified and tokens[-1] in issuer._verified
+    assert issuer.verify(tokens[0], "access").user_id == "u0"
+
+
+async def test_a_server_store_checks_other_writes_once_per_loop_iteration(tmp_path: Path) -> None:
+    """A server's store looks for other connections' commits once per event-loop iteration:
+    whatever the loop handles after a commit (a request sent after it) sees it."""
+    path = tmp_path / "users.sqlite3"
+    store = SqliteUserStore(path)
+    store.check_per_iteration = True
+    try:
+        user = await store.create_user("normal", {}, _identity("i1"))
+        await store.create_session(_session("s1", user.id))
+        assert (await store.get_user(user.id)) is not None and (await store.get_session("s1")) is not None
+        with sqlite3.connect(path) as raw:
+            raw.execute("UPDATE users SET disabled = 1 WHERE id=?", (user.id,))
+            raw.execute("DELETE FROM sessions WHERE id='s1'")
+        await asyncio.sleep(0)  # the next iteration: what a request arriving now would run in
+        assert (await store.get_user(user.id)).disabled  # type: ignore[union-attr]
+        assert await store.get_session("s1") is None
+        with sqlite3.connect(path) as raw:
+            raw.execute("DELETE FROM users WHERE id=?", (user.id,))
+        await asyncio.sleep(0)
+        assert await store.get_user(user.id) is None
+    finally:
+        await store.close()

@@ -357,3 +357,33 @@ async def test_function_context(tmp_path: Path, http: aiohttp.ClientSession) -> 
         assert body == {"inner": {"$numberInt": "42"}, "app": "appusers-local", "count": {"$numberInt": "1"}}
         status, body = await api.call(tokens["access_token"], "bad_service")
         assert_error(status, body, 400, "FunctionExecutionError", "no service named 'nope'")
+
+
+def test_request_info_hides_secret_headers_past_the_remembered_names(monkeypatch: Any) -> None:
+    """Header names are classified once and remembered up to a bound; hostile floods of
+    distinct names neither grow it past the bound nor let a secret header through."""
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict
+
+    from appusers.server import _functions
+
+    monkeypatch.setattr(_functions, "_SECRET_SEEN", {})
+    flood = CIMultiDict((f"X-Junk-{i}", "v") for i in range(_functions._SECRET_SEEN_ENTRIES + 10))
+    _functions.request_info(make_mocked_request("POST", "/", headers=flood))
+    assert len(_functions._SECRET_SEEN) == _functions._SECRET_SEEN_ENTRIES
+    headers = CIMultiDict(
+        [
+            ("X-Trace", "a"),
+            ("AUTHORIZATION", "Bearer secret-1"),
+            ("X-Session-Token", "secret-2"),
+            ("x-trace", "b"),
+            ("Cookie", "secret-3"),
+            ("X-Repeated", "1"),
+            ("X-Repeated", "2"),
+        ]
+    )
+    for _ in range(2):  # classified, then remembered (or not, past the bound): same answer
+        info = _functions.request_info(make_mocked_request("POST", "/?a=1&token=secret-4", headers=headers))
+        assert info.headers == {"X-Trace": ("a",), "x-trace": ("b",), "X-Repeated": ("1", "2")}
+        assert "secret" not in repr(info)
+        assert info.raw_query_string == "a=1"
