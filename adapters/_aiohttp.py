@@ -54,7 +54,7 @@ from appusers.errors import (
     RequestTimeoutError,
     TransportError,
 )
-from appusers.transport import Request, Response
+from appusers.transport import Request, Response, built_response
 
 from ._deadline import Deadline as _Deadline
 from ._deadline import Timers
@@ -252,6 +252,7 @@ class AiohttpTransport:
         if not (isinstance(connector_limit, int) and connector_limit >= 0):
             raise InvalidArgumentError("connector_limit must be an integer >= 0")
         self._timeout = float(timeout)
+        self._client_timeout = _client_timeout(self._timeout)
         self._connector_limit = connector_limit
         self._allow_insecure_http = allow_insecure_http
         self._ssl_context = ssl_context
@@ -322,7 +323,9 @@ class AiohttpTransport:
         try:
             # One deadline for the whole exchange: every redirect hop and the body too.
             with _Deadline(timeout, self._timers):
-                client_timeout = _client_timeout(timeout)
+                client_timeout = (
+                    self._client_timeout if timeout == self._timeout else _client_timeout(timeout)
+                )
                 skip = None if body is None or _has_content_type(headers) else _SKIP_CONTENT_TYPE
                 attempt = _Attempt()
                 token = _ATTEMPT.set(attempt)  # read by _Connector._create_connection, in this task
@@ -345,12 +348,12 @@ class AiohttpTransport:
                 finally:
                     response.release()
             response_url = response.url
-            return Response(
-                status=response.status,
-                headers=_lower_headers(response.headers),
-                body=data,
+            return built_response(
+                response.status,
+                _lower_headers(response.headers),
+                data,
                 # The URL asked for, as text, once per URL (yarl builds it anew at every str()).
-                url=text if response_url is url else str(response_url),
+                text if response_url is url else str(response_url),
             )
         except AppError:
             raise

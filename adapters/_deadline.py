@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from asyncio import current_task as _current_task
 
 __all__ = ["Deadline", "Timers"]
 
@@ -29,23 +30,19 @@ _RESOLUTION = time.get_clock_info("monotonic").resolution
 class Timers:
     """The deadlines of one event loop's requests, on one ``loop.call_at`` timer."""
 
-    __slots__ = ("_armed_at", "_handle", "_loop", "_pending")
+    __slots__ = ("_armed_at", "_handle", "_loop", "_pending", "_time")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._time = loop.time
         self._pending: dict[Deadline, None] = {}  # insertion-ordered set
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = math.inf
 
-    def _add(self, deadline: Deadline) -> None:
-        self._pending[deadline] = None
-        if deadline.when < self._armed_at:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._arm(deadline.when)
-
-    def _discard(self, deadline: Deadline) -> None:
-        self._pending.pop(deadline, None)
+    def _rearm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._arm(when)
 
     def _arm(self, when: float) -> None:
         self._armed_at = when
@@ -85,30 +82,39 @@ class Deadline:
     __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_timers", "when")
 
     def __init__(self, delay: float, timers: Timers | None = None) -> None:
+        self._expired = False
+        self._timers = timers
+        self._handle: asyncio.Handle | None = None
+        if timers is not None:
+            # Timers._add() inlined, and the task asked of the timers' loop: this runs per request.
+            task = _current_task(timers._loop)
+            if task is None:
+                raise RuntimeError("Timeout should be used inside a task")
+            self._task = task
+            self._cancelling = task.cancelling()
+            self.when = when = timers._time() + delay
+            timers._pending[self] = None
+            if when < timers._armed_at:
+                timers._rearm(when)
+            return
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("Timeout should be used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
-        self._expired = False
-        self._timers = timers
-        self._handle: asyncio.Handle | None = None
-        if timers is not None:
-            self.when = timers._loop.time() + delay
-            timers._add(self)
-        else:
-            loop = task.get_loop()
-            self.when = when = loop.time() + delay
-            self._handle = (
-                loop.call_soon(self._expire) if when <= loop.time() else loop.call_at(when, self._expire)
-            )
+        loop = task.get_loop()
+        self.when = when = loop.time() + delay
+        self._handle = (
+            loop.call_soon(self._expire) if when <= loop.time() else loop.call_at(when, self._expire)
+        )
 
     def __enter__(self) -> Deadline:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        if self._timers is not None:
-            self._timers._discard(self)
+        timers = self._timers
+        if timers is not None:
+            timers._pending.pop(self, None)
         elif self._handle is not None:
             self._handle.cancel()
             self._handle = None

@@ -696,12 +696,17 @@ _HOW = """## How the figures are reached
   one refresh-and-retry, anything else through the general path. The aiohttp transport sends in
   one coroutine (no exchange or attempt coroutines on the way) and remembers the header names and
   values it found printable (reading a bearer token for CR/LF cost a microsecond per request).
+  The call's `Request` and the adapter's `Response` are built without attrs' per-field set-up and
+  converter copy (`built_request`/`built_response` in `core/transport.py`, for headers made for
+  that one message); a usual 200 result is decoded without `parse()`; a deadline joins the
+  shared timer inline.
   EJSON through the C JSON encoder and scanner built once; a call body's fixed keys are not
   walked, only its arguments; canonical `$numberInt`/`$numberDouble` decoded without bson; bson's
   converter only for values that need it; the common request checks first (known methods, a
   URL's check and text kept per transport); debug formatting only when DEBUG is on. Tests check
   each of these against the general path (`tests/core/test_call_fast_path.py`,
-  `tests/core/test_ejson_fast_paths.py`, `tests/adapters/test_header_checks.py`).
+  `tests/core/test_ejson_fast_paths.py`, `tests/adapters/test_header_checks.py`,
+  `tests/core/test_built_messages.py`).
 * **Users built on first use.** `App.open()` reads every record and checks it as loading it
   would (one regular expression match per record, `core/_records.py`; the full parse only for a
   record it does not match), so what is unreadable, removed or another user's is still dropped,

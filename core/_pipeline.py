@@ -55,7 +55,7 @@ from .errors import (
     UserNotLoggedInError,
     service_error_from_body,
 )
-from .transport import Request, Response, Transport
+from .transport import Request, Response, Transport, built_request
 
 __all__ = [
     "API", "Login", "Pipeline", "Principal", "RefreshObserver", "SessionKeeper", "TokenKind", "path_of",
@@ -199,7 +199,7 @@ class Pipeline:
         self._hostname: str | None = None
         #: The function-call URL, once the location is known.
         self._call_url: str | None = None
-        #: The last function call's access token and the headers sent with it (a request copies them).
+        #: The last function call's access token and the headers sent with it (each request gets a copy).
         self._call_headers: tuple[str, dict[str, str]] | None = None
         self._location_task: asyncio.Task[str] | None = None
         self._refreshes: dict[Principal, asyncio.Future[str]] = {}
@@ -349,7 +349,9 @@ class Pipeline:
         cached = self._call_headers
         if cached is None or cached[0] is not sent:
             cached = self._call_headers = (sent, self._headers(sent, body))
-        request = Request("POST", url, cached[1], body, timeout if timeout is not None else self.timeout)
+        # A copy: a request's headers are its own (a transport may change them).
+        request = built_request("POST", url, dict(cached[1]), body,
+                                timeout if timeout is not None else self.timeout)
         debug = _log.isEnabledFor(logging.DEBUG)
         if debug:
             _log.debug("POST %s", path_of(url))
@@ -367,7 +369,18 @@ class Pipeline:
                 observer.attempt_answered(response)
         if debug:
             _log.debug("POST %s -> %d", path_of(url), response.status)
-        if response.status == 401:
+        status = response.status
+        if status == 200 and response.headers.get("content-type") == "application/json" and response.body:
+            # parse()'s usual case: a result that cannot describe an error. Anything else (or
+            # a body that does not parse) goes to parse(), which decides again.
+            try:
+                data = _ejson.loads(response.body)
+            except ValueError:
+                pass
+            else:
+                if type(data) in _NOT_MAPPINGS:
+                    return data
+        elif status == 401:
             response = await self._after_401(user, response, sent, False, "POST", url, body, timeout, False)
         return self.parse(response, "POST", url, ejson=True)
 

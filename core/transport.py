@@ -84,6 +84,35 @@ class Response:
         return f"Response({self.status}, url={_without_query(self.url)!r}, body=<{len(self.body)} bytes>)"
 
 
+_new = object.__new__
+_set = object.__setattr__
+
+
+def built_request(method: str, url: str, headers: dict[str, str], body: bytes | None,
+                  timeout: float | None) -> Request:
+    """``Request(method, url, headers, body, timeout)`` for a caller that made ``headers`` for
+    this request alone: the same object without the converter's copy and attrs' per-field
+    set-up, half the cost (a function call builds one per call; benchmarks/run.py)."""
+    request: Request = _new(Request)
+    _set(request, "method", method)
+    _set(request, "url", url)
+    _set(request, "headers", headers)
+    _set(request, "body", body)
+    _set(request, "timeout", timeout)
+    return request
+
+
+def built_response(status: int, headers: dict[str, str], body: bytes, url: str) -> Response:
+    """``Response(status, headers, body, url)`` for an adapter that made ``headers`` for this
+    response alone, as :func:`built_request`."""
+    response: Response = _new(Response)
+    _set(response, "status", status)
+    _set(response, "headers", headers)
+    _set(response, "body", body)
+    _set(response, "url", url)
+    return response
+
+
 @runtime_checkable
 class Transport(Protocol):
     """What the core needs from HTTP."""
