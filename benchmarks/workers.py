@@ -63,14 +63,21 @@ def _cpu_seconds(pids: list[int]) -> float:
 def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float]:
     """Requests/s and server CPU microseconds per request."""
     tmp = Path(tempfile.mkdtemp(prefix="appusers-bench-"))
+    errors = (tmp / "stderr").open("w+b")
     proc = subprocess.Popen(
         [sys.executable, "-m", "appusers.server", "--workers", str(workers), "--port", "0",
          "--data", str(tmp / "data")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=errors, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
+        if not line.startswith("appusers server:"):
+            # A start that failed: say why (the server's own stderr) instead of an IndexError.
+            proc.wait(timeout=30)
+            errors.seek(0)
+            raise SystemExit(f"workers={workers}: the server did not start (exit {proc.returncode}):\n"
+                             + errors.read().decode(errors="replace")[-3000:])
         url = line.split()[2]
         pids = [int(p) for p in line.split("(pids ")[1].rstrip(")\n").split()] if "(pids " in line else []
         pids.append(proc.pid)
@@ -96,6 +103,7 @@ def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        errors.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -62,3 +62,10 @@ def test_a_missing_page_is_created(tmp_path: Path) -> None:
     assert path.read_text().startswith("# Performance\n")
     assert page.sections(path.read_text())["workers.py"].endswith("<!-- end workers.py -->\n")
 
+
+
+def test_the_page_carries_the_server_and_workers_figures() -> None:
+    owners = _docpage().sections((ROOT / "docs" / "performance.md").read_text())
+    assert {"server.py", "workers.py"} <= set(owners)
+    assert "benchmarks/server.py --runs" in owners["server.py"]
+    assert "benchmarks/workers.py --runs" in owners["workers.py"]
