@@ -25,6 +25,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -88,22 +89,75 @@ def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float]
             token = json.load(resp)["access_token"]
         script = tmp / "call.lua"
         script.write_text(LUA % token)
-        cpu_before = _cpu_seconds(pids)
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{app}/functions/call"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        if "Non-2xx" in out:
-            raise SystemExit(f"errors during the run:\n{out}")
-        cpu = _cpu_seconds(pids) - cpu_before
-        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        total = re.search(r"(\d+) requests in", out)
-        assert match and total, out
-        return float(match.group(1)), cpu / int(total.group(1)) * 1e6
+        return _wrk(f"{app}/functions/call", script, seconds, connections, pids)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         errors.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _wrk(url: str, script: Path, seconds: int, connections: int, pids: list[int]) -> tuple[float, float]:
+    """Requests/s and CPU microseconds per request of ``pids`` under wrk."""
+    cpu_before = _cpu_seconds(pids)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise SystemExit(f"errors during the run:\n{out}")
+    cpu = _cpu_seconds(pids) - cpu_before
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    assert match and total, out
+    return float(match.group(1)), cpu / int(total.group(1)) * 1e6
+
+
+def _bare_main(port: int) -> None:
+    """One baseline process: decode the JSON body, answer a small JSON object (as server.py's)."""
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        raw = await request.read()
+        value = json.loads(raw) if raw else None
+        body = json.dumps({"ok": True, "n": len(value) if isinstance(value, dict) else 0})
+        return web.Response(body=body.encode(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    web.run_app(app, host="127.0.0.1", port=port, reuse_port=True, print=None, access_log=None)
+
+
+def bare_run(processes: int, seconds: int, connections: int) -> tuple[float, float]:
+    """The machine's own ceiling: ``processes`` bare aiohttp handlers on one SO_REUSEPORT port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    procs = [
+        subprocess.Popen([sys.executable, __file__, "--bare-port", str(port)], stderr=subprocess.DEVNULL)
+        for _ in range(processes)
+    ]
+    tmp = Path(tempfile.mkdtemp(prefix="appusers-bench-"))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the bare aiohttp baseline did not start") from None
+                time.sleep(0.05)
+        time.sleep(0.5)  # every process listening, not only the first
+        script = tmp / "call.lua"
+        script.write_text(LUA % "x")
+        return _wrk(f"http://127.0.0.1:{port}/functions/call", script, seconds, connections,
+                    [p.pid for p in procs])  # fmt: skip
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -114,9 +168,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--write-docs", action="store_true",
                         help="rewrite the workers section of docs/performance.md (3+ runs of 10 s)")
     args = parser.parse_args()
+    if args.bare_port is not None:
+        _bare_main(args.bare_port)
+        return
     if args.write_docs and (args.runs < 3 or args.seconds < 10 or args.connections != 64):
         parser.error("--write-docs needs --runs 3 or more, --seconds 10 or more and 64 connections")
     when = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
@@ -124,6 +182,7 @@ def main() -> None:
     print("before:", _uptime(), flush=True)
     results: dict[int, list[float]] = {1: [], 2: []}
     cpu: dict[int, list[float]] = {1: [], 2: []}
+    bare: dict[int, list[float]] = {1: [], 2: []}
     for run in range(args.runs):
         load_before.append(os.getloadavg()[0])
         for workers in (1, 2):
@@ -132,6 +191,12 @@ def main() -> None:
             cpu[workers].append(us)
             line = f"run {run + 1} workers={workers}: {rps:,.0f} req/s, {us:,.0f} us server CPU/request"
             print(line, flush=True)
+        # The same scaling of a bare aiohttp handler, in the same run: what this machine allows.
+        for processes in (1, 2):
+            rps, us = bare_run(processes, args.seconds, args.connections)
+            bare[processes].append(rps)
+            print(f"run {run + 1} bare aiohttp x{processes}: {rps:,.0f} req/s, {us:,.0f} us CPU/request",
+                  flush=True)  # fmt: skip
     print("after:", _uptime(), flush=True)
     one, two = statistics.median(results[1]), statistics.median(results[2])
     ratios = [b / a for a, b in zip(results[1], results[2], strict=True)]
@@ -140,10 +205,13 @@ def main() -> None:
     for n in (1, 2):
         print(f"workers={n} server CPU per request: {' '.join(f'{u:,.0f}' for u in cpu[n])} us")
     print(f"ratio 2/1 per run: {' '.join(f'{r:.2f}' for r in ratios)}; of medians {two / one:.2f}")
+    bare_ratios = [b / a for a, b in zip(bare[1], bare[2], strict=True)]
+    print(f"bare aiohttp 2 processes / 1 per run: {' '.join(f'{r:.2f}' for r in bare_ratios)}")
     when.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     out = {"when": when, "python": platform.python_version(), "cpus": os.cpu_count(),
            "seconds": args.seconds, "connections": args.connections, "rps": results, "cpu_us": cpu,
-           "ratios": ratios, "load_before": load_before, "load_after": os.getloadavg()[0]}
+           "ratios": ratios, "bare_rps": bare, "bare_ratios": bare_ratios,
+           "load_before": load_before, "load_after": os.getloadavg()[0]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "workers.json").write_text(json.dumps(out, indent=1))
     if args.write_docs:
@@ -174,6 +242,8 @@ def write_docs(out: dict[str, Any]) -> None:
         f"| 2 workers / 1 worker, throughput (per run) | **{_docpage.spread(ratios)}** | ≥ 1.5: {verdict} |",
         f"| 1 worker, req/s | {_docpage.spread(rps['1'] if '1' in rps else rps[1], '{:,.0f}')} | — |",
         f"| 2 workers, req/s | {_docpage.spread(rps['2'] if '2' in rps else rps[2], '{:,.0f}')} | — |",
+        f"| the same-run baseline: 2 bare aiohttp processes / 1 on one `SO_REUSEPORT` port (what this "
+        f"machine allows, wrk included) | {_docpage.spread(out['bare_ratios'])} | — |",
         f"| server CPU µs per request, 1 / 2 workers | "
         f"{_docpage.spread(cpu['1'] if '1' in cpu else cpu[1], '{:,.0f}')} / "
         f"{_docpage.spread(cpu['2'] if '2' in cpu else cpu[2], '{:,.0f}')} | — |",
