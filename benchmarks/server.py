@@ -72,8 +72,11 @@ TARGETS = {"call": 0.50, "refresh": 0.50, "anon_login": 0.35}
 
 
 # ---------------------------------------------------------------------- child processes
-def _bare_main(port: int) -> None:
-    """The baseline: decode the JSON body if any, answer a small JSON object."""
+def bare_main(port: int, *, reuse_port: bool = False) -> None:
+    """The baseline: decode the JSON body if any, answer a small JSON object.
+
+    ``reuse_port``: several such processes share the port (benchmarks/workers.py's baseline).
+    """
     from aiohttp import web
 
     async def handler(request: web.Request) -> web.Response:
@@ -83,8 +86,8 @@ def _bare_main(port: int) -> None:
         return web.Response(body=body.encode(), content_type="application/json")
 
     app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", handler)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    app.router.add_route("*", "/{tail:.*}", handler)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, reuse_port=reuse_port)
 
 
 def _python_load_main(spec_path: str) -> None:
@@ -574,7 +577,7 @@ def main() -> None:
         p.error("--write-docs needs the full benchmark: --runs 3 or more, 100,000 users, 64 connections, "
                 "every workload")
     if args.bare is not None:
-        _bare_main(args.bare)
+        bare_main(args.bare)
         return
     if args.python_load is not None:
         _python_load_main(args.python_load)

@@ -37,6 +37,8 @@ from typing import Any
 
 import _docpage
 
+import server
+
 RESULTS = Path(__file__).parent / "results"
 
 LUA = """
@@ -113,21 +115,6 @@ def _wrk(url: str, script: Path, seconds: int, connections: int, pids: list[int]
     return float(match.group(1)), cpu / int(total.group(1)) * 1e6
 
 
-def _bare_main(port: int) -> None:
-    """One baseline process: decode the JSON body, answer a small JSON object (as server.py's)."""
-    from aiohttp import web
-
-    async def handler(request: web.Request) -> web.Response:
-        raw = await request.read()
-        value = json.loads(raw) if raw else None
-        body = json.dumps({"ok": True, "n": len(value) if isinstance(value, dict) else 0})
-        return web.Response(body=body.encode(), content_type="application/json")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    web.run_app(app, host="127.0.0.1", port=port, reuse_port=True, print=None, access_log=None)
-
-
 def bare_run(processes: int, seconds: int, connections: int) -> tuple[float, float]:
     """The machine's own ceiling: ``processes`` bare aiohttp handlers on one SO_REUSEPORT port."""
     with socket.socket() as probe:
@@ -173,7 +160,7 @@ def main() -> None:
                         help="rewrite the workers section of docs/performance.md (3+ runs of 10 s)")
     args = parser.parse_args()
     if args.bare_port is not None:
-        _bare_main(args.bare_port)
+        server.bare_main(args.bare_port, reuse_port=True)
         return
     if args.write_docs and (args.runs < 3 or args.seconds < 10 or args.connections != 64):
         parser.error("--write-docs needs --runs 3 or more, --seconds 10 or more and 64 connections")
