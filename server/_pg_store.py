@@ -26,6 +26,7 @@ from typing import Any
 from ._config import DatabaseSettings, redact_url
 from ._errors import ConfigError
 from ._store import (
+    SESSION_COLUMNS,
     AdminSessionRecord,
     ApiKeyRecord,
     DuplicateError,
@@ -108,7 +109,6 @@ _USER_SELECT = (
     " COALESCE((SELECT json_agg(json_build_array(i.id, i.provider_type, i.provider_id, i.provider_data)"
     " ORDER BY i.position) FROM identities i WHERE i.user_id = u.id), '[]'::json) FROM users u"
 )
-_SESSION_COLS = "id, user_id, device_id, refresh_digest, expires_at, api_key_id"
 _KEY_COLS = "id, user_id, name, key_digest, disabled, created"
 _USERPASS_COLS = "email, identity_id, password_hash, confirmed, created"
 
@@ -350,15 +350,8 @@ class PostgresUserStore:
     @staticmethod
     async def _insert_session(conn: Any, session: SessionRecord) -> None:
         await conn.execute(
-            f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
-            (
-                session.id,
-                session.user_id,
-                session.device_id,
-                session.refresh_digest,
-                session.expires_at,
-                session.api_key_id,
-            ),
+            f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",  # noqa: S608
+            session.row(),
         )
 
     async def create_session(self, session: SessionRecord) -> None:
@@ -375,7 +368,7 @@ class PostgresUserStore:
     async def get_session(self, session_id: str) -> SessionRecord | None:
         if _has_nul(session_id):
             return None
-        row = await self._one(f"SELECT {_SESSION_COLS} FROM sessions WHERE id=%s", (session_id,))  # noqa: S608
+        row = await self._one(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id=%s", (session_id,))  # noqa: S608
         return None if row is None else SessionRecord(*row)
 
     async def delete_session(self, session_id: str) -> bool:

@@ -36,6 +36,7 @@ from typing import Any
 from ._group_commit import GroupCommit, Statement
 from ._secrets import new_object_id
 from ._store import (
+    SESSION_COLUMNS,
     AdminSessionRecord,
     ApiKeyRecord,
     DuplicateError,
@@ -94,7 +95,6 @@ _ADDED_COLUMNS = (
     ("sessions", "api_key_id", "TEXT"),
 )
 _USER_COLS = "id, type, created, disabled, generation, data, last_login, last_active"
-_SESSION_COLS = "id, user_id, device_id, refresh_digest, expires_at, api_key_id"
 #: Cached users and sessions, each (the oldest entry leaves first past this).
 _CACHE_ENTRIES = 16_384
 
@@ -420,7 +420,7 @@ class SqliteUserStore:
         if cached is not None:
             return cached
         row = self._db.execute(
-            f"SELECT {_SESSION_COLS} FROM sessions WHERE id=?",  # noqa: S608
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id=?",  # noqa: S608
             (session_id,),
         ).fetchone()
         if row is None:
@@ -584,15 +584,8 @@ def _json(value: Mapping[str, Any]) -> str:
 
 def _session_insert(session: SessionRecord) -> Statement:
     return (
-        f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?,?,?,?,?,?)",  # noqa: S608
-        (
-            session.id,
-            session.user_id,
-            session.device_id,
-            session.refresh_digest,
-            session.expires_at,
-            session.api_key_id,
-        ),
+        f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?,?,?,?,?,?)",  # noqa: S608
+        session.row(),
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import attrs
 
 __all__ = [
+    "SESSION_COLUMNS",
     "AdminSessionRecord",
     "ApiKeyRecord",
     "Counters",
@@ -127,6 +128,14 @@ class SessionRecord:
     expires_at: int
     #: The user API key the session logged in with: disabling or deleting it ends the session.
     api_key_id: str | None = None
+
+    def row(self) -> tuple[str, str, str, str, int, str | None]:
+        """The values of :data:`SESSION_COLUMNS`, in order (``SessionRecord(*row)`` reads one back)."""
+        return (self.id, self.user_id, self.device_id, self.refresh_digest, self.expires_at, self.api_key_id)
+
+
+#: The ``sessions`` table's columns in :class:`SessionRecord`'s field order (both stores' schema).
+SESSION_COLUMNS = "id, user_id, device_id, refresh_digest, expires_at, api_key_id"
 
 
 @attrs.frozen
