@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from appusers import App, Credentials, User
+from appusers import App, Credentials, User, UserState
+from appusers._models import Identity, Profile
+from appusers._records import Keys, UserRecord, dump_user
 from appusers.errors import TransportError
 from appusers.transport import Request, Response, Transport
 
@@ -43,3 +45,23 @@ class HookTransport:
 
 def offline(request: Request) -> Response:
     raise TransportError("connection refused (simulated)", method=request.method, url=request.url)
+
+
+#: The storage keys of the app id ``"app"`` (the restore tests' app).
+KEYS = Keys.for_app("app")
+#: A token-shaped string: the records only need one that splits like a JWT.
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+
+
+def stored_user_record(user_id: str, state: UserState = UserState.LOGGED_IN, **changes: Any) -> str:
+    """A user's record as the SDK stores it: an email/password user, logged in unless ``state`` says."""
+    logged_in = state is UserState.LOGGED_IN
+    fields: dict[str, Any] = {
+        "id": user_id, "state": state, "access_token": TOKEN if logged_in else None,
+        "refresh_token": TOKEN if logged_in else None, "device_id": "d" * 24,
+        "identities": (Identity(f"i-{user_id}", "local-userpass"),),
+        "profile": Profile({"email": f"{user_id}@example.com"}), "provider_type": "local-userpass",
+        "last_used": 1_700_000_000.25,
+    }
+    fields.update(changes)
+    return dump_user(UserRecord(**fields))

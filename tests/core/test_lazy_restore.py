@@ -10,27 +10,13 @@ from typing import Any
 import pytest
 
 from appusers import App, User, UserState
-from appusers._models import Identity, Profile
-from appusers._records import Index, Keys, UserRecord, check_user, dump_index, dump_user, load_user
+from appusers._records import Index, check_user, dump_index, load_user
 from appusers._registry import UserRegistry
 from appusers.adapters import MemoryStorage, MockTransport
 from appusers.transport import Request, Response
 
-KEYS = Keys.for_app("app")
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
-
-
-def _record(user_id: str, state: UserState = UserState.LOGGED_IN, **changes: Any) -> str:
-    logged_in = state is UserState.LOGGED_IN
-    fields: dict[str, Any] = {
-        "id": user_id, "state": state, "access_token": TOKEN if logged_in else None,
-        "refresh_token": TOKEN if logged_in else None, "device_id": "d" * 24,
-        "identities": (Identity(f"i-{user_id}", "local-userpass"),),
-        "profile": Profile({"email": f"{user_id}@example.com"}), "provider_type": "local-userpass",
-        "last_used": 1_700_000_000.25,
-    }
-    fields.update(changes)
-    return dump_user(UserRecord(**fields))
+from ._helpers import KEYS
+from ._helpers import stored_user_record as _record
 
 
 def _with_field(record: str, number: int, value: str) -> str:
