@@ -227,13 +227,13 @@ def write_docs(out: dict[str, Any]) -> None:
         "| Figure | Spread of the runs | Verdict |",
         "|---|---|---|",
         f"| 2 workers / 1 worker, throughput (per run) | **{_docpage.spread(ratios)}** | ≥ 1.5: {verdict} |",
-        f"| 1 worker, req/s | {_docpage.spread(rps['1'] if '1' in rps else rps[1], '{:,.0f}')} | — |",
-        f"| 2 workers, req/s | {_docpage.spread(rps['2'] if '2' in rps else rps[2], '{:,.0f}')} | — |",
+        f"| 1 worker, req/s | {_docpage.spread(rps[1], '{:,.0f}')} | — |",
+        f"| 2 workers, req/s | {_docpage.spread(rps[2], '{:,.0f}')} | — |",
         f"| the same-run baseline: 2 bare aiohttp processes / 1 on one `SO_REUSEPORT` port (what this "
         f"machine allows, wrk included) | {_docpage.spread(out['bare_ratios'])} | — |",
         f"| server CPU µs per request, 1 / 2 workers | "
-        f"{_docpage.spread(cpu['1'] if '1' in cpu else cpu[1], '{:,.0f}')} / "
-        f"{_docpage.spread(cpu['2'] if '2' in cpu else cpu[2], '{:,.0f}')} | — |",
+        f"{_docpage.spread(cpu[1], '{:,.0f}')} / "
+        f"{_docpage.spread(cpu[2], '{:,.0f}')} | — |",
     ])
 
 
