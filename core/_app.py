@@ -566,7 +566,7 @@ class App:
     async def _restore(self) -> None:
         # Users are built on first use (``_registry``): open() only reads and checks the records.
         restored = await self._persistence.restore()
-        self._users.restore(restored.records)
+        self._users.restore(restored.records, take=True)  # restore() made it for this App
         if restored.current is not None:
             self._current = self._users.get(restored.current)
         if restored.purge:
