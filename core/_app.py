@@ -9,7 +9,6 @@ The refresh policy is described in ``_pipeline``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -34,6 +33,7 @@ from ._events import (
     StorageRecovered,
     UsersChanged,
 )
+from ._lazy import lazy_module
 from ._machine import fire
 from ._models import Connectivity, UserState
 from ._persistence import Persistence
@@ -55,10 +55,14 @@ from .transport import Transport
 
 # Imported on first use (see ``_user``): the streams are built on first subscription.
 if TYPE_CHECKING:
+    import asyncio
+
     from reactivex import Observable, abc
 
     from ._email_password import EmailPasswordAuth
     from ._streams import SafeBehaviorSubject, SafeSubject
+else:
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = ["DEFAULT_BASE_URL", "App"]
 

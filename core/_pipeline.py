@@ -28,14 +28,14 @@ once. Every attempt is reported to the ``observer`` (the App's connectivity trac
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 from . import _ejson, _jwt
 from ._credentials import FUNCTION, Credentials
+from ._lazy import lazy_module
 from ._models import Identity, Profile
 from ._retry import RetryObserver, RetryPolicy, send_with_retries
 from ._version import __version__
@@ -56,6 +56,11 @@ from .errors import (
     service_error_from_body,
 )
 from .transport import Request, Response, Transport, built_request
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = lazy_module("asyncio", globals())  # on first use: see ``_lazy``
 
 __all__ = [
     "API", "Login", "Pipeline", "Principal", "RefreshObserver", "SessionKeeper", "TokenKind", "path_of",
