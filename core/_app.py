@@ -10,7 +10,6 @@ The refresh policy is described in ``_pipeline``.
 from __future__ import annotations
 
 import functools
-import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from ._events import (
     StorageRecovered,
     UsersChanged,
 )
-from ._lazy import lazy_module
+from ._lazy import lazy_logger, lazy_module
 from ._machine import fire
 from ._models import Connectivity, UserState
 from ._persistence import Persistence
@@ -68,7 +67,7 @@ __all__ = ["DEFAULT_BASE_URL", "App"]
 
 DEFAULT_BASE_URL = "https://services.cloud.mongodb.com"
 _NO_DEVICE = "000000000000000000000000"
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 
 
 def _check_base_url(base_url: str) -> str:

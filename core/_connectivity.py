@@ -17,12 +17,11 @@ known and the App notices by itself when the server is back.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._lazy import lazy_module
+from ._lazy import lazy_logger, lazy_module
 from ._models import Connectivity, ConnectivityState
 from ._retry import Failure, RetryPolicy
 from .errors import AppError, HTTPStatusError, TransportError, service_error_from_body
@@ -39,7 +38,7 @@ else:
 
 __all__ = ["Connected", "ConnectivityTracker", "error_of"]
 
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 
 
 ONLINE = Connectivity(ConnectivityState.ONLINE)

@@ -18,7 +18,6 @@ not made and the last error is raised at once. Cancelling the caller cancels the
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 
-from ._lazy import lazy_module
+from ._lazy import lazy_logger, lazy_module
 from .errors import InvalidArgumentError, RequestTimeoutError, TransportError
 from .transport import Response
 
@@ -45,7 +44,7 @@ __all__ = [
     "send_with_retries",
 ]
 
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 
 #: Statuses that say "not now" rather than "no": the same request may work later.
 RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
