@@ -33,7 +33,7 @@ from ._events import (
     UsersChanged,
 )
 from ._lazy import lazy_logger, lazy_module
-from ._machine import fire
+from ._machine import build_machines, fire
 from ._models import Connectivity, UserState
 from ._persistence import Persistence
 from ._pipeline import Pipeline
@@ -125,6 +125,7 @@ class App:
             raise InvalidArgumentError("retry must be a RetryPolicy")
         #: Which failed requests are sent again, and when (read at each request).
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
+        build_machines()  # once per process; not at import (see ``_machine``)
         self.id = app_id
         self.base_url = _check_base_url(base_url)
         if storage is None:

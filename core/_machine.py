@@ -50,6 +50,7 @@ __all__ = [
     "InvalidTransition",
     "StatefulUser",
     "allowed",
+    "build_machines",
     "fire",
     "fire_connectivity",
 ]
@@ -190,6 +191,12 @@ def _machines() -> _Machines:
         _built = _Machines(lifecycle, _compile(lifecycle, UserState),
                            connectivity, _compile(connectivity, ConnectivityState))
     return _built
+
+
+def build_machines() -> None:
+    """Build both machines now (``App()`` does), so that a broken ``transitions`` install
+    fails where an App is made, not at a first log-in the server has already accepted."""
+    _machines()
 
 
 def __getattr__(name: str) -> Any:
