@@ -19,7 +19,6 @@ not made and the last error is raised at once. Cancelling the caller cancels the
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final, Protocol
@@ -32,8 +31,10 @@ from .transport import Response
 
 if TYPE_CHECKING:
     import asyncio
-else:
-    asyncio = lazy_module("asyncio", globals())  # on first use: see ``_lazy``
+    import random
+else:  # imported on first use: see ``_lazy``
+    asyncio = lazy_module("asyncio", globals())
+    random = lazy_module("random", globals())
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -118,13 +119,13 @@ class RetryPolicy:
     #: this back-off (see ``App.connectivity``).
     reconnect: bool = True
     statuses: frozenset[int] = attrs.field(default=RETRYABLE_STATUSES, converter=frozenset)
-    # A factory, so that asyncio is imported when a policy is made, not with appusers.
+    # Factories, so that asyncio and random are imported when a policy is made, not with appusers.
     sleep: Callable[[float], Awaitable[None]] = attrs.field(
         factory=lambda: asyncio.sleep, eq=False, repr=False
     )
     clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
     wall_clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
-    random: Callable[[], float] = attrs.field(default=random.random, eq=False, repr=False)
+    random: Callable[[], float] = attrs.field(factory=lambda: random.random, eq=False, repr=False)
 
     @classmethod
     def none(cls) -> RetryPolicy:
