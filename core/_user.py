@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _ejson, _jwt
 from ._connectivity import ONLINE
 from ._credentials import ANONYMOUS, Credentials
-from ._events import UserEvent
 from ._functions import Functions
 from ._lazy import lazy_module
 from ._machine import fire_connectivity
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from reactivex import Observable, abc
 
     from ._api_keys import ApiKeys
+    from ._events import UserEvent
     from ._mongo import MongoClient
     from ._pipeline import Pipeline
     from ._streams import SafeBehaviorSubject, SafeSubject

@@ -24,7 +24,7 @@ NOT_AT_IMPORT = (
     "aiohttp", "reactivex", "bson", "sqlite3", "platformdirs", "portalocker", "cryptography",
     "keyring", "click", "PySide6", "PyQt5", "PyQt6", "kivy",
     "appusers.adapters", "appusers.server", "appusers.cli", "appusers.sync", "appusers._mongo",
-    "appusers._api_keys", "appusers._email_password", "appusers._streams",
+    "appusers._api_keys", "appusers._email_password", "appusers._streams", "appusers._events",
 )
 
 
