@@ -9,12 +9,12 @@ first needs it, so this module never imports ``User``.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import TypeVar, cast
 
+from ._lazy import lazy_logger
 from ._models import Identity, Profile, UserState
 from ._records import (
     STATES,
@@ -32,7 +32,7 @@ from .storage import Storage, StorageIssue
 
 __all__ = ["Persistence", "Restored", "build_user"]
 
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 # The user id of a match_written match (TypeError for None, no match).
 _group_1 = cast("Callable[[re.Match[str] | None], str]", itemgetter(1))
 _U = TypeVar("_U")
