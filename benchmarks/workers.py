@@ -63,8 +63,20 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float]:
-    """Requests/s and server CPU microseconds per request."""
+def _preempted(pids: list[int]) -> int:
+    """Times ``pids`` were switched out while runnable so far (Linux /proc): with 2 workers
+    and wrk on 2 cores each response wakes wrk, which preempts a worker; each switch costs
+    the worker CPU (caches refilled), which is the extra CPU per request of 2 workers."""
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("nonvoluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float, float]:
+    """Requests/s, server CPU microseconds per request and its preemptions per request."""
     tmp = Path(tempfile.mkdtemp(prefix="appusers-bench-"))
     errors = (tmp / "stderr").open("w+b")
     proc = subprocess.Popen(
@@ -99,9 +111,11 @@ def one_run(workers: int, seconds: int, connections: int) -> tuple[float, float]
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _wrk(url: str, script: Path, seconds: int, connections: int, pids: list[int]) -> tuple[float, float]:
-    """Requests/s and CPU microseconds per request of ``pids`` under wrk."""
-    cpu_before = _cpu_seconds(pids)
+def _wrk(
+    url: str, script: Path, seconds: int, connections: int, pids: list[int]
+) -> tuple[float, float, float]:
+    """Requests/s, CPU microseconds per request of ``pids`` and their preemptions per request."""
+    cpu_before, preempted_before = _cpu_seconds(pids), _preempted(pids)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
         capture_output=True, text=True, check=True,
@@ -109,13 +123,14 @@ def _wrk(url: str, script: Path, seconds: int, connections: int, pids: list[int]
     if "Non-2xx" in out:
         raise SystemExit(f"errors during the run:\n{out}")
     cpu = _cpu_seconds(pids) - cpu_before
+    preempted = _preempted(pids) - preempted_before
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     assert match and total, out
-    return float(match.group(1)), cpu / int(total.group(1)) * 1e6
+    return float(match.group(1)), cpu / int(total.group(1)) * 1e6, preempted / int(total.group(1))
 
 
-def bare_run(processes: int, seconds: int, connections: int) -> tuple[float, float]:
+def bare_run(processes: int, seconds: int, connections: int) -> tuple[float, float, float]:
     """The machine's own ceiling: ``processes`` bare aiohttp handlers on one SO_REUSEPORT port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -169,18 +184,21 @@ def main() -> None:
     print("before:", _uptime(), flush=True)
     results: dict[int, list[float]] = {1: [], 2: []}
     cpu: dict[int, list[float]] = {1: [], 2: []}
+    preempted: dict[int, list[float]] = {1: [], 2: []}
     bare: dict[int, list[float]] = {1: [], 2: []}
     for run in range(args.runs):
         load_before.append(os.getloadavg()[0])
         for workers in (1, 2):
-            rps, us = one_run(workers, args.seconds, args.connections)
+            rps, us, switches = one_run(workers, args.seconds, args.connections)
             results[workers].append(rps)
             cpu[workers].append(us)
-            line = f"run {run + 1} workers={workers}: {rps:,.0f} req/s, {us:,.0f} us server CPU/request"
+            preempted[workers].append(switches)
+            line = (f"run {run + 1} workers={workers}: {rps:,.0f} req/s, {us:,.0f} us server CPU/request,"
+                    f" {switches:.2f} preemptions/request")  # fmt: skip
             print(line, flush=True)
         # The same scaling of a bare aiohttp handler, in the same run: what this machine allows.
         for processes in (1, 2):
-            rps, us = bare_run(processes, args.seconds, args.connections)
+            rps, us, _ = bare_run(processes, args.seconds, args.connections)
             bare[processes].append(rps)
             print(f"run {run + 1} bare aiohttp x{processes}: {rps:,.0f} req/s, {us:,.0f} us CPU/request",
                   flush=True)  # fmt: skip
@@ -190,14 +208,15 @@ def main() -> None:
     print(f"workers=1: {' '.join(f'{r:,.0f}' for r in results[1])} req/s (median {one:,.0f})")
     print(f"workers=2: {' '.join(f'{r:,.0f}' for r in results[2])} req/s (median {two:,.0f})")
     for n in (1, 2):
-        print(f"workers={n} server CPU per request: {' '.join(f'{u:,.0f}' for u in cpu[n])} us")
+        print(f"workers={n} server CPU per request: {' '.join(f'{u:,.0f}' for u in cpu[n])} us;"
+              f" preemptions per request: {' '.join(f'{p:.2f}' for p in preempted[n])}")  # fmt: skip
     print(f"ratio 2/1 per run: {' '.join(f'{r:.2f}' for r in ratios)}; of medians {two / one:.2f}")
     bare_ratios = [b / a for a, b in zip(bare[1], bare[2], strict=True)]
     print(f"bare aiohttp 2 processes / 1 per run: {' '.join(f'{r:.2f}' for r in bare_ratios)}")
     when.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     out = {"when": when, "python": platform.python_version(), "cpus": os.cpu_count(),
            "seconds": args.seconds, "connections": args.connections, "rps": results, "cpu_us": cpu,
-           "ratios": ratios, "bare_rps": bare, "bare_ratios": bare_ratios,
+           "preempted": preempted, "ratios": ratios, "bare_rps": bare, "bare_ratios": bare_ratios,
            "load_before": load_before, "load_after": os.getloadavg()[0]}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "workers.json").write_text(json.dumps(out, indent=1))
@@ -234,6 +253,9 @@ def write_docs(out: dict[str, Any]) -> None:
         f"| server CPU µs per request, 1 / 2 workers | "
         f"{_docpage.spread(cpu[1], '{:,.0f}')} / "
         f"{_docpage.spread(cpu[2], '{:,.0f}')} | — |",
+        f"| server preemptions per request (involuntary context switches: wrk waking on a busy core), "
+        f"1 / 2 workers | {_docpage.spread(out['preempted'][1], '{:.2f}')} / "
+        f"{_docpage.spread(out['preempted'][2], '{:.2f}')} | — |",
     ])
 
 

@@ -17,21 +17,6 @@ import typing as _typing
 
 from ._app import DEFAULT_BASE_URL, App
 from ._credentials import Credentials
-from ._events import (
-    AccessTokenRefreshed,
-    AppEvent,
-    CurrentUserChanged,
-    CurrentUserLinked,
-    CustomDataRefreshed,
-    IdentitiesLinked,
-    LoggedIn,
-    LoggedOut,
-    LogoutCause,
-    ProfileRefreshed,
-    StorageRecovered,
-    UserEvent,
-    UsersChanged,
-)
 from ._functions import Functions
 from ._models import Connectivity, ConnectivityState, Identity, Profile, Tokens, UserState
 from ._retry import RetryPolicy
@@ -44,6 +29,21 @@ from .transport import Request, Response, StreamingTransport, StreamResponse, Tr
 if _typing.TYPE_CHECKING:
     from ._api_keys import ApiKey, ApiKeys
     from ._email_password import EmailPasswordAuth
+    from ._events import (
+        AccessTokenRefreshed,
+        AppEvent,
+        CurrentUserChanged,
+        CurrentUserLinked,
+        CustomDataRefreshed,
+        IdentitiesLinked,
+        LoggedIn,
+        LoggedOut,
+        LogoutCause,
+        ProfileRefreshed,
+        StorageRecovered,
+        UserEvent,
+        UsersChanged,
+    )
     from ._mongo import (
         ChangeEvent,
         ChangeStream,
@@ -56,10 +56,17 @@ if _typing.TYPE_CHECKING:
         UpdateResult,
     )
 
-# Services most programs never touch are imported on first access (PEP 562), which keeps
+# Services most programs never touch, and the event classes (a dozen attrs classes, built when
+# the first event is made), are imported on first access (PEP 562), which keeps
 # ``import appusers`` fast; ``from appusers import MongoClient`` works as before.
 _LAZY = {
     "ApiKey": "_api_keys", "ApiKeys": "_api_keys", "EmailPasswordAuth": "_email_password",
+    **dict.fromkeys(
+        ("AccessTokenRefreshed", "AppEvent", "CurrentUserChanged", "CurrentUserLinked", "CustomDataRefreshed",
+         "IdentitiesLinked", "LoggedIn", "LoggedOut", "LogoutCause", "ProfileRefreshed", "StorageRecovered",
+         "UserEvent", "UsersChanged"),
+        "_events",
+    ),
     **dict.fromkeys(
         ("ChangeEvent", "ChangeStream", "DeleteResult", "InsertManyResult", "InsertOneResult",
          "MongoClient", "MongoCollection", "MongoDatabase", "UpdateResult"),

@@ -9,9 +9,7 @@ The refresh policy is described in ``_pipeline``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -20,21 +18,8 @@ from urllib.parse import urlsplit
 
 from ._connectivity import ConnectivityTracker
 from ._credentials import ANONYMOUS, Credentials
-from ._events import (
-    AccessTokenRefreshed,
-    AppEvent,
-    CurrentUserChanged,
-    CurrentUserLinked,
-    CustomDataRefreshed,
-    IdentitiesLinked,
-    LoggedIn,
-    LoggedOut,
-    LogoutCause,
-    ProfileRefreshed,
-    StorageRecovered,
-    UsersChanged,
-)
-from ._machine import fire
+from ._lazy import lazy_logger, lazy_module
+from ._machine import build_machines, fire
 from ._models import Connectivity, UserState
 from ._persistence import Persistence
 from ._pipeline import Pipeline
@@ -53,18 +38,25 @@ from .errors import (
 from .storage import Storage, StorageIssue
 from .transport import Transport
 
-# Imported on first use (see ``_user``): the streams are built on first subscription.
+# Imported on first use (see ``_user``): the streams are built on first subscription. The
+# event classes (``_events``, a dozen attrs classes, a tenth of ``import appusers``) are
+# imported where an event is first made; asyncio on first use too (see ``_lazy``).
 if TYPE_CHECKING:
+    import asyncio
+
     from reactivex import Observable, abc
 
     from ._email_password import EmailPasswordAuth
+    from ._events import AppEvent, LogoutCause
     from ._streams import SafeBehaviorSubject, SafeSubject
+else:
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = ["DEFAULT_BASE_URL", "App"]
 
 DEFAULT_BASE_URL = "https://services.cloud.mongodb.com"
 _NO_DEVICE = "000000000000000000000000"
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 
 
 def _check_base_url(base_url: str) -> str:
@@ -122,6 +114,7 @@ class App:
             raise InvalidArgumentError("retry must be a RetryPolicy")
         #: Which failed requests are sent again, and when (read at each request).
         self.retry: RetryPolicy = retry if retry is not None else RetryPolicy()
+        build_machines()  # once per process; not at import (see ``_machine``)
         self.id = app_id
         self.base_url = _check_base_url(base_url)
         if storage is None:
@@ -324,6 +317,8 @@ class App:
         try:
             await self._save(user)
         finally:
+            from ._events import LoggedIn
+
             user._publish(LoggedIn(user.id, credentials.provider), state_before)
             self._publish_app()
         return user
@@ -344,6 +339,8 @@ class App:
         if not user.is_logged_in:
             return
         refresh = user._refresh_token
+        from ._events import LogoutCause
+
         await self._end_session(user, "log_out", LogoutCause.USER_REQUEST)
         if refresh is not None:
             await self._pipeline.revoke(refresh)
@@ -354,6 +351,8 @@ class App:
             raise UserNotFoundError("User has already been removed")
         self._check_known(user, missing="No user has been found")
         refresh = user._refresh_token if user.is_logged_in else None
+        from ._events import LogoutCause
+
         await self._end_session(user, "remove", LogoutCause.REMOVED)
         if refresh is not None:
             await self._pipeline.revoke(refresh)
@@ -366,6 +365,8 @@ class App:
         await self._pipeline.request("DELETE", "/auth/delete", app_scoped=False, user=user,
                                      token="access", timeout=timeout)
         if user.is_logged_in:
+            from ._events import LogoutCause
+
             await self._end_session(user, "delete", LogoutCause.DELETED)
 
     # -- streams and listeners -----------------------------------------------------------
@@ -448,17 +449,23 @@ class App:
             if self._current_subject is not None:
                 self._current_subject.on_next(current)
             if self._events is not None:
+                from ._events import CurrentUserChanged
+
                 self._events.on_next(CurrentUserChanged(current_id))
         if users_changed or user_ids != self._published_users:
             self._published_users = user_ids
             if self._users_subject is not None:
                 self._users_subject.on_next(tuple(self._users.built().values()))
             if self._events is not None:
+                from ._events import UsersChanged
+
                 self._events.on_next(UsersChanged(user_ids))
 
     # -- sessions (what the request pipeline and the users ask of the App) ----------------
 
     async def _end_session(self, user: User, trigger: str, cause: LogoutCause) -> None:
+        from ._events import LoggedOut
+
         """Run ``trigger`` (log_out, reject_refresh, remove, delete), persist, publish."""
         state_before = user.state
         fire(user, trigger)
@@ -477,10 +484,14 @@ class App:
             self._publish_app(users_changed=True)
 
     async def _session_rejected(self, user: User, *, disabled: bool = False) -> None:
+        from ._events import LogoutCause
+
         cause = LogoutCause.USER_DISABLED if disabled else LogoutCause.REFRESH_TOKEN_REJECTED
         await self._end_session(user, "reject_refresh", cause)
 
     async def _access_token_refreshed(self, user: User, token: str, claims: Mapping[str, Any]) -> None:
+        from ._events import AccessTokenRefreshed, CustomDataRefreshed
+
         custom_before = user.custom_data
         user._set_access_token(token, claims)
         try:
@@ -494,6 +505,8 @@ class App:
             user._publish(CustomDataRefreshed(user.id, custom_after), user.state)
 
     async def _refresh_profile(self, user: User) -> None:
+        from ._events import ProfileRefreshed
+
         identities, profile = await self._pipeline.refresh_profile(user)
         user._identities = identities
         user._profile = profile
@@ -501,6 +514,8 @@ class App:
         user._publish(ProfileRefreshed(user.id, profile, identities), user.state)
 
     async def _link(self, user: User, credentials: Credentials, *, timeout: float | None = None) -> None:
+        from ._events import CurrentUserLinked, IdentitiesLinked
+
         if not isinstance(credentials, Credentials):
             raise InvalidArgumentError("credentials must be a Credentials object")
         self._check_known(user, missing="The specified user could not be found.")
@@ -566,7 +581,7 @@ class App:
     async def _restore(self) -> None:
         # Users are built on first use (``_registry``): open() only reads and checks the records.
         restored = await self._persistence.restore()
-        self._users.restore(restored.records)
+        self._users.restore(restored.records, take=True)  # restore() made it for this App
         if restored.current is not None:
             self._current = self._users.get(restored.current)
         if restored.purge:
@@ -575,5 +590,7 @@ class App:
         for issue in restored.issues:
             _log.warning("storage recovered: %s (%s)", issue.kind, issue.detail)
             if self._events is not None:
+                from ._events import StorageRecovered
+
                 self._events.on_next(StorageRecovered(issue))
         self._publish_app()

@@ -16,26 +16,29 @@ known and the App notices by itself when the server is back.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._lazy import lazy_logger, lazy_module
 from ._models import Connectivity, ConnectivityState
 from ._retry import Failure, RetryPolicy
 from .errors import AppError, HTTPStatusError, TransportError, service_error_from_body
 from .transport import Response
 
-if TYPE_CHECKING:  # streams are built on first subscription (see ``_user``)
+if TYPE_CHECKING:  # streams are built on first subscription (see ``_user``), asyncio on first use
+    import asyncio
+
     from reactivex import Observable
 
     from ._streams import SafeBehaviorSubject
+else:
+    asyncio = lazy_module("asyncio", globals())
 
 __all__ = ["Connected", "ConnectivityTracker", "error_of"]
 
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 
 
 ONLINE = Connectivity(ConnectivityState.ONLINE)

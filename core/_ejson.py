@@ -6,7 +6,6 @@ and a ``Decimal128`` stays decimal); responses are read in either mode.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import json.encoder
@@ -22,6 +21,8 @@ __all__ = ["decode", "dumps", "dumps_call", "loads", "loads_plain"]
 def _bson() -> tuple[Any, Any, Any]:
     """bson's codec and the two option sets, imported on first need: plain JSON (most calls)
     never needs it, and importing bson was a tenth of ``import appusers``."""
+    import datetime
+
     from bson import json_util
 
     canonical = json_util.JSONOptions(

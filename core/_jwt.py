@@ -6,12 +6,17 @@ and ``user_data``. A token that does not have core's shape is a ``BadTokenError`
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._lazy import lazy_module
 from .errors import BadTokenError
+
+if TYPE_CHECKING:
+    import base64
+else:
+    base64 = lazy_module("base64", globals())  # at the first token read: see ``_lazy``
 
 __all__ = ["decode_payload", "looks_like_jwt"]
 

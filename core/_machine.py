@@ -21,7 +21,8 @@ Side effects of entering a state (dropping tokens) are machine callbacks;
 publishing events is not: the caller publishes after the transition returns,
 outside the machine, so a subscriber can neither break nor undo a transition.
 
-``transitions`` builds and validates both machines; :func:`fire` and
+``transitions`` builds and validates both machines, at the first state change rather than
+at ``import appusers`` (importing and building them was about a tenth of that import); :func:`fire` and
 :func:`fire_connectivity` then run tables compiled once from those machines' own events,
 conditions and callbacks. ``Event.trigger`` spends 10-20 µs per call on generic work
 these machines never use (event data, callback resolution, debug logging, queue checks),
@@ -36,11 +37,12 @@ every state through both the table and ``transitions`` and compare.
 from __future__ import annotations
 
 import enum
-from typing import Any, Final, NamedTuple, Protocol
-
-from transitions import Machine, MachineError
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from ._models import ConnectivityState, UserState
+
+if TYPE_CHECKING:
+    from transitions import Machine
 
 __all__ = [
     "CONNECTIVITY_CONFIG",
@@ -48,6 +50,7 @@ __all__ = [
     "InvalidTransition",
     "StatefulUser",
     "allowed",
+    "build_machines",
     "fire",
     "fire_connectivity",
 ]
@@ -116,10 +119,6 @@ class InvalidTransition(Exception):
     """A trigger that the user's current state does not allow (a bug, not user input)."""
 
 
-_MACHINE: Final = Machine(model=None, **MACHINE_CONFIG)
-_CONNECTIVITY: Final = Machine(model=None, **CONNECTIVITY_CONFIG)
-
-
 class _Step(NamedTuple):
     """One transition of an event from one source state, as the machine would run it."""
 
@@ -170,8 +169,43 @@ def _compile(machine: Machine, states: type[enum.Enum]) -> _Table:
     return table
 
 
-_TABLE: Final = _compile(_MACHINE, UserState)
-_CONNECTIVITY_TABLE: Final = _compile(_CONNECTIVITY, ConnectivityState)
+class _Machines(NamedTuple):
+    lifecycle: Machine
+    table: _Table
+    connectivity: Machine
+    connectivity_table: _Table
+
+
+_built: _Machines | None = None
+
+
+def _machines() -> _Machines:
+    """Both machines and their tables, built on first use. Two threads racing here build the
+    same machines twice and keep one: they hold no model, so either serves."""
+    global _built
+    if _built is None:
+        from transitions import Machine
+
+        lifecycle = Machine(model=None, **MACHINE_CONFIG)
+        connectivity = Machine(model=None, **CONNECTIVITY_CONFIG)
+        _built = _Machines(lifecycle, _compile(lifecycle, UserState),
+                           connectivity, _compile(connectivity, ConnectivityState))
+    return _built
+
+
+def build_machines() -> None:
+    """Build both machines now (``App()`` does), so that a broken ``transitions`` install
+    fails where an App is made, not at a first log-in the server has already accepted."""
+    _machines()
+
+
+def __getattr__(name: str) -> Any:
+    # The machines under the names they had when they were built at import (tests read them).
+    if name == "_MACHINE":
+        return _machines().lifecycle
+    if name == "_CONNECTIVITY":
+        return _machines().connectivity
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _call(model: Any, name: str) -> Any:
@@ -206,16 +240,19 @@ def _run(table: _Table, machine: Machine, model: Any, attribute: str, trigger: s
 def fire(user: StatefulUser, trigger: str) -> UserState:
     """Run ``trigger`` for ``user``; return the state it ended in."""
     before = user._state
-    if not _run(_TABLE, _MACHINE, user, "_state", trigger):
+    built = _built or _machines()
+    if not _run(built.table, built.lifecycle, user, "_state", trigger):
         raise InvalidTransition(f"{trigger} was not allowed from {user._state.value}")
     return _after_fire(user, before)
 
 
 def fire_with_machine(user: StatefulUser, trigger: str) -> UserState:
     """:func:`fire` through ``transitions`` itself (the reference the table is tested against)."""
+    from transitions import MachineError
+
     before = user._state
     try:
-        ok = _MACHINE.events[trigger].trigger(user)
+        ok = _machines().lifecycle.events[trigger].trigger(user)
     except MachineError as exc:
         raise InvalidTransition(str(exc)) from None
     if not ok:
@@ -237,14 +274,15 @@ def _after_fire(user: StatefulUser, before: UserState) -> UserState:
 
 def allowed(state: UserState, trigger: str) -> bool:
     """Whether ``trigger`` may fire from ``state`` (conditions aside)."""
-    return state.name in _MACHINE.events[trigger].transitions
+    return state.name in _machines().lifecycle.events[trigger].transitions
 
 
 def fire_connectivity(user: StatefulUser, trigger: str) -> ConnectivityState:
     """Run a connectivity ``trigger`` for a logged-in ``user``; return its new sub-state."""
     if user._state is not LOGGED_IN or user._reach is None:
         raise InvalidTransition(f"{trigger}: connectivity is a sub-state of LoggedIn only")
-    if not _run(_CONNECTIVITY_TABLE, _CONNECTIVITY, user, "_reach", trigger):
+    built = _built or _machines()
+    if not _run(built.connectivity_table, built.connectivity, user, "_reach", trigger):
         raise InvalidTransition(f"{trigger} was not allowed from {user._reach}")
     assert user._reach is not None
     return user._reach
@@ -254,8 +292,10 @@ def fire_connectivity_with_machine(user: StatefulUser, trigger: str) -> Connecti
     """:func:`fire_connectivity` through ``transitions`` itself (the tests' reference)."""
     if user._state is not LOGGED_IN or user._reach is None:
         raise InvalidTransition(f"{trigger}: connectivity is a sub-state of LoggedIn only")
+    from transitions import MachineError
+
     try:
-        ok = _CONNECTIVITY.events[trigger].trigger(user)
+        ok = _machines().connectivity.events[trigger].trigger(user)
     except MachineError as exc:
         raise InvalidTransition(str(exc)) from None
     if not ok:

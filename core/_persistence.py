@@ -9,12 +9,12 @@ first needs it, so this module never imports ``User``.
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from operator import itemgetter
 from typing import TypeVar, cast
 
+from ._lazy import lazy_logger
 from ._models import Identity, Profile, UserState
 from ._records import (
     STATES,
@@ -24,15 +24,15 @@ from ._records import (
     check_user,
     dump_index,
     dump_user,
-    load_index,
     match_written,
+    parse_index,
 )
 from .errors import StorageError
 from .storage import Storage, StorageIssue
 
 __all__ = ["Persistence", "Restored", "build_user"]
 
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 # The user id of a match_written match (TypeError for None, no match).
 _group_1 = cast("Callable[[re.Match[str] | None], str]", itemgetter(1))
 _U = TypeVar("_U")
@@ -88,6 +88,40 @@ def build_user(record: str, build: UserFactory[_U]) -> _U:
     )
 
 
+def _all_written(
+    items: Mapping[str, str], index_key: str, head: str, order: list[str]
+) -> dict[str, str] | None:
+    """Restore's common case, checked in C loops (no Python frame per user): the items are
+    the index and one record per listed user, each as ``dump_user`` writes it and under the
+    key of the user it holds. Then the records by id in index order; otherwise None (the
+    caller checks record by record).
+
+    The records are taken in the storage's order, so no key is built and looked up per user;
+    their ids are compared with the keys (which are unique) and then with the index.
+    """
+    if len(items) != len(order) + 1:
+        return None  # duplicates in the index, unlisted records or missing ones
+    keys, raws = list(items), list(items.values())
+    at = keys.index(index_key)
+    del keys[at], raws[at]
+    try:
+        # _group_1 of a record the expression refuses (None) raises TypeError.
+        ids = list(map(_group_1, map(match_written, raws)))
+    except TypeError:
+        return None
+    if list(map(head.__add__, ids)) != keys:
+        return None  # a record under another user's key, or another kind of key
+    if ids == order:
+        # Holds only strings, so the cyclic GC never tracks it, however many users there are.
+        return dict(zip(ids, raws, strict=True))
+    by_id = dict(zip(ids, raws, strict=True))
+    found = dict(zip(order, map(by_id.get, order), strict=True))
+    # As many distinct listed ids as records, each with a record: the index is a permutation.
+    if len(found) != len(by_id) or None in found.values():
+        return None
+    return cast("dict[str, str]", found)
+
+
 class Persistence:
     """One App's records in ``storage`` (keys under ``appusers:<app id>:``)."""
 
@@ -122,14 +156,20 @@ class Persistence:
         items = await self.storage.items(self._keys.prefix)
         issues = list(self.storage.drain_issues())
         index = Index()
+        user_key = self._keys.user
+        head = user_key("")  # the key of a user is head + its id
         raw_index = items.get(self._keys.index)
         if raw_index is not None:
             try:
-                index = self._written = load_index(raw_index)
+                stored_order, current = parse_index(raw_index)
             except ValueError as exc:
                 issues.append(StorageIssue("record-dropped", f"unreadable user index: {exc}"))
-        user_key = self._keys.user
-        head = user_key("")  # the key of a user is head + its id
+            else:
+                found = _all_written(items, self._keys.index, head, stored_order)
+                if found is not None:
+                    self._written = Index(tuple(found), current)
+                    return Restored(found, current, {}, issues)
+                index = self._written = Index(tuple(dict.fromkeys(stored_order)), current)
         order = list(index.order)
         if len(items) - (raw_index is not None) > len(order):
             # Records the index does not list (written by an older or crashed writer): keep them, last.

@@ -28,14 +28,13 @@ once. Every attempt is reported to the ``observer`` (the App's connectivity trac
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 from . import _ejson, _jwt
 from ._credentials import FUNCTION, Credentials
+from ._lazy import lazy_logger, lazy_module
 from ._models import Identity, Profile
 from ._retry import RetryObserver, RetryPolicy, send_with_retries
 from ._version import __version__
@@ -57,6 +56,13 @@ from .errors import (
 )
 from .transport import Request, Response, Transport, built_request
 
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+else:  # imported on first use: see ``_lazy``
+    asyncio = lazy_module("asyncio", globals())
+    logging = lazy_module("logging", globals())
+
 __all__ = [
     "API", "Login", "Pipeline", "Principal", "RefreshObserver", "SessionKeeper", "TokenKind", "path_of",
 ]
@@ -64,7 +70,7 @@ __all__ = [
 API = "/api/client/v2.0"
 #: Decoded bodies that cannot describe an error (a function's usual result): no check needed.
 _NOT_MAPPINGS: frozenset[type] = frozenset({int, float, str, bool, list, type(None)})
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 
 TokenKind = Literal["none", "access", "refresh"]
 

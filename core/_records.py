@@ -29,7 +29,7 @@ from ._models import Identity, Profile, UserState
 
 __all__ = [
     "FORMAT_VERSION", "STATES", "Index", "Keys", "UserRecord", "check_user", "dump_index", "dump_user",
-    "identities_from_raw", "load_index", "load_user", "match_written",
+    "identities_from_raw", "load_index", "load_user", "match_written", "parse_index",
 ]
 
 FORMAT_VERSION = 1
@@ -87,6 +87,14 @@ def dump_index(index: Index) -> str:
 
 def load_index(text: str) -> Index:
     """Raises ``ValueError`` on anything but a well-formed index."""
+    order, current = parse_index(text)
+    return Index(tuple(dict.fromkeys(order)), current)
+
+
+def parse_index(text: str) -> tuple[list[str], str | None]:
+    """The stored order (duplicates left in: removing them hashes every id, and restore's
+    common case has to hash them anyway) and current user id. Raises ``ValueError`` where
+    ``load_index`` does."""
     data = json.loads(text)
     if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
         raise ValueError("unknown index format")
@@ -98,7 +106,7 @@ def load_index(text: str) -> Index:
         raise ValueError("index order is not a list of ids")
     if current is not None and not isinstance(current, str):
         raise ValueError("index current is not an id")
-    return Index(tuple(dict.fromkeys(order)), current)
+    return order, current
 
 
 def _field(value: str | None) -> str:

@@ -18,18 +18,23 @@ not made and the last error is raised at once. Cancelling the caller cancels the
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 
+from ._lazy import lazy_logger, lazy_module
 from .errors import InvalidArgumentError, RequestTimeoutError, TransportError
 from .transport import Response
+
+if TYPE_CHECKING:
+    import asyncio
+    import random
+else:  # imported on first use: see ``_lazy``
+    asyncio = lazy_module("asyncio", globals())
+    random = lazy_module("random", globals())
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -40,7 +45,7 @@ __all__ = [
     "send_with_retries",
 ]
 
-_log = logging.getLogger("appusers")
+_log = lazy_logger("appusers", globals())
 
 #: Statuses that say "not now" rather than "no": the same request may work later.
 RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
@@ -114,10 +119,13 @@ class RetryPolicy:
     #: this back-off (see ``App.connectivity``).
     reconnect: bool = True
     statuses: frozenset[int] = attrs.field(default=RETRYABLE_STATUSES, converter=frozenset)
-    sleep: Callable[[float], Awaitable[None]] = attrs.field(default=asyncio.sleep, eq=False, repr=False)
+    # Factories, so that asyncio and random are imported when a policy is made, not with appusers.
+    sleep: Callable[[float], Awaitable[None]] = attrs.field(
+        factory=lambda: asyncio.sleep, eq=False, repr=False
+    )
     clock: Callable[[], float] = attrs.field(default=time.monotonic, eq=False, repr=False)
     wall_clock: Callable[[], float] = attrs.field(default=time.time, eq=False, repr=False)
-    random: Callable[[], float] = attrs.field(default=random.random, eq=False, repr=False)
+    random: Callable[[], float] = attrs.field(factory=lambda: random.random, eq=False, repr=False)
 
     @classmethod
     def none(cls) -> RetryPolicy:

@@ -9,7 +9,6 @@ The class is slotted and its streams are built on first use, so an App can hold
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import warnings
@@ -19,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _ejson, _jwt
 from ._connectivity import ONLINE
 from ._credentials import ANONYMOUS, Credentials
-from ._events import UserEvent
 from ._functions import Functions
+from ._lazy import lazy_module
 from ._machine import fire_connectivity
 from ._models import Connectivity, ConnectivityState, FrozenDict, Identity, Profile, Tokens, UserState, freeze
 from ._records import identities_from_raw
@@ -30,12 +29,17 @@ from .errors import BadTokenError
 # a user's streams are built on first subscription anyway, and reactivex alone was about a
 # fifth of ``import appusers``.
 if TYPE_CHECKING:
+    import asyncio
+
     from reactivex import Observable, abc
 
     from ._api_keys import ApiKeys
+    from ._events import UserEvent
     from ._mongo import MongoClient
     from ._pipeline import Pipeline
     from ._streams import SafeBehaviorSubject, SafeSubject
+else:
+    asyncio = lazy_module("asyncio", globals())  # on first use: see ``_lazy``
 
 __all__ = ["User", "UserOwner"]
 

@@ -196,6 +196,23 @@ def test_the_registry_merges_a_restore_into_users_already_there() -> None:
     assert built == ["b", "a"]
 
 
+def test_a_restore_the_registry_takes_is_not_copied_and_one_it_does_not_take_is_left_alone() -> None:
+    records = {"a": _record("a"), "b": _record("b")}
+    users, _ = _counting_registry()
+    users.restore(dict(records))  # the caller keeps its dict: building does not touch it
+    given = dict(records)
+    users.restore(given)
+    users.built()
+    assert given == records
+    taken = dict(records)
+    users, _ = _counting_registry()
+    users.restore(taken, take=True)
+    everyone = users.built()
+    assert all(type(taken[i]) is User for i in "ab") and everyone == taken
+    users.restore({"c": _record("c")}, take=True)  # not empty: merged, as without take
+    assert list(users) == ["a", "b", "c"] and list(taken) == ["a", "b", "c"]
+
+
 def test_threads_reading_the_users_at_once_get_the_same_user_objects() -> None:
     # A UI thread may read all_users while the App's loop reads current_user: one User per id.
     import sys

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from appusers import App, UserState
+import pytest
+
+from appusers import App, UserState, _persistence
 from appusers._models import Profile
-from appusers._persistence import build_user
+from appusers._persistence import Persistence, build_user
 from appusers._records import Index, dump_index, load_user
 from appusers.adapters import MemoryStorage
 
@@ -89,3 +91,76 @@ def test_building_gives_the_fields_loading_gave() -> None:
         assert len(built) == len(expected)
         for got, want in zip(built, expected, strict=True):
             assert got == want or (got != got and want != want), text  # nan equals nan here
+
+
+async def _restore_both_ways(
+    items: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """What Persistence.restore gives with its bulk check, and with record-by-record checks only."""
+
+    async def restore() -> tuple[Any, ...]:
+        storage = MemoryStorage()
+        await storage.update(items)
+        found = await Persistence(storage, "app").restore()
+        return (list(found.records.items()), found.current, found.purge,
+                [(i.kind, i.detail) for i in found.issues])
+
+    bulk = await restore()
+    with monkeypatch.context() as patch:
+        patch.setattr(_persistence, "_all_written", lambda *args: None)
+        one_by_one = await restore()
+    return bulk, one_by_one
+
+
+def _stored(records: dict[str, str], order: list[str], current: str | None = None) -> dict[str, str]:
+    return {**{KEYS.user(i): r for i, r in records.items()},
+            KEYS.index: dump_index(Index(tuple(order), current))}
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param(_stored({i: _record(i) for i in "abc"}, ["a", "b", "c"], "b"), id="in storage order"),
+        pytest.param(_stored({i: _record(i) for i in "abc"}, ["c", "a", "b"], "a"), id="another order"),
+        pytest.param(_stored({i: _record(i) for i in "abc"}, ["c", "a", "a"]),
+                     id="a listed twice, one unlisted"),
+        pytest.param(_stored({i: _record(i) for i in "ab"}, ["a", "a"]), id="a listed twice, b unlisted"),
+        pytest.param(_stored({i: _record(i) for i in "ab"}, ["a", "c"]), id="one unlisted, one missing"),
+        pytest.param(_stored({"a": _record("b"), "b": _record("a")}, ["a", "b"]), id="records swapped"),
+        pytest.param(_stored({"a": _record("a"), "b": _record("a")}, ["a", "b"]), id="a record twice"),
+        pytest.param({**_stored({"a": _record("a")}, ["a"]), KEYS.prefix + "other": _record("a")},
+                     id="another kind of key"),
+        pytest.param(_stored({"a": _record("a"), "b": _record("b", UserState.REMOVED)}, ["b", "a"]),
+                     id="a removed user"),
+        pytest.param(_stored({"a": _record("a"), "b": "u1\tb"}, ["a", "b"]), id="an unreadable record"),
+        pytest.param(_stored({"a": _record("a"), "b": _record("b") + "\tx"}, ["a", "b"]),
+                     id="a field too many"),
+        pytest.param({**_stored({"a": _record("a")}, ["a"]), KEYS.index: '{"v": 1, "order": ["a", 7]}'},
+                     id="a bad index"),
+        pytest.param(_stored({"a": _record("a")}, []), id="an empty index"),
+        pytest.param({KEYS.user("a"): _record("a")}, id="no index"),
+    ],
+)
+async def test_the_bulk_check_agrees_with_checking_record_by_record(
+    items: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bulk, one_by_one = await _restore_both_ways(items, monkeypatch)
+    assert bulk == one_by_one
+
+
+async def test_the_bulk_check_takes_the_common_case_in_any_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SQLite hands the items back in key order, which need not be the index's (log-in) order.
+    calls: list[dict[str, str] | None] = []
+    real = _persistence._all_written
+
+    def spy(*args: Any) -> dict[str, str] | None:
+        calls.append(real(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(_persistence, "_all_written", spy)
+    for order in (["a", "b", "c"], ["c", "a", "b"]):
+        storage = MemoryStorage()
+        await storage.update(_stored({i: _record(i) for i in "cab"}, order, "a"))
+        found = await Persistence(storage, "app").restore()
+        assert list(found.records) == order and found.current == "a" and not found.issues
+        assert calls[-1] is not None and list(calls[-1]) == order

@@ -8,6 +8,7 @@ connection, memory and worker thread, which is all the sharing goes through
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,39 @@ async def test_the_write_version_changes_with_the_writes_of_the_other(
     assert after != before
     await b.collection("app", "cd").update_one({"_id": 1}, {"$set": {"x": 1}})
     assert b.write_version("app", "cd") != after
+
+
+async def test_the_write_version_is_looked_up_once_per_loop_iteration(
+    pair: tuple[EmbeddedDocumentStore, EmbeddedDocumentStore], tmp_path: Path
+) -> None:
+    # One query per iteration, not per call: a commit made during an iteration shows from the
+    # next one on, which is before any request sent after that commit is handled.
+    _a, b = pair
+    await asyncio.sleep(0)
+    first = b.write_version("app", "cd")
+    other = sqlite3.connect(tmp_path / "documents.sqlite3", isolation_level=None)
+    try:
+        other.execute("CREATE TABLE another_process_was_here (x)")
+    finally:
+        other.close()
+    assert b.write_version("app", "cd") == first
+    await asyncio.sleep(0)
+    assert b.write_version("app", "cd") != first
+
+
+async def test_the_write_version_off_the_loop_is_looked_up_every_time(
+    pair: tuple[EmbeddedDocumentStore, EmbeddedDocumentStore], tmp_path: Path
+) -> None:
+    _a, b = pair
+
+    def in_a_thread() -> tuple[int, int]:
+        first = b.write_version("app", "cd")
+        other = sqlite3.connect(tmp_path / "documents.sqlite3", isolation_level=None)
+        try:
+            other.execute("CREATE TABLE another_process_was_here (x)")
+        finally:
+            other.close()
+        return first, b.write_version("app", "cd")
+
+    first, second = await asyncio.to_thread(in_a_thread)
+    assert second != first
