@@ -156,6 +156,7 @@ class LocalServer:
             self._store = await open_user_store(self.config, self._data_dir)
             if isinstance(self._store, SqliteUserStore):
                 self._store.check_per_iteration = True  # its requests come through the loop
+                self._store.checkpoint_in_background()  # WAL checkpoints off the loop
             if self._worker is not None and isinstance(self._store, SqliteUserStore):
                 # Counted in a file every worker writes, not in this process's memory.
                 self._counters = SqliteCounters(self._data_dir / "throttle.sqlite3")

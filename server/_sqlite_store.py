@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._checkpointer import Checkpointer
 from ._group_commit import GroupCommit, Statement
 from ._secrets import new_object_id
 from ._store import (
@@ -131,6 +132,7 @@ class SqliteUserStore:
         #: way to the loop would see the first read's cache.
         self.check_per_iteration = False
         self._checked = False
+        self._checkpointer: Checkpointer | None = None
 
     def _migrate(self) -> None:
         for table, column, declaration in _ADDED_COLUMNS:
@@ -146,8 +148,23 @@ class SqliteUserStore:
     def __repr__(self) -> str:
         return f"SqliteUserStore({str(self._path)!r})"
 
+    def checkpoint_in_background(self, *, period: float = 0.5, limit: int = 8192) -> Checkpointer:
+        """Leave WAL checkpoints to a thread of their own (a server's store; see
+        :mod:`._checkpointer`); until :meth:`close`. Other users of the class (the
+        ``appusers users`` commands, tests) keep SQLite's auto-checkpoint."""
+        if self._checkpointer is None:
+            checkpointer = Checkpointer(self._path, period=period, limit=limit)
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            checkpointer.start()
+            self._checkpointer = checkpointer
+        return self._checkpointer
+
     async def close(self) -> None:
         self._group.flush()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            # Its last checkpoint runs now; on the loop, but the server is stopping anyway.
+            checkpointer.stop()
         self._db.close()
 
     def _tx(self) -> _Tx:
