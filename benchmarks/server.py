@@ -16,7 +16,9 @@ Each workload runs against a data directory with 1 user and with ``--users`` (10
 (inserted straight into the SQLite file); with many users the tokens of the load are spread
 over ``--active`` (1,000) logged-in users, so caches are exercised as a crowd would.
 Figures: requests/s (successful answers only), p50 and p99 latency, the ratio to the bare
-handler measured right before it, over ``--runs`` runs (median and spread), and the load
+handler measured right before it, over ``--runs`` runs (after ``--warmup`` (2) unmeasured
+seconds of the same load on both servers, per workload and size: the target is the steady
+state, not the first seconds after a start) (median and spread), and the load
 average before and after each run: the machine may be shared. Beside the throughput ratio,
 each server's CPU time per answered request (Linux ``/proc``) gives a CPU ratio (bare CPU per
 request / appusers CPU per request): what the throughput ratio would be with a core each and
@@ -30,7 +32,7 @@ generator competes with the server for the cores: the Python generator costs mor
 request than wrk, so it holds the bare handler further below its real capacity and makes
 the ratios look better than wrk's; the JSON records which generator ran.
 
-Usage: python benchmarks/server.py [--runs 3] [--duration 5] [--connections 64]
+Usage: python benchmarks/server.py [--runs 3] [--duration 5] [--warmup 2] [--connections 64]
                                    [--users 100000] [--active 1000] [--load auto|wrk|python]
                                    [--workloads call,refresh,anon_login,password_login]
                                    [--write-docs]
@@ -363,6 +365,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "connections": args.connections,
         "password_connections": args.password_connections,
         "duration_s": args.duration,
+        "warmup_s": args.warmup,
         "runs": args.runs,
         "users": args.users,
         "active": args.active,
@@ -382,9 +385,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     tokens = asyncio.run(_prepare(base, data, 1 if users == 1 else args.active))
                     for workload in workloads:
                         method, path, body, toks = _requests(workload, tokens)
+                        conns = args.password_connections if workload == "password_login" else None
+                        if args.warmup > 0:
+                            # Unmeasured: the first seconds after a start (and, with many users,
+                            # after loading them) fill the server's caches; the target is the
+                            # steady state. The bare handler gets the same warm-up.
+                            warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+                            for target in (bare_base, base):
+                                _run_load(generator, target, method, path, body, toks, warm,
+                                          connections=conns)
                         for run_no in range(args.runs):
                             before = _load()
-                            conns = args.password_connections if workload == "password_login" else None
                             b = _run_load(generator, bare_base, method, path, body, toks, args,
                                           cpu_pid=bare.proc.pid, connections=conns)
                             a = _run_load(generator, base, method, path, body, toks, args,
@@ -526,7 +537,9 @@ def write_docs(results: dict[str, Any]) -> None:
         f"({results['when'][0]} \u2013 {results['when'][-1]}, CPython {results['python']}, "
         f"{results['cpus']} CPUs shared by the server, the baseline and the load generator). "
         f"Load generator: {results['generator']}, 1 thread \u00d7 {results['connections']} connections on "
-        f"loopback, {results['duration_s']} s per run; the baseline is a bare aiohttp handler that "
+        f"loopback, {results['duration_s']} s per run after {results.get('warmup_s', 0)} s of the same "
+        "load unmeasured "
+        "(on both servers, per workload and size); the baseline is a bare aiohttp handler that "
         "decodes the JSON body and answers a small JSON object, measured right before each appusers run. "
         "The target is the throughput ratio in every run; the CPU ratio (bare CPU µs per answered "
         "request / appusers CPU µs) is what the ratio would be with a core each. "
@@ -563,6 +576,8 @@ def main() -> None:
     p.add_argument("--python-load", help=argparse.SUPPRESS)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--duration", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2,
+                   help="unmeasured seconds of each workload's load on both servers before its runs")
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--password-connections", type=int, default=4)
     p.add_argument("--users", type=int, default=100_000)
