@@ -148,6 +148,15 @@ async def test_the_write_version_changes_with_the_writes_of_the_other(
     assert b.write_version("app", "cd") != after
 
 
+def _commit_elsewhere(path: Path) -> None:
+    """A commit by another connection, as another worker process would make it."""
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("CREATE TABLE another_process_was_here (x)")
+    finally:
+        other.close()
+
+
 async def test_the_write_version_is_looked_up_once_per_loop_iteration(
     pair: tuple[EmbeddedDocumentStore, EmbeddedDocumentStore], tmp_path: Path
 ) -> None:
@@ -156,11 +165,7 @@ async def test_the_write_version_is_looked_up_once_per_loop_iteration(
     _a, b = pair
     await asyncio.sleep(0)
     first = b.write_version("app", "cd")
-    other = sqlite3.connect(tmp_path / "documents.sqlite3", isolation_level=None)
-    try:
-        other.execute("CREATE TABLE another_process_was_here (x)")
-    finally:
-        other.close()
+    _commit_elsewhere(tmp_path / "documents.sqlite3")
     assert b.write_version("app", "cd") == first
     await asyncio.sleep(0)
     assert b.write_version("app", "cd") != first
@@ -173,11 +178,7 @@ async def test_the_write_version_off_the_loop_is_looked_up_every_time(
 
     def in_a_thread() -> tuple[int, int]:
         first = b.write_version("app", "cd")
-        other = sqlite3.connect(tmp_path / "documents.sqlite3", isolation_level=None)
-        try:
-            other.execute("CREATE TABLE another_process_was_here (x)")
-        finally:
-            other.close()
+        _commit_elsewhere(tmp_path / "documents.sqlite3")
         return first, b.write_version("app", "cd")
 
     first, second = await asyncio.to_thread(in_a_thread)
