@@ -35,6 +35,7 @@ from typing import Any
 
 from ._checkpointer import Checkpointer
 from ._group_commit import GroupCommit, Statement
+from ._per_iteration import PerIteration
 from ._secrets import new_object_id
 from ._store import (
     SESSION_COLUMNS,
@@ -131,7 +132,7 @@ class SqliteUserStore:
         #: default: a caller reading, writing elsewhere and reading again without giving
         #: way to the loop would see the first read's cache.
         self.check_per_iteration = False
-        self._checked = False
+        self._version = PerIteration(self._current_version)
         self._checkpointer: Checkpointer | None = None
 
     def _migrate(self) -> None:
@@ -176,19 +177,11 @@ class SqliteUserStore:
 
     def _check_others(self) -> None:
         """Drop the cache if another connection committed since the last look."""
-        if self._checked:
-            return
-        version = self._current_version()
+        version = self._version.get(asyncio.get_running_loop() if self.check_per_iteration else None)
         if version != self._data_version:
             self._data_version = version
             self._users.clear()
             self._sessions.clear()
-        if self.check_per_iteration:
-            self._checked = True
-            asyncio.get_running_loop().call_soon(self._check_again)
-
-    def _check_again(self) -> None:
-        self._checked = False
 
     def _forget_user(self, user_id: str) -> None:
         self._users.pop(user_id, None)

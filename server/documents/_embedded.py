@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._per_iteration import PerIteration
 from ._codec import decode
 from ._deadline import Interrupted, MaxTimeExpired, Watchdog
 from ._engine import Change, Engine, Namespace
@@ -70,8 +71,8 @@ class EmbeddedDocumentStore:
         self._path = path
         self._shared = shared
         self._version_db: sqlite3.Connection | None = None
-        #: The shared ``write_version`` read in this event-loop iteration (see there), else None.
-        self._version_now: int | None = None
+        #: The shared ``write_version``, read once per event-loop iteration (see there).
+        self._version = PerIteration(self._shared_version)
         self._closed = True  # until the engine is open: a failed open leaves nothing to close
         self._time_limit = float(time_limit)
         self._hub = WatchHub(watch_buffer_bytes)
@@ -139,24 +140,18 @@ class EmbeddedDocumentStore:
                 loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
             except RuntimeError:  # another thread: no iteration to keep the number for
                 loop = None
-            if loop is not None and self._version_now is not None:
-                return self._version_now
-            if self._version_db is None:
-                assert self._path is not None  # a shared store has a directory
-                self._version_db = sqlite3.connect(
-                    self._path / "documents.sqlite3",
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            version = int(self._version_db.execute("PRAGMA data_version").fetchone()[0])
-            if loop is not None:
-                self._version_now = version
-                loop.call_soon(self._forget_version)
-            return version
+            return self._version.get(loop)
         return self._engine.versions.get((database, name), 0)
 
-    def _forget_version(self) -> None:
-        self._version_now = None
+    def _shared_version(self) -> int:
+        if self._version_db is None:
+            assert self._path is not None  # a shared store has a directory
+            self._version_db = sqlite3.connect(
+                self._path / "documents.sqlite3",
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        return int(self._version_db.execute("PRAGMA data_version").fetchone()[0])
 
     def collection(self, database: str, name: str) -> EmbeddedDocumentCollection:
         """The collection ``name`` in ``database``; it exists once something is written to it."""
