@@ -369,10 +369,7 @@ class Pipeline:
                 observer.attempt_failed(exc, None)
             raise
         if observer is not None:
-            if response.status in self._retry().statuses:
-                observer.attempt_failed(response, None)
-            else:
-                observer.attempt_answered(response)
+            self._report(observer, response)
         if debug:
             _log.debug("POST %s -> %d", path_of(url), response.status)
         status = response.status
@@ -418,13 +415,17 @@ class Pipeline:
                 observer.attempt_failed(exc, None)
             raise
         if observer is not None:
-            if response.status in self._retry().statuses:
-                observer.attempt_failed(response, None)
-            else:
-                observer.attempt_answered(response)
+            self._report(observer, response)
         if debug:
             _log.debug("%s %s -> %d", request.method, path_of(request.url), response.status)
         return response
+
+    def _report(self, observer: RefreshObserver, response: Response) -> None:
+        """An answer to the observer: a failed attempt if its status is one retries are for."""
+        if response.status in self._retry().statuses:
+            observer.attempt_failed(response, None)
+        else:
+            observer.attempt_answered(response)
 
     async def send(
         self, method: str, url: str, *, bearer: str | None = None, body: bytes | None = None,
