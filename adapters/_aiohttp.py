@@ -340,7 +340,7 @@ class AiohttpTransport:
                 finally:
                     _ATTEMPT.reset(token)
                 if response is None:
-                    response = await self._resend(session, method, url, headers, body, client_timeout)
+                    response = await self._resend(session, method, url, headers, body, client_timeout, skip)
                 if response.status in _REDIRECT_STATUSES:
                     response = await self._follow(session, request, url, timeout, response)
                 try:
@@ -592,7 +592,7 @@ class AiohttpTransport:
                     raise
         finally:
             _ATTEMPT.reset(token)
-        return await AiohttpTransport._resend(session, method, url, headers, body, client_timeout)
+        return await AiohttpTransport._resend(session, method, url, headers, body, client_timeout, skip)
 
     @staticmethod
     async def _resend(
@@ -602,9 +602,10 @@ class AiohttpTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         client_timeout: aiohttp.ClientTimeout,
+        skip: tuple[str, ...] | None,
     ) -> aiohttp.ClientResponse:
-        """The one retry after a stale pooled connection; not retried again."""
-        skip = None if body is None or _has_content_type(headers) else _SKIP_CONTENT_TYPE
+        """The one retry after a stale pooled connection (with the first try's ``skip``); not
+        retried again."""
         token = _ATTEMPT.set(_Attempt())
         try:
             return await session.request(method, url, headers=headers, data=body, allow_redirects=False,
