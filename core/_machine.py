@@ -199,14 +199,6 @@ def build_machines() -> None:
     _machines()
 
 
-def __getattr__(name: str) -> Any:
-    # The machines under the names they had when they were built at import (tests read them).
-    if name == "_MACHINE":
-        return _machines().lifecycle
-    if name == "_CONNECTIVITY":
-        return _machines().connectivity
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def _call(model: Any, name: str) -> Any:
     # As transitions resolves a name: a method is called, any other attribute is its value.

@@ -80,7 +80,7 @@ def test_models_are_not_registered_so_removed_users_are_not_kept_alive():
     import gc
     import weakref
 
-    from appusers._machine import _MACHINE
+    from appusers._machine import _machines
 
     model = Model(IN)
     ref = weakref.ref(model)
@@ -88,7 +88,7 @@ def test_models_are_not_registered_so_removed_users_are_not_kept_alive():
     del model
     gc.collect()
     assert ref() is None
-    assert _MACHINE.models == []
+    assert _machines().lifecycle.models == []
 
 
 class Recorder(Model):
