@@ -16,9 +16,9 @@ Each workload runs against a data directory with 1 user and with ``--users`` (10
 (inserted straight into the SQLite file); with many users the tokens of the load are spread
 over ``--active`` (1,000) logged-in users, so caches are exercised as a crowd would.
 Figures: requests/s (successful answers only), p50 and p99 latency, the ratio to the bare
-handler measured right before it, over ``--runs`` runs (after ``--warmup`` (2) unmeasured
-seconds of the same load on both servers, per workload and size: the target is the steady
-state, not the first seconds after a start) (median and spread), and the load
+handler measured right before it, over ``--runs`` runs (median and spread), each workload's
+runs after ``--warmup`` (2) unmeasured seconds of the same load on both servers (the target
+is the steady state, not the first seconds after a start), and the load
 average before and after each run: the machine may be shared. Beside the throughput ratio,
 each server's CPU time per answered request (Linux ``/proc``) gives a CPU ratio (bare CPU per
 request / appusers CPU per request): what the throughput ratio would be with a core each and
