@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._sqlite_setup import set_up
+
 __all__ = ["SqliteCounters"]
 
 _SCHEMA = """
@@ -48,21 +50,8 @@ class SqliteCounters:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._path = path
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-        # Workers open a fresh file at the same moment: switching it to WAL and creating the
-        # schema can fail with "database is locked" at once (SQLite does not apply the busy
-        # timeout to a journal-mode change), so those steps are retried until the timeout.
-        deadline = time.monotonic() + 30.0
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(_SCHEMA)
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    self._db.close()
-                    raise
-                time.sleep(0.01)
+        # Workers open a fresh file at the same moment (see ._sqlite_setup).
+        set_up(self._db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", _SCHEMA)
         self._swept = 0.0
 
     def __repr__(self) -> str:

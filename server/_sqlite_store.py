@@ -37,6 +37,7 @@ from ._checkpointer import Checkpointer
 from ._group_commit import GroupCommit, Statement
 from ._per_iteration import PerIteration
 from ._secrets import new_object_id
+from ._sqlite_setup import set_up
 from ._store import (
     SESSION_COLUMNS,
     AdminSessionRecord,
@@ -114,10 +115,10 @@ class SqliteUserStore:
         # One process uses this file: its throttling counters need not outlive it.
         self.counters = MemoryCounters()
         self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        # Workers open a fresh data directory at the same moment (see ._sqlite_setup).
+        set_up(
+            self._db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", _SCHEMA
+        )
         self._migrate()
         self._users: dict[str, UserRecord] = {}
         self._sessions: dict[str, SessionRecord] = {}
@@ -135,14 +136,21 @@ class SqliteUserStore:
         self._version = PerIteration(self._current_version)
         self._checkpointer: Checkpointer | None = None
 
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+
     def _migrate(self) -> None:
         for table, column, declaration in _ADDED_COLUMNS:
-            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in present:
-                with self._tx():
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-                    if column == "last_active":
-                        self._db.execute("UPDATE users SET last_active=?", (int(time.time()),))
+            if column in self._columns(table):
+                continue
+            with self._tx():
+                # Asked again under the write lock: workers opening one file at once each
+                # found the column missing, and the second one's ALTER failed.
+                if column in self._columns(table):
+                    continue
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                if column == "last_active":
+                    self._db.execute("UPDATE users SET last_active=?", (int(time.time()),))
         self._db.execute("CREATE INDEX IF NOT EXISTS sessions_api_key ON sessions(api_key_id)")
         self._db.execute("CREATE INDEX IF NOT EXISTS users_last_active ON users(last_active)")
 

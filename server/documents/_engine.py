@@ -41,6 +41,7 @@ import attrs
 from bson.objectid import ObjectId
 from bson.regex import Regex
 
+from .._sqlite_setup import set_up
 from ._aggregate import run_pipeline
 from ._codec import MAX_BSON_SIZE, decode, encode, id_key, to_view
 from ._errors import DocumentStoreError
@@ -131,8 +132,8 @@ class Engine:
                 self._db = sqlite3.connect(
                     path / "documents.sqlite3", isolation_level=None, timeout=_BUSY_TIMEOUT
                 )
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
+                # Workers open a fresh data directory at the same moment (see _sqlite_setup).
+                set_up(self._db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL", timeout=_BUSY_TIMEOUT)
             except sqlite3.Error as exc:
                 self._unlock()
                 raise DocumentStoreError(f"cannot open the document store in {path}: {exc}") from None
