@@ -11,6 +11,12 @@ next), so the two configurations are not measured one after the other: each run 
 1 worker. While one server is under load, the other is paused (SIGSTOP): an idle server's
 timers cost nothing to the one measured. A 1 s unmeasured slice of each starts every run.
 
+Every slice runs twice, with wrk scheduled two ways (see ``MODES``): "isolated", pinned to the
+last CPU under SCHED_BATCH, so that it never preempts a server process mid-request (the
+server's own scaling, as with remote clients); and "default", an ordinary process, whose
+wake-ups on a busy core preempt a worker about 0.7 times per request (what this machine gives
+with the load generator competing for the cores).
+
 The same is done, in the same run and interleaved with the same slices, with 1 and 2 bare aiohttp
 processes on one ``SO_REUSEPORT`` port: how far this machine lets any Python server scale with
 the load generator on its cores. Prints requests/s per run, their ratio, and ``uptime`` before
@@ -84,6 +90,22 @@ def _preempted(pids: list[int]) -> int:
     return total
 
 
+#: How wrk is scheduled, both measured in every run. "isolated": pinned to the last CPU and
+#: under SCHED_BATCH, so that it runs when a server process on that CPU waits and never
+#: preempts one mid-request, as a client on another machine would not: what the server's own
+#: scaling is. "default": the kernel's default, where each response that wakes wrk on a busy
+#: core preempts a worker (about 0.7 times per request with 2 workers), which costs the worker
+#: CPU: what this machine gives with the load generator competing as an ordinary process.
+MODES = ("isolated", "default")
+
+
+def _schedule(mode: str) -> None:
+    """Runs in the wrk child before exec (see MODES)."""
+    if mode == "isolated":
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 class Totals:
     """What one server answered, summed over the slices of a run."""
 
@@ -120,14 +142,14 @@ class Target:
         for pid in self.pids:
             os.kill(pid, signal.SIGCONT)
 
-    def load(self, seconds: int, connections: int, into: Totals | None) -> None:
+    def load(self, seconds: int, connections: int, mode: str, into: Totals | None) -> None:
         """Drive this target with wrk for ``seconds``; add what it answered to ``into``."""
         self.resume()
         try:
             cpu_before, preempted_before = _cpu_seconds(self.pids), _preempted(self.pids)
             out = subprocess.run(
                 ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(self.script), self.url],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=True, preexec_fn=lambda: _schedule(mode),
             ).stdout  # fmt: skip
             cpu = _cpu_seconds(self.pids) - cpu_before
             preempted = _preempted(self.pids) - preempted_before
@@ -209,8 +231,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 NAMES = ("1", "2", "bare1", "bare2")
 
 
-def one_run(seconds: int, slice_s: int, connections: int) -> dict[str, Totals]:
-    """One run: the four servers, their slices interleaved; the totals of each."""
+def one_run(seconds: int, slice_s: int, connections: int) -> dict[tuple[str, str], Totals]:
+    """One run: the four servers, their slices interleaved under each of MODES; the totals."""
     tmp = Path(tempfile.mkdtemp(prefix="appusers-bench-"))
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, tmp, True)
@@ -221,13 +243,14 @@ def one_run(seconds: int, slice_s: int, connections: int) -> dict[str, Totals]:
         for t in targets.values():
             t.pause()
         for t in targets.values():
-            t.load(1, connections, None)
-        totals = {name: Totals() for name in NAMES}
+            t.load(1, connections, "default", None)
+        totals = {(mode, name): Totals() for mode in MODES for name in NAMES}
         for i in range(max(1, seconds // slice_s)):
             # 1, 2, 2, 1, 1, 2, ...: a steady drift of the machine's speed hits both alike.
             order = ("1", "2", "bare1", "bare2") if i % 2 == 0 else ("2", "1", "bare2", "bare1")
-            for name in order:
-                targets[name].load(slice_s, connections, totals[name])
+            for mode in MODES:
+                for name in order:
+                    targets[name].load(slice_s, connections, mode, totals[mode, name])
         return totals
 
 
@@ -251,31 +274,35 @@ def main() -> None:
     when = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
     load_before: list[float] = []
     print("before:", _uptime(), flush=True)
-    got: dict[str, list[float]] = {}  # a figure's name: one value per run
+    figures: dict[str, dict[str, list[float]]] = {mode: {} for mode in MODES}  # one value per run
     for run in range(args.runs):
         load_before.append(os.getloadavg()[0])
         totals = one_run(args.seconds, args.slice, args.connections)
-        for name in NAMES:
-            got.setdefault(f"rps{name}", []).append(totals[name].rps)
-            got.setdefault(f"cpu_us{name}", []).append(totals[name].cpu_us)
-            got.setdefault(f"preempted{name}", []).append(totals[name].preempted_per_request)
-        got.setdefault("ratio", []).append(got["rps2"][-1] / got["rps1"][-1])
-        got.setdefault("bare_ratio", []).append(got["rpsbare2"][-1] / got["rpsbare1"][-1])
-        print(
-            f"run {run + 1}: 1 worker {got['rps1'][-1]:,.0f} req/s ({got['cpu_us1'][-1]:,.0f} us CPU/req,"
-            f" {got['preempted1'][-1]:.2f} preempted/req); 2 workers {got['rps2'][-1]:,.0f}"
-            f" ({got['cpu_us2'][-1]:,.0f} us, {got['preempted2'][-1]:.2f}); ratio {got['ratio'][-1]:.2f};"
-            f" bare x1 {got['rpsbare1'][-1]:,.0f}, x2 {got['rpsbare2'][-1]:,.0f},"
-            f" ratio {got['bare_ratio'][-1]:.2f}",
-            flush=True,
-        )
+        for mode, got in figures.items():
+            for name in NAMES:
+                t = totals[mode, name]
+                got.setdefault(f"rps{name}", []).append(t.rps)
+                got.setdefault(f"cpu_us{name}", []).append(t.cpu_us)
+                got.setdefault(f"preempted{name}", []).append(t.preempted_per_request)
+            got.setdefault("ratio", []).append(got["rps2"][-1] / got["rps1"][-1])
+            got.setdefault("bare_ratio", []).append(got["rpsbare2"][-1] / got["rpsbare1"][-1])
+            print(
+                f"run {run + 1} wrk {mode:>8}: 1 worker {got['rps1'][-1]:,.0f} req/s"
+                f" ({got['cpu_us1'][-1]:,.0f} us CPU/req, {got['preempted1'][-1]:.2f} preempted/req);"
+                f" 2 workers {got['rps2'][-1]:,.0f}"
+                f" ({got['cpu_us2'][-1]:,.0f} us, {got['preempted2'][-1]:.2f}); ratio {got['ratio'][-1]:.2f};"
+                f" bare x1 {got['rpsbare1'][-1]:,.0f}, x2 {got['rpsbare2'][-1]:,.0f},"
+                f" ratio {got['bare_ratio'][-1]:.2f}",
+                flush=True,
+            )
     print("after:", _uptime(), flush=True)
-    print(f"ratio 2/1 per run: {' '.join(f'{r:.2f}' for r in got['ratio'])};"
-          f" bare aiohttp 2/1: {' '.join(f'{r:.2f}' for r in got['bare_ratio'])}")  # fmt: skip
+    for mode, got in figures.items():
+        print(f"wrk {mode}: ratio 2/1 per run: {' '.join(f'{r:.2f}' for r in got['ratio'])};"
+              f" bare aiohttp 2/1: {' '.join(f'{r:.2f}' for r in got['bare_ratio'])}")  # fmt: skip
     when.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     out = {"when": when, "python": platform.python_version(), "cpus": os.cpu_count(),
            "seconds": args.seconds, "slice_s": args.slice, "connections": args.connections,
-           "figures": got, "load_before": load_before, "load_after": os.getloadavg()[0]}  # fmt: skip
+           "figures": figures, "load_before": load_before, "load_after": os.getloadavg()[0]}  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "workers.json").write_text(json.dumps(out, indent=1))
     if args.write_docs:
@@ -283,46 +310,49 @@ def main() -> None:
         print(f"wrote {_docpage.DOC}")
 
 
+def _verdict(ratios: list[float]) -> str:
+    missed = sum(r < 1.5 for r in ratios)
+    if not missed:
+        return f"met in {len(ratios)} of {len(ratios)} runs"
+    return f"**missed** in {missed} of {len(ratios)} runs, by up to {1.5 - min(ratios):.2f}"
+
+
 def write_docs(out: dict[str, Any]) -> None:
     """The workers section of docs/performance.md: every figure from ``out``."""
-    got = out["figures"]
-    ratios = got["ratio"]
-    met = sum(r >= 1.5 for r in ratios)
-    missed = len(ratios) - met
-    verdict = (f"met in {met} of {len(ratios)} runs" if not missed else
-               f"**missed** in {missed} of {len(ratios)} runs, by up to {1.5 - min(ratios):.2f}")  # fmt: skip
+    iso, dflt = out["figures"]["isolated"], out["figures"]["default"]
 
-    def spread(key: str, fmt: str = "{:,.0f}") -> str:
-        return _docpage.spread(got[key], fmt)
+    def row(label: str, key: str, fmt: str = "{:,.0f}") -> str:
+        return f"| {label} | {_docpage.spread(iso[key], fmt)} | {_docpage.spread(dflt[key], fmt)} |"
 
     _docpage.write_section("workers.py", [
         "## Worker processes (issue 10)",
         "",
-        f"`python benchmarks/workers.py --runs {len(ratios)} --seconds {out['seconds']} --write-docs` wrote "
-        f"this section ({out['when'][0]} \u2013 {out['when'][-1]}, CPython {out['python']}, "
-        f"{out['cpus']} CPUs; "
-        f"load average (1 min) at the start of the runs: {_docpage.loads(out['load_before'])}). "
+        f"`python benchmarks/workers.py --runs {len(iso['ratio'])} --seconds {out['seconds']} --write-docs` "
+        f"wrote this section ({out['when'][0]} \u2013 {out['when'][-1]}, CPython {out['python']}, "
+        f"{out['cpus']} CPUs; load average (1 min) at the start of the runs: "
+        f"{_docpage.loads(out['load_before'])}). "
         "`appusers serve --workers 2` against `--workers 1`, both driven with `POST functions/call` "
-        f"(`sum`) by wrk, 1 thread \u00d7 {out['connections']} connections on loopback; wrk runs on the "
-        f"same 2 cores as the server. Each run gives each configuration {out['seconds']} s of load in "
-        f"{out['slice_s']} s "
-        "slices that alternate (1, 2, 2, 1, ...), the server not under load paused (SIGSTOP), so that the "
-        "machine's drift over seconds hits both alike. The same slices drive 1 and 2 bare aiohttp processes "
-        "on one `SO_REUSEPORT` port: how far this machine lets a Python server scale with the load generator "
-        "on its cores.",
+        f"(`sum`) by wrk, 1 thread \u00d7 {out['connections']} connections on loopback, on the same 2 "
+        f"cores as the server. Each run gives each configuration {out['seconds']} s of load in "
+        f"{out['slice_s']} s slices that alternate (1, 2, 2, 1, ...), the server not under load paused "
+        "(SIGSTOP), so that the machine's drift over seconds hits both alike. Every slice runs twice: "
+        "**wrk isolated** (pinned to the last CPU and under `SCHED_BATCH`: it runs when the server process "
+        "on that CPU waits and never preempts one mid-request, as a client on another machine would not) "
+        "and **wrk default** (an ordinary process: each response that wakes it on a busy core preempts a "
+        "worker, which costs the worker CPU). The same slices drive 1 and 2 bare aiohttp processes on "
+        "one `SO_REUSEPORT` port: how far this machine lets a Python server scale under each.",
         "",
-        "| Figure | Spread of the runs | Verdict |",
+        "| Figure (spread of the runs) | wrk isolated | wrk default |",
         "|---|---|---|",
-        f"| 2 workers / 1 worker, throughput (per run) | **{spread('ratio', '{:.2f}')}** "
-        f"| ≥ 1.5: {verdict} |",
-        f"| 1 worker, req/s | {spread('rps1')} | — |",
-        f"| 2 workers, req/s | {spread('rps2')} | — |",
-        f"| the same slices: 2 bare aiohttp processes / 1 | {spread('bare_ratio', '{:.2f}')} | — |",
-        f"| server CPU µs per request, 1 / 2 workers | {spread('cpu_us1')} / {spread('cpu_us2')} | — |",
-        f"| bare aiohttp CPU µs per request, 1 / 2 processes | {spread('cpu_usbare1')} / "
-        f"{spread('cpu_usbare2')} | — |",
-        "| server preemptions per request (involuntary context switches: wrk woken on a busy core), "
-        f"1 / 2 workers | {spread('preempted1', '{:.2f}')} / {spread('preempted2', '{:.2f}')} | — |",
+        row("**2 workers / 1 worker, throughput**", "ratio", "{:.2f}"),
+        f"| ≥ 1.5 | {_verdict(iso['ratio'])} | {_verdict(dflt['ratio'])} |",
+        row("1 worker, req/s", "rps1"),
+        row("2 workers, req/s", "rps2"),
+        row("the same slices: 2 bare aiohttp processes / 1", "bare_ratio", "{:.2f}"),
+        row("server CPU µs per request, 1 worker", "cpu_us1"),
+        row("server CPU µs per request, 2 workers", "cpu_us2"),
+        row("server preemptions per request (involuntary context switches), 2 workers", "preempted2",
+            "{:.2f}"),
     ])  # fmt: skip
 
 
