@@ -592,7 +592,7 @@ def write_docs(results: dict[str, Any]) -> None:
         f"Load generator: {results['generator']}, 1 thread \u00d7 {results['connections']} connections on "
         f"loopback, {results['duration_s']} s per run after {results.get('warmup_s', 0)} s of the same "
         "load unmeasured "
-        "(on both servers, per workload and size); the baseline is a bare aiohttp handler that "
+        "(on every server, per workload); the baseline is a bare aiohttp handler that "
         "decodes the JSON body and answers a small JSON object. The bare handler and the 1-user and "
         f"{results['users']:,}-user appusers servers run side by side and each run loads the three back to "
         "back, in an order that turns from run to run. \"vs 1 user\" is the throughput of the "
