@@ -15,11 +15,13 @@ generator (its own process too) drives each in turn with the same requests:
 Two appusers servers run side by side with the bare handler: one with a data directory of 1
 user, one of ``--users`` (100,000) users (inserted straight into the SQLite file); with many
 users the tokens of the load are spread over ``--active`` (1,000) logged-in users, so caches
-are exercised as a crowd would. Each run loads the three back to back, in an order that turns
-from run to run: the machine's speed drifts by 10-20 % over seconds, so the ratio to the bare
-handler and "100,000 users vs 1 user" are taken within one run, never across minutes; the
-latter from 1 s slices of the two appusers servers that alternate for ``--duration`` seconds
-each, after the run.
+are exercised as a crowd would. A server runs only while it is loaded (the others are
+paused), so that none does its leftover work (WAL checkpoints) in another's measurement.
+The machine's speed drifts by 10-20 % over seconds, so no ratio compares two measurements
+taken one after the other: each run gives each of the three ``--duration`` 1 s slices that
+take turns (A B C, C B A, ...), and the throughput ratios (to the bare handler, and "100,000
+users vs 1 user") and CPU per request come from those; p50 and p99 come from a contiguous
+``--duration`` s run of each, in an order that turns from run to run.
 Figures: requests/s (successful answers only), p50 and p99 latency, the ratio to the bare
 handler of the same run, over ``--runs`` runs (median and spread), each workload's
 runs after ``--warmup`` (2) unmeasured seconds of the same load on every server (the target
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -60,7 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -240,6 +243,7 @@ class Process:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGINT
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(10)
@@ -395,6 +399,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 add_users(data, users - args.active)
             tokens = asyncio.run(_prepare(base, data, 1 if users == 1 else args.active))
             servers[users] = (server, base, tokens)
+        for pid in (bare.proc.pid, *(servers[users][0].proc.pid for users in sizes)):
+            os.kill(pid, signal.SIGSTOP)  # each runs only while it is loaded (see _awake)
         for workload in workloads:
             conns = args.password_connections if workload == "password_login" else None
             loads = {users: _requests(workload, servers[users][2]) for users in sizes}
@@ -408,33 +414,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # loading them) fill the server's caches; the target is the steady state. The
                 # bare handler gets the same warm-up.
                 warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-                for _, base, (method, path, body, toks), _ in targets:
-                    _run_load(generator, base, method, path, body, toks, warm, connections=conns)
+                for _, base, (method, path, body, toks), pid in targets:
+                    with _awake(pid):
+                        _run_load(generator, base, method, path, body, toks, warm, connections=conns)
             for run_no in range(args.runs):
                 before = _load()
                 measured: dict[str | int, dict[str, Any]] = {}
                 # The order turns from run to run: no server always runs first or last.
                 shift = run_no % len(targets)
                 for name, base, (method, path, body, toks), pid in targets[shift:] + targets[:shift]:
-                    measured[name] = _run_load(generator, base, method, path, body, toks, args,
-                                               cpu_pid=pid, connections=conns)  # fmt: skip
-                paired = _paired(generator, targets[1:], args, conns)
+                    with _awake(pid):
+                        measured[name] = _run_load(generator, base, method, path, body, toks, args,
+                                                   cpu_pid=pid, connections=conns)  # fmt: skip
+                # Throughput and CPU per request: from 1 s slices that alternate between the
+                # three (see _paired); latency: from the contiguous runs above.
+                # A password log-in takes ~0.6 s at 4 connections: 1 s slices would count a
+                # handful each, so its slices are whole runs (alternating in order by run).
+                slice_s = args.duration if workload == "password_login" else 1
+                order = targets if run_no % 2 == 0 else targets[::-1]
+                sliced = _paired(generator, order, args, conns, slice_s=slice_s)
+                for name, got in measured.items():
+                    got["contiguous_rps"] = got["rps"]
+                    got["failures"] += sliced[name]["failures"]
+                    got["rps"], got["cpu_us_per_ok"] = sliced[name]["rps"], sliced[name]["cpu_us_per_ok"]
                 b = measured["bare"]
                 for users in sizes:
                     a = measured[users]
                     cpu_a, cpu_b = a["cpu_us_per_ok"], b["cpu_us_per_ok"]
-                    one, this = paired[1], paired[users]
+                    one, this = sliced[1], sliced[users]
                     row = {
                         "users": users, "workload": workload, "run": run_no,
                         "load_before": before, "load_after": _load(),
                         "bare": b, "appusers": a,
                         "ratio": a["rps"] / b["rps"] if b["rps"] else 0.0,
                         "cpu_ratio": cpu_b / cpu_a if cpu_a and cpu_b else None,
-                        # against the 1-user server, in interleaved 1 s slices (see _paired)
                         "vs_1_user": this["rps"] / one["rps"] if one["rps"] else None,
                         "cpu_vs_1_user": (one["cpu_us_per_ok"] / this["cpu_us_per_ok"]
                                           if this["cpu_us_per_ok"] and one["cpu_us_per_ok"] else None),
-                        "paired": this,
                     }  # fmt: skip
                     results["rows"].append(row)
                     print(
@@ -451,27 +467,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+@contextlib.contextmanager
+def _awake(pid: int) -> Iterator[None]:
+    """Let process ``pid`` run (SIGCONT) for the block, then pause it again (SIGSTOP).
+
+    Servers not under load are paused: a server's work left over from its own load (WAL
+    checkpoints after thousands of log-ins, a collection) would otherwise run while another
+    server is measured, and be counted against that one. Paused, it does that work during
+    its own next measurement, as it would on a machine of its own.
+    """
+    os.kill(pid, signal.SIGCONT)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGSTOP)
+
+
 def _paired(
     generator: str,
     targets: list[tuple[str | int, str, tuple[str, str, str, list[str]], int]],
     args: argparse.Namespace,
     connections: int | None,
+    *,
+    slice_s: int = 1,
 ) -> dict[str | int, dict[str, Any]]:
-    """Each target's throughput and CPU per request over ``args.duration`` 1 s slices that
-    alternate between them (A B B A ...): "100,000 users vs 1 user" must not depend on which of
-    the two ran while the machine was fast. wrk counts whole seconds, hence 1 s slices."""
-    one_second = argparse.Namespace(**{**vars(args), "duration": 1})
-    totals: dict[str | int, dict[str, float]] = {t[0]: {"ok": 0, "s": 0.0, "cpu": 0.0} for t in targets}
-    for i in range(args.duration):
+    """Each target's throughput and CPU per request over ``args.duration`` seconds in ``slice_s``
+    slices, the targets taking turns (A B C, C B A, ...): a ratio must not depend on which of
+    two servers ran while the machine was fast. wrk counts whole seconds."""
+    one_slice = argparse.Namespace(**{**vars(args), "duration": slice_s})
+    totals: dict[str | int, dict[str, float]] = {
+        t[0]: {"ok": 0, "failed": 0, "s": 0.0, "cpu": 0.0} for t in targets
+    }
+    for i in range(max(1, args.duration // slice_s)):
         for name, base, (method, path, body, toks), pid in targets if i % 2 == 0 else targets[::-1]:
-            r = _run_load(generator, base, method, path, body, toks, one_second, cpu_pid=pid,
-                          connections=connections)  # fmt: skip
+            with _awake(pid):
+                r = _run_load(generator, base, method, path, body, toks, one_slice, cpu_pid=pid,
+                              connections=connections)  # fmt: skip
             t = totals[name]
             t["ok"] += r["requests"] - r["failures"]
+            t["failed"] += r["failures"]
             t["s"] += r["seconds"]
             t["cpu"] += r.get("cpu_s", 0.0)
     return {
-        name: {"rps": t["ok"] / t["s"], "cpu_us_per_ok": t["cpu"] / t["ok"] * 1e6 if t["ok"] else None}
+        name: {
+            "rps": t["ok"] / t["s"],
+            "cpu_us_per_ok": t["cpu"] / t["ok"] * 1e6 if t["ok"] else None,
+            "failures": int(t["failed"]),
+        }
         for name, t in totals.items()
     }
 
@@ -594,11 +636,12 @@ def write_docs(results: dict[str, Any]) -> None:
         "load unmeasured "
         "(on every server, per workload); the baseline is a bare aiohttp handler that "
         "decodes the JSON body and answers a small JSON object. The bare handler and the 1-user and "
-        f"{results['users']:,}-user appusers servers run side by side and each run loads the three back to "
-        "back, in an order that turns from run to run. \"vs 1 user\" is the throughput of the "
-        f"{results['users']:,}-user server over the 1-user one's in the same run, measured apart: "
-        f"{results['duration_s']} s of each in 1 s slices that alternate (A B B A ...), so that the "
-        "machine's drift over seconds hits both alike. "
+        f"{results['users']:,}-user appusers servers run side by side, each only while it is loaded (the "
+        "others paused). Each run gives each of the three "
+        f"{results['duration_s']} slices of 1 s that take turns (A B C, C B A, ...), so that the machine's "
+        "drift over seconds hits all alike: throughput, its ratios (to the bare handler; \"vs 1 user\": "
+        f"the {results['users']:,}-user server's over the 1-user one's) and CPU per request come from "
+        f"those; p50 and p99 from a contiguous {results['duration_s']} s run of each. "
         "The target is the throughput ratio in every run; the CPU ratio (bare CPU µs per answered "
         "request / appusers CPU µs) is what the ratio would be with a core each. "
         f"With {results['users']:,} users the tokens are spread over {results['active']:,} logged-in users. "

@@ -8,6 +8,7 @@ generator replaced by recorded answers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,10 +87,14 @@ def test_server_pairs_alternate_one_second_slices_and_sum_them(
         return {"requests": requests + 5, "failures": 5, "seconds": 1.0, "cpu_s": cpu_ms / 1000}
 
     monkeypatch.setattr(server, "_run_load", fake_load)
+    awake: list[int] = []
+    monkeypatch.setattr(server, "_awake", lambda pid: contextlib.nullcontext(awake.append(pid)))
     targets = [(1, "one", ("POST", "/p", "{}", []), 1), (100, "many", ("POST", "/p", "{}", []), 2)]
     paired = server._paired("wrk", targets, argparse.Namespace(duration=4), None)
     assert order == ["one", "many", "many", "one", "one", "many", "many", "one"]
+    assert awake == [1, 2, 2, 1, 1, 2, 2, 1]  # each server runs only for its own slices
     assert paired[1]["rps"] == 1000.0  # 4,000 answered (failures not counted) in 4 s
+    assert paired[1]["failures"] == 20
     assert paired[100]["rps"] == 900.0
     assert paired[1]["cpu_us_per_ok"] == pytest.approx(100.0)
     assert paired[100]["cpu_us_per_ok"] == pytest.approx(100.0)
