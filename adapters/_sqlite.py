@@ -28,6 +28,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -210,7 +211,7 @@ class SQLiteStorage:
                     self._path, timeout=self._lock_timeout, isolation_level=None, check_same_thread=False
                 )
                 self._db, self._db_inode = db, current
-                _prepare(db)
+                _prepare(db, self._lock_timeout)
             return operation(db)
         except sqlite3.OperationalError as exc:
             if str(exc).startswith("no such table"):
@@ -306,7 +307,7 @@ class SQLiteStorage:
             self._issues.append(StorageIssue(kind=kind, detail=detail, path=str(path)))
 
 
-def _prepare(db: sqlite3.Connection) -> None:
+def _prepare(db: sqlite3.Connection, lock_timeout: float) -> None:
     """Check that the database is ours and current, or make an empty file ours. Raises _Corrupt."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]
     version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -329,9 +330,26 @@ def _prepare(db: sqlite3.Connection) -> None:
         raise _Corrupt("another application's database")
     if version != _SCHEMA_VERSION:
         raise _Corrupt(f"unsupported schema version {version}, expected {_SCHEMA_VERSION}")
-    if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        db.execute("PRAGMA journal_mode = WAL")
+    _to_wal(db, lock_timeout)
     db.execute("PRAGMA synchronous = FULL")
+
+
+def _to_wal(db: sqlite3.Connection, lock_timeout: float) -> None:
+    """Switch the file to WAL, again while SQLite says "locked", for up to ``lock_timeout`` s.
+
+    Why: processes opening a fresh store at the same moment each switch it to WAL; two
+    connections converting one file at once deadlock, and SQLite fails one of them with
+    "database is locked" at once, whatever the busy timeout. The other finishes the switch,
+    so looking again a moment later finds WAL. (Seen in CI: one of 4 processes failed to open.)
+    """
+    deadline = time.monotonic() + lock_timeout
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ import pytest
 from test_file_storage import kill_writers, worker  # noqa: F401
 
 from appusers.adapters import SQLiteStorage
+from appusers.adapters._sqlite import _to_wal
 from appusers.adapters.storage_contract import CANARY, StorageContract
 from appusers.errors import InsecureStorageError, InvalidArgumentError, StorageError, StorageLockTimeoutError
 from appusers.storage import Storage, StorageIssue
@@ -328,6 +330,58 @@ async def test_damage_after_open_is_quarantined_on_the_next_operation(db_path: P
 
 
 # -- other processes (R10) ----------------------------------------------------------------
+
+
+class _ConvertingElsewhere:
+    """A connection whose switch to WAL loses ``losses`` times to another process converting
+    the same file (SQLite's at-once "database is locked"), then finds the file in WAL."""
+
+    def __init__(self, losses: int, error: str = "database is locked") -> None:
+        self.losses, self.error, self.mode, self.switches = losses, error, "delete", 0
+
+    def execute(self, sql: str) -> Any:
+        if sql == "PRAGMA journal_mode = WAL":
+            self.switches += 1
+            if self.losses:
+                self.losses -= 1
+                if not self.losses:
+                    self.mode = "wal"  # the other process finished the switch
+                raise sqlite3.OperationalError(self.error)
+            self.mode = "wal"
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return (self.mode,)
+
+
+def test_a_switch_to_wal_lost_to_another_opener_is_looked_at_again() -> None:
+    db = _ConvertingElsewhere(losses=3)
+    _to_wal(db, 5.0)  # type: ignore[arg-type]
+    assert db.mode == "wal" and db.switches == 3
+
+
+def test_a_switch_to_wal_still_locked_past_the_timeout_raises() -> None:
+    start = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _to_wal(_Stuck(), 0.2)  # type: ignore[arg-type]
+    assert time.monotonic() - start < 5
+
+
+class _Stuck(_ConvertingElsewhere):
+    def __init__(self) -> None:
+        super().__init__(losses=10**9)
+
+    def execute(self, sql: str) -> Any:
+        if sql == "PRAGMA journal_mode = WAL":
+            raise sqlite3.OperationalError("database is locked")
+        return self
+
+
+def test_any_other_error_of_the_switch_raises_at_once() -> None:
+    db = _ConvertingElsewhere(losses=1, error="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        _to_wal(db, 5.0)  # type: ignore[arg-type]
+    assert db.switches == 1
 
 
 def test_processes_sharing_a_store_lose_no_updates(
