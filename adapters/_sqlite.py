@@ -28,7 +28,6 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -46,6 +45,7 @@ from ._private_files import (
     quarantine_target,
     repair_file_mode,
 )
+from ._sqlite_locked import while_locked
 
 __all__ = ["SQLiteStorage"]
 
@@ -335,21 +335,15 @@ def _prepare(db: sqlite3.Connection, lock_timeout: float) -> None:
 
 
 def _to_wal(db: sqlite3.Connection, lock_timeout: float) -> None:
-    """Switch the file to WAL, again while SQLite says "locked", for up to ``lock_timeout`` s.
+    """Switch the file to WAL; again while another process opening it switches it too
+    (see :mod:`._sqlite_locked`), for up to ``lock_timeout`` s. (Seen in CI: one of 4
+    processes failed to open a fresh store.)"""
 
-    Why: processes opening a fresh store at the same moment each switch it to WAL; two
-    connections converting one file at once deadlock, and SQLite fails one of them with
-    "database is locked" at once, whatever the busy timeout. The other finishes the switch,
-    so looking again a moment later finds WAL. (Seen in CI: one of 4 processes failed to open.)
-    """
-    deadline = time.monotonic() + lock_timeout
-    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        try:
+    def switch() -> None:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+
+    while_locked(switch, timeout=lock_timeout)
 
 
 @contextlib.contextmanager

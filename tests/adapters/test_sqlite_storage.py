@@ -384,6 +384,26 @@ def test_any_other_error_of_the_switch_raises_at_once() -> None:
     assert db.switches == 1
 
 
+class _NoWal(_ConvertingElsewhere):
+    """A file system where SQLite cannot use WAL: the switch answers with the old mode."""
+
+    def __init__(self) -> None:
+        super().__init__(losses=0)
+
+    def execute(self, sql: str) -> Any:
+        if sql == "PRAGMA journal_mode = WAL":
+            self.switches += 1
+        return self
+
+
+def test_a_switch_to_wal_the_file_system_refuses_is_tried_once() -> None:
+    # SQLite keeps the old journal mode there (no error); looking until the mode is WAL
+    # would never end.
+    db = _NoWal()
+    _to_wal(db, 5.0)  # type: ignore[arg-type]
+    assert db.switches == 1 and db.mode == "delete"
+
+
 def test_processes_sharing_a_store_lose_no_updates(
     db_path: Path, worker: Callable[..., subprocess.Popen[str]]  # noqa: F811 (the imported fixture)
 ) -> None:
