@@ -404,8 +404,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 add_users(data, users - args.active)
             tokens = asyncio.run(_prepare(base, data, 1 if users == 1 else args.active))
             servers[users] = (server, base, tokens)
-        for pid in (bare.proc.pid, *(servers[users][0].proc.pid for users in sizes)):
-            os.kill(pid, signal.SIGSTOP)  # each runs only while it is loaded (see _awake)
+        pause(bare.proc.pid, *(servers[users][0].proc.pid for users in sizes))  # see awake
         for workload in workloads:
             conns = args.password_connections if workload == "password_login" else None
             loads = {users: _requests(workload, servers[users][2]) for users in sizes}
@@ -420,7 +419,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # bare handler gets the same warm-up.
                 warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
                 for _, base, (method, path, body, toks), pid in targets:
-                    with _awake(pid):
+                    with awake(pid):
                         _run_load(generator, base, method, path, body, toks, warm, connections=conns)
             for run_no in range(args.runs):
                 before = _load()
@@ -428,7 +427,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # The order turns from run to run: no server always runs first or last.
                 shift = run_no % len(targets)
                 for name, base, (method, path, body, toks), pid in targets[shift:] + targets[:shift]:
-                    with _awake(pid):
+                    with awake(pid):
                         measured[name] = _run_load(generator, base, method, path, body, toks, args,
                                                    cpu_pid=pid, connections=conns)  # fmt: skip
                 # Throughput and CPU per request: from 1 s slices that alternate between the
@@ -477,20 +476,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def pause(*pids: int) -> None:
+    """Stop processes ``pids`` (SIGSTOP) until :func:`awake` lets them run."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+
 @contextlib.contextmanager
-def _awake(pid: int) -> Iterator[None]:
-    """Let process ``pid`` run (SIGCONT) for the block, then pause it again (SIGSTOP).
+def awake(*pids: int) -> Iterator[None]:
+    """Let processes ``pids`` run (SIGCONT) for the block, then pause them again (SIGSTOP).
 
     Servers not under load are paused: a server's work left over from its own load (WAL
-    checkpoints after thousands of log-ins, a collection) would otherwise run while another
-    server is measured, and be counted against that one. Paused, it does that work during
-    its own next measurement, as it would on a machine of its own.
+    checkpoints after thousands of log-ins, a collection, an idle shared document store's
+    20 wake-ups a second) would otherwise run while another server is measured, and be
+    counted against that one. Paused, it does that work during its own next measurement, as
+    it would on a machine of its own. (workers.py pauses its servers with these too.)
     """
-    os.kill(pid, signal.SIGCONT)
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
     try:
         yield
     finally:
-        os.kill(pid, signal.SIGSTOP)
+        pause(*pids)
 
 
 def _paired(
@@ -513,7 +520,7 @@ def _paired(
     each: dict[str | int, list[float]] = {t[0]: [] for t in targets}
     for i in range(slices):
         for name, base, (method, path, body, toks), pid in targets if i % 2 == 0 else targets[::-1]:
-            with _awake(pid):
+            with awake(pid):
                 r = _run_load(generator, base, method, path, body, toks, one_slice, cpu_pid=pid,
                               connections=connections)  # fmt: skip
             t = totals[name]
@@ -628,12 +635,16 @@ def print_table(results: dict[str, Any]) -> None:
               f" {target:>6} {s['p50_ms']:>7.1f} {s['p99_ms']:>7.1f} {vs1:>24}  {s['load']}")
 
 
-def _p99_verdicts(results: dict[str, Any]) -> dict[tuple[int, str], list[bool]]:
-    """Per run, whether p99 <= 2 x p50 (issue 10's latency target, at the full connection count)."""
-    out: dict[tuple[int, str], list[bool]] = {}
+def _p99_verdicts(results: dict[str, Any]) -> dict[tuple[int, str], list[tuple[float, float]]]:
+    """Per run, p99 / p50 of appusers and of the bare handler in the same run (issue 10's
+    latency target is p99 <= 2 x p50 at the full connection count). The bare handler's own
+    figure shows the machine's tail: a slow second on a vCPU lifts every latency in it."""
+    out: dict[tuple[int, str], list[tuple[float, float]]] = {}
     for r in results["rows"]:
-        a = r["appusers"]
-        out.setdefault((r["users"], r["workload"]), []).append(a["p99_ms"] <= 2 * a["p50_ms"])
+        a, b = r["appusers"], r["bare"]
+        out.setdefault((r["users"], r["workload"]), []).append(
+            (a["p99_ms"] / a["p50_ms"], b["p99_ms"] / b["p50_ms"] if b["p50_ms"] else 0.0)
+        )
     return out
 
 
@@ -664,10 +675,13 @@ def write_docs(results: dict[str, Any]) -> None:
                 f"**{ratio:.2f}** (95 % interval {_docpage.spread([low, high])}; single runs "
                 f"{_docpage.spread(runs_vs1)}), ≥ 0.9: {judged}")
         if s["workload"] != "password_login":
-            met = sum(p99[(s["users"], s["workload"])])
-            total = len(p99[(s["users"], s["workload"])])
-            parts.append("p99 ≤ 2\u00d7 p50: " + (f"met in {met} of {total}" if met == total
-                                             else f"**missed** in {total - met} of {total}"))
+            tails = p99[(s["users"], s["workload"])]
+            missed = [(own, bare) for own, bare in tails if own > 2]
+            parts.append("p99 ≤ 2\u00d7 p50: " + (
+                f"met in {len(tails)} of {len(tails)}" if not missed else
+                f"**missed** in {len(missed)} of {len(tails)} ("
+                + ", ".join(f"{own:.2f}\u00d7; the bare handler in that run {bare:.2f}\u00d7"
+                            for own, bare in missed) + ")"))
         return "; ".join(parts) or "—"
 
     label = {"call": "function call (`sum`)", "refresh": "refresh (`POST auth/session`)",
@@ -691,24 +705,30 @@ def write_docs(results: dict[str, Any]) -> None:
         "run's \"vs 1 user\" (the many-user server's throughput over the 1-user one's) carries about "
         "\u00b10.07 of chance: it is judged over every run's pairs of back-to-back slices, with a 95 % "
         "interval, and each run's own figure is shown beside it. The CPU ratio (bare CPU µs per "
-        "answered request / appusers CPU µs) is what the ratio would be with a core each. "
+        "answered request / appusers CPU µs) is what the ratio would be with a core each. The bare "
+        "handler's own p99 \u00f7 p50 in the same contiguous runs is the machine's tail: a slow second "
+        "lifts every latency within it, whatever the server. "
         f"With {results['users']:,} users the tokens are spread over {results['active']:,} logged-in users. "
         f"Load average (1 min) at the start of the runs: "
         f"{_docpage.loads([r['load_before'][0] for r in results['rows']])}.",
         "",
         "| Workload | Users | appusers req/s (median) | bare req/s | Ratio, spread of runs | CPU µs/req "
-        "appusers / bare | CPU ratio, spread | p50 / p99 ms (median) | Verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "appusers / bare | CPU ratio, spread | p50 / p99 ms (median) | p99 \u00f7 p50, spread: appusers "
+        "(bare) | Verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key in sorted(rows_of, key=lambda k: (WORKLOADS.index(k[1]), k[0])):
         s = rows_of[key]
+        tails = p99[key]
         cpu = (_docpage.spread([s["cpu_ratio_min"], s["cpu_ratio_max"]])
                if s["cpu_ratio_min"] is not None else "—")
         lines.append(
             f"| {label[s['workload']]} | {s['users']:,} | {s['appusers_rps']:,.0f} | {s['bare_rps']:,.0f} "
             f"| **{_docpage.spread([s['ratio_min'], s['ratio_max']])}** "
             f"| {_us(s['appusers_cpu_us'])} / {_us(s['bare_cpu_us'])} | {cpu} "
-            f"| {s['p50_ms']:.1f} / {s['p99_ms']:.1f} | {verdict(s)} |"
+            f"| {s['p50_ms']:.1f} / {s['p99_ms']:.1f} "
+            f"| {_docpage.spread([t[0] for t in tails])} ({_docpage.spread([t[1] for t in tails])}) "
+            f"| {verdict(s)} |"
         )
     lines += [
         "",

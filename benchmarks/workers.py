@@ -134,18 +134,9 @@ class Target:
     def __init__(self, pids: list[int], url: str, script: Path) -> None:
         self.pids, self.url, self.script = pids, url, script
 
-    def pause(self) -> None:
-        for pid in self.pids:
-            os.kill(pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        for pid in self.pids:
-            os.kill(pid, signal.SIGCONT)
-
     def load(self, seconds: int, connections: int, mode: str, into: Totals | None) -> None:
         """Drive this target with wrk for ``seconds``; add what it answered to ``into``."""
-        self.resume()
-        try:
+        with server.awake(*self.pids):
             cpu_before, preempted_before = _cpu_seconds(self.pids), _preempted(self.pids)
             out = subprocess.run(
                 ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(self.script), self.url],
@@ -153,8 +144,6 @@ class Target:
             ).stdout  # fmt: skip
             cpu = _cpu_seconds(self.pids) - cpu_before
             preempted = _preempted(self.pids) - preempted_before
-        finally:
-            self.pause()
         if "Non-2xx" in out or "Socket errors" in out:
             raise SystemExit(f"errors during the run:\n{out}")
         total = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
@@ -240,8 +229,7 @@ def one_run(seconds: int, slice_s: int, connections: int) -> dict[tuple[str, str
             "1": start_appusers(1, tmp, stack), "2": start_appusers(2, tmp, stack),
             "bare1": start_bare(1, tmp, stack), "bare2": start_bare(2, tmp, stack),
         }  # fmt: skip
-        for t in targets.values():
-            t.pause()
+        server.pause(*(pid for t in targets.values() for pid in t.pids))
         for t in targets.values():
             t.load(1, connections, "default", None)
         totals = {(mode, name): Totals() for mode in MODES for name in NAMES}

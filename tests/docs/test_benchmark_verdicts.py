@@ -91,7 +91,7 @@ def test_server_pairs_alternate_one_second_slices_and_sum_them(
 
     monkeypatch.setattr(server, "_run_load", fake_load)
     awake: list[int] = []
-    monkeypatch.setattr(server, "_awake", lambda pid: contextlib.nullcontext(awake.append(pid)))
+    monkeypatch.setattr(server, "awake", lambda pid: contextlib.nullcontext(awake.append(pid)))
     targets = [(1, "one", ("POST", "/p", "{}", []), 1), (100, "many", ("POST", "/p", "{}", []), 2)]
     paired = server._paired("wrk", targets, argparse.Namespace(duration=5), None, slices=4)
     assert order == ["one", "many", "many", "one", "one", "many", "many", "one"]
@@ -171,3 +171,19 @@ def test_server_vs_1_user_is_judged_over_every_runs_pairs_with_each_run_beside_i
     written.clear()
     server.write_docs(_server_results(server, [steady, steady, steady]))
     assert "single runs 0.95), ≥ 0.9: met;" in _line(written, "100,000")  # no "but"
+
+
+def test_server_a_p99_miss_names_the_bare_handlers_tail_in_the_same_run(scripts: Any) -> None:
+    server, _, written = scripts
+    steady = [(1000.0, 990.0)] * 4
+    results = _server_results(server, [steady, steady, steady])
+    slow = next(r for r in results["rows"] if r["users"] == 100_000 and r["run"] == 2)
+    slow["appusers"] = {**slow["appusers"], "p50_ms": 48.5, "p99_ms": 99.1}
+    slow["bare"] = {**slow["bare"], "p50_ms": 21.6, "p99_ms": 48.4}
+    server.write_docs(results)
+    many = _line(written, "100,000")
+    missed = "p99 ≤ 2\u00d7 p50: **missed** in 1 of 3 (2.04\u00d7; the bare handler in that run 2.24\u00d7)"
+    assert missed in many
+    # The column: appusers' p99 / p50 over the runs, the bare handler's in brackets.
+    assert "| 1.50 \u2013 2.04 (1.50 \u2013 2.24) |" in many
+    assert "p99 ≤ 2\u00d7 p50: met in 3 of 3" in _line(written, "1")
