@@ -3,9 +3,9 @@
 Each run starts two real servers (``python -m appusers.server``, a fresh data directory each),
 one with ``--workers 1`` and one with ``--workers 2``, logs in anonymously on each and drives
 ``POST functions/call`` (``sum``) with wrk, 1 thread x 64 connections on loopback; the load
-generator runs on the same cores as the server. The machine's speed drifts by 10-20 % over
-seconds (a shared VM: the same server's CPU per request moves that much from one 10 s run to the
-next), so the two configurations are not measured one after the other: each run cuts
+generator runs on the same cores as the server. Each vCPU's speed varies by 15-25 % from one
+second to the next, independently of the other (see benchmarks/server.py), so the two
+configurations are not measured one after the other: each run cuts
 ``--seconds`` per configuration into ``--slice``-second slices and alternates them
 (1, 2, 2, 1, 1, 2, ...), and the ratio is the requests of all slices of 2 workers over those of
 1 worker. While one server is under load, the other is paused (SIGSTOP): an idle server's
