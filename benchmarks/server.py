@@ -580,8 +580,6 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows = [r for r in results["rows"] if r["users"] == s["users"] and r["workload"] == s["workload"]]
         # Each run's own pair (this size and the 1-user server, measured back to back).
         s["vs_1_user_runs"] = [r.get("vs_1_user") for r in rows]
-        s["vs_1_user"] = _median(s["vs_1_user_runs"])
-        s["cpu_vs_1_user"] = _median([r.get("cpu_vs_1_user") for r in rows])
         if s["users"] > 1:
             s["vs_1_user_pooled"] = pooled_vs_1_user([p for r in rows for p in r.get("vs_1_user_slices", [])])
     return out
@@ -641,11 +639,13 @@ def _p99_verdicts(results: dict[str, Any]) -> dict[tuple[int, str], list[tuple[f
     figure shows the machine's tail: a slow second on a vCPU lifts every latency in it."""
     out: dict[tuple[int, str], list[tuple[float, float]]] = {}
     for r in results["rows"]:
-        a, b = r["appusers"], r["bare"]
-        out.setdefault((r["users"], r["workload"]), []).append(
-            (a["p99_ms"] / a["p50_ms"], b["p99_ms"] / b["p50_ms"] if b["p50_ms"] else 0.0)
-        )
+        out.setdefault((r["users"], r["workload"]), []).append((_tail(r["appusers"]), _tail(r["bare"])))
     return out
+
+
+def _tail(measured: dict[str, Any]) -> float:
+    """p99 / p50 of one contiguous run; infinite when nothing was answered (p50 0), a miss."""
+    return measured["p99_ms"] / measured["p50_ms"] if measured["p50_ms"] else math.inf
 
 
 def write_docs(results: dict[str, Any]) -> None:
